@@ -1,0 +1,521 @@
+package userservice
+
+import (
+	"encoding/json"
+	"strings"
+)
+
+// Apply applies cmd to the committed state s (nil when the user does not exist yet)
+// and returns the outcome. It never changes s. On error nothing changed; the error is
+// an *Error whose code says why (validation, not found, conflict, version mismatch).
+//
+// Apply holds every business rule of CONTRACT.md's "Details": completion is
+// permanent, re-enrolling a dropped course reactivates it, deleting an already deleted
+// user publishes nothing, and so on.
+func Apply(s *State, cmd Command, meta Meta) (*Outcome, error) {
+	if reg, ok := cmd.(Register); ok {
+		if s != nil {
+			return nil, Errorf(ECodeConflict, "User already exists")
+		}
+		return finish(register(reg, meta))
+	}
+	if s == nil {
+		return nil, ErrUserNotFound
+	}
+	if meta.IfMatch != nil && *meta.IfMatch != s.User.Version {
+		return nil, ErrVersionMismatch
+	}
+	c := change{base: s, next: s.clone(), meta: meta}
+	var err error
+	switch cmd := cmd.(type) {
+	case EditProfile:
+		err = c.editProfile(cmd)
+	case ChangeRole:
+		err = c.changeRole(cmd)
+	case ChangeStatus:
+		err = c.changeStatus(cmd)
+	case SoftDelete:
+		err = c.softDelete()
+	case Enroll:
+		err = c.enroll(cmd)
+	case EditEnrollment:
+		err = c.editEnrollment(cmd)
+	case SetProgress:
+		err = c.setProgress(cmd.CourseID, cmd.Input.Progress, cmd.Input.TimeSpentSeconds)
+	case Unenroll:
+		err = c.unenroll(cmd)
+	case SetPreferences:
+		err = c.setPreferences(cmd)
+	case RemovePreference:
+		err = c.removePreference(cmd)
+	case RemoveCategory:
+		err = c.removeCategory(cmd)
+	case RecordLogin:
+		c.recordLogin(cmd)
+	case RecordLogout:
+		c.recordLogout(cmd)
+	case RecordPasswordChange:
+		c.recordPasswordChange(cmd)
+	default:
+		return nil, Errorf(ECodeInternal, "unknown command %T", cmd)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return finish(&c)
+}
+
+// change accumulates the effects of one command on a copy of the state.
+type change struct {
+	base    *State // nil for Register
+	next    *State
+	meta    Meta
+	m       Mutation
+	dirty   bool // something must be committed
+	// ownEnrollments and ownPreferences say next holds its own copy of that map
+	// (copy on write: the base's maps are shared with readers).
+	ownEnrollments, ownPreferences bool
+	result  any
+	created bool
+}
+
+func finish(c *change) (*Outcome, error) {
+	if !c.dirty {
+		if c.base != nil {
+			c.next = c.base
+		}
+		return &Outcome{State: c.next, Result: c.result, Created: c.created}, nil
+	}
+	m := &c.m
+	m.UserID = c.next.User.ID
+	if c.base != nil {
+		m.BaseVersion = c.base.User.Version
+	}
+	c.next.User.Version = m.BaseVersion + 1
+	m.User = c.next.User
+	m.ProcessedMessageID = c.meta.MessageID
+	for i := range m.Events {
+		m.Events[i].Metadata["userVersion"] = c.next.User.Version
+	}
+	o := &Outcome{State: c.next, Mutation: m, Result: c.result, Created: c.created}
+	if c.meta.Idempotency != nil {
+		if u, ok := o.Result.(User); ok { // the answer shows the committed version
+			u.Version = c.next.User.Version
+			o.Result = u
+		}
+		status, body := c.meta.Idempotency.Render(o)
+		m.Idempotency = &IdempotencyRecord{
+			CallerID: c.meta.Idempotency.CallerID, Key: c.meta.Idempotency.Key,
+			RequestHash: c.meta.Idempotency.RequestHash, Status: status, Body: body, CreatedAt: c.meta.Now,
+		}
+	}
+	if u, ok := o.Result.(User); ok {
+		u.Version = c.next.User.Version
+		o.Result = u
+	}
+	return o, nil
+}
+
+func (c *change) ownEnrollmentMap() {
+	if !c.ownEnrollments {
+		c.next.writableEnrollments()
+		c.ownEnrollments = true
+	}
+}
+
+func (c *change) ownPreferenceMap() {
+	if !c.ownPreferences {
+		c.next.writablePreferences()
+		c.ownPreferences = true
+	}
+}
+
+func (c *change) event(typ string, data map[string]any) {
+	md := map[string]any{}
+	if c.meta.ActorID != nil {
+		md["actorId"] = *c.meta.ActorID
+	}
+	c.m.Events = append(c.m.Events, Event{
+		ID: NewID(), Type: typ, Source: EventSourceUserService, Data: data,
+		Timestamp: c.meta.Now, CorrelationID: c.meta.CorrelationID, Metadata: md,
+	})
+	c.dirty = true
+}
+
+func (c *change) audit(action string, before, after map[string]any) {
+	c.m.Audit = append(c.m.Audit, AuditRecord{
+		ID: NewID(), UserID: c.next.User.ID, ActorID: c.meta.ActorID, Action: action,
+		Before: before, After: after, CorrelationID: c.meta.CorrelationID, CreatedAt: c.meta.Now,
+	})
+	c.dirty = true
+}
+
+func profileOf(u *User) map[string]any {
+	return map[string]any{
+		"firstName": u.FirstName, "lastName": u.LastName,
+		"displayName": u.DisplayName, "avatarUrl": u.AvatarURL,
+	}
+}
+
+func register(cmd Register, meta Meta) *change {
+	in, now := cmd.Input, meta.Now
+	u := User{
+		ID: cmd.ID, AuthID: in.AuthID, Email: in.Email,
+		Username: in.Username, FirstName: strings.TrimSpace(in.FirstName), LastName: strings.TrimSpace(in.LastName),
+		DisplayName: in.DisplayName, AvatarURL: in.AvatarURL, Bio: in.Bio, Phone: in.Phone,
+		Timezone: "UTC", Language: "en", Role: RoleStudent, Status: StatusActive,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	if in.Timezone != nil {
+		u.Timezone = *in.Timezone
+	}
+	if in.Language != nil {
+		u.Language = *in.Language
+	}
+	if in.Role != nil {
+		u.Role = *in.Role
+	}
+	u.ProfileCompleted = profileComplete(&u)
+	s := &State{User: u, Enrollments: map[string]Enrollment{}, Preferences: make(map[PrefKey]Preference, len(DefaultPreferences))}
+	c := &change{next: s, meta: meta, created: true, ownEnrollments: true, ownPreferences: true}
+	c.m.Create = true
+	for _, d := range DefaultPreferences {
+		p := Preference{
+			ID: NewID(), UserID: u.ID, Category: d.Category, Key: d.Key,
+			Value: json.RawMessage(d.Value), CreatedAt: now, UpdatedAt: now,
+		}
+		s.Preferences[PrefKey{d.Category, d.Key}] = p
+		c.m.PreferenceUpserts = append(c.m.PreferenceUpserts, p)
+	}
+	c.event(EventUserCreated, map[string]any{
+		"userId": u.ID, "authId": u.AuthID, "email": u.Email, "role": u.Role, "profile": profileOf(&u),
+	})
+	c.result = u
+	return c
+}
+
+func (c *change) editProfile(cmd EditProfile) error {
+	in, u := cmd.Input, &c.next.User
+	setOpt := func(dst **string, o Optional[string]) {
+		if !o.Set {
+			return
+		}
+		if o.Null {
+			*dst = nil
+			return
+		}
+		v := o.Value
+		*dst = &v
+	}
+	setOpt(&u.Username, in.Username)
+	setOpt(&u.DisplayName, in.DisplayName)
+	setOpt(&u.AvatarURL, in.AvatarURL)
+	setOpt(&u.Bio, in.Bio)
+	setOpt(&u.Phone, in.Phone)
+	if in.FirstName.Set {
+		u.FirstName = strings.TrimSpace(in.FirstName.Value)
+	}
+	if in.LastName.Set {
+		u.LastName = strings.TrimSpace(in.LastName.Value)
+	}
+	if in.Timezone.Set {
+		u.Timezone = in.Timezone.Value
+	}
+	if in.Language.Set {
+		u.Language = in.Language.Value
+	}
+	// Completion only ever turns on, as in the spec's updateUser.
+	if !u.ProfileCompleted && profileComplete(u) {
+		u.ProfileCompleted = true
+	}
+	u.UpdatedAt = c.meta.Now
+	c.event(EventUserUpdated, map[string]any{"userId": u.ID, "changes": in.changes(), "profile": profileOf(u)})
+	c.result = *u
+	return nil
+}
+
+func (c *change) changeRole(cmd ChangeRole) error {
+	if !cmd.Role.Valid() {
+		return ValidationError([]FieldError{{Field: "role", Message: "must be one of admin, instructor, student"}})
+	}
+	u := &c.next.User
+	c.result = *u
+	if u.Role == cmd.Role {
+		return nil
+	}
+	old := u.Role
+	u.Role, u.UpdatedAt = cmd.Role, c.meta.Now
+	c.event(EventRoleChanged, map[string]any{"userId": u.ID, "oldRole": old, "newRole": u.Role, "changedBy": c.meta.ActorID})
+	c.audit(AuditRoleChanged, map[string]any{"role": old}, map[string]any{"role": u.Role})
+	c.result = *u
+	return nil
+}
+
+func (c *change) changeStatus(cmd ChangeStatus) error {
+	if !cmd.Status.Valid() {
+		return ValidationError([]FieldError{{Field: "status", Message: "must be one of active, inactive, suspended, deleted"}})
+	}
+	u := &c.next.User
+	c.result = *u
+	if u.Status == cmd.Status {
+		return nil
+	}
+	old := u.Status
+	u.Status, u.UpdatedAt = cmd.Status, c.meta.Now
+	c.event(EventStatusChanged, map[string]any{"userId": u.ID, "oldStatus": old, "newStatus": u.Status, "changedBy": c.meta.ActorID})
+	c.audit(AuditStatusChanged, map[string]any{"status": old}, map[string]any{"status": u.Status})
+	c.result = *u
+	return nil
+}
+
+func (c *change) softDelete() error {
+	u := &c.next.User
+	c.result = map[string]any{"deleted": true}
+	if u.Status == StatusDeleted {
+		return nil // already deleted: 200, nothing published
+	}
+	old := u.Status
+	u.Status, u.UpdatedAt = StatusDeleted, c.meta.Now
+	c.event(EventUserDeleted, map[string]any{"userId": u.ID, "authId": u.AuthID, "deletedBy": c.meta.ActorID})
+	c.audit(AuditUserDeleted, map[string]any{"status": old}, map[string]any{"status": StatusDeleted})
+	return nil
+}
+
+func enrollmentEventData(e *Enrollment) map[string]any {
+	return map[string]any{
+		"userId": e.UserID, "enrollmentId": e.ID, "courseId": e.CourseID,
+		"enrollmentStatus": e.EnrollmentStatus, "progress": e.Progress,
+	}
+}
+
+func (c *change) putEnrollment(e Enrollment) {
+	c.ownEnrollmentMap()
+	c.next.Enrollments[e.CourseID] = e
+	c.m.EnrollmentUpserts = append(c.m.EnrollmentUpserts, e)
+	c.dirty = true
+	c.result = e
+}
+
+func (c *change) enroll(cmd Enroll) error {
+	now := c.meta.Now
+	e, ok := c.base.Enrollments[cmd.CourseID]
+	switch {
+	case !ok:
+		e = Enrollment{
+			ID: NewID(), UserID: c.next.User.ID, CourseID: cmd.CourseID, EnrollmentStatus: EnrollmentActive,
+			EnrolledAt: now, CreatedAt: now, UpdatedAt: now,
+		}
+		c.created = true
+	case e.EnrollmentStatus == EnrollmentDropped:
+		e.EnrollmentStatus, e.UpdatedAt = EnrollmentActive, now
+	default:
+		return Errorf(ECodeAlreadyEnrolled, "User is already enrolled in this course")
+	}
+	c.putEnrollment(e)
+	d := enrollmentEventData(&e)
+	d["enrolledAt"], d["reactivated"] = e.EnrolledAt, !c.created
+	c.event(EventEnrolled, d)
+	return nil
+}
+
+func (c *change) editEnrollment(cmd EditEnrollment) error {
+	e, ok := c.base.Enrollments[cmd.CourseID]
+	if !ok {
+		return ErrEnrollmentNotFound
+	}
+	if st := cmd.Input.EnrollmentStatus; st != nil && *st != e.EnrollmentStatus {
+		now := c.meta.Now
+		old := e.EnrollmentStatus
+		if e.CompletedAt != nil {
+			return Errorf(ECodeConflict, "A completed enrollment cannot change status")
+		}
+		e.EnrollmentStatus, e.UpdatedAt = *st, now
+		switch *st {
+		case EnrollmentCompleted:
+			prev := e.Progress
+			e.Progress, e.CompletedAt, e.LastAccessedAt = 100, &now, &now
+			c.putEnrollment(e)
+			d := enrollmentEventData(&e)
+			d["previousProgress"], d["timeSpentSeconds"] = prev, e.TimeSpentSeconds
+			c.event(EventProgressUpdated, d)
+			c.completed(&e)
+		case EnrollmentActive:
+			c.putEnrollment(e)
+			d := enrollmentEventData(&e)
+			d["enrolledAt"], d["reactivated"], d["previousStatus"] = e.EnrolledAt, true, old
+			c.event(EventEnrolled, d)
+		default: // dropped, suspended
+			c.putEnrollment(e)
+			d := enrollmentEventData(&e)
+			d["previousStatus"] = old
+			c.event(EventUnenrolled, d)
+		}
+	}
+	if cmd.Input.Progress != nil {
+		return c.setProgress(cmd.CourseID, cmd.Input.Progress, cmd.Input.TimeSpentSeconds)
+	}
+	if c.result == nil {
+		c.result = e // status unchanged and no progress: nothing to do
+	}
+	return nil
+}
+
+func (c *change) setProgress(courseID string, progress *float64, spent *int64) error {
+	e, ok := c.next.Enrollments[courseID]
+	if !ok {
+		return ErrEnrollmentNotFound
+	}
+	if e.EnrollmentStatus == EnrollmentDropped || e.EnrollmentStatus == EnrollmentSuspended {
+		return Errorf(ECodeConflict, "Enrollment is %s; re-enroll before recording progress", e.EnrollmentStatus)
+	}
+	now := c.meta.Now
+	prev := e.Progress
+	e.Progress, e.LastAccessedAt, e.UpdatedAt = *progress, &now, now
+	if spent != nil {
+		e.TimeSpentSeconds += *spent
+	}
+	completing := e.Progress >= 100 && e.CompletedAt == nil
+	if completing { // completion is permanent and happens once per enrollment, ever
+		e.EnrollmentStatus, e.CompletedAt = EnrollmentCompleted, &now
+	}
+	c.putEnrollment(e)
+	d := enrollmentEventData(&e)
+	d["previousProgress"], d["timeSpentSeconds"] = prev, e.TimeSpentSeconds
+	c.event(EventProgressUpdated, d)
+	if completing {
+		c.completed(&e)
+	}
+	return nil
+}
+
+func (c *change) completed(e *Enrollment) {
+	c.event(EventCourseCompleted, map[string]any{
+		"userId": e.UserID, "enrollmentId": e.ID, "courseId": e.CourseID, "completedAt": e.CompletedAt,
+	})
+}
+
+func (c *change) unenroll(cmd Unenroll) error {
+	e, ok := c.base.Enrollments[cmd.CourseID]
+	if !ok {
+		return ErrEnrollmentNotFound
+	}
+	c.ownEnrollmentMap()
+	delete(c.next.Enrollments, cmd.CourseID)
+	c.m.EnrollmentDeletes = append(c.m.EnrollmentDeletes, cmd.CourseID)
+	d := enrollmentEventData(&e)
+	d["deleted"] = true
+	c.event(EventUnenrolled, d)
+	c.result = map[string]any{"deleted": true}
+	return nil
+}
+
+func (c *change) setPreferences(cmd SetPreferences) error {
+	now := c.meta.Now
+	c.ownPreferenceMap()
+	// Later items win over earlier ones with the same key.
+	seen := make(map[PrefKey]int, len(cmd.Input.Preferences))
+	var out []Preference
+	for _, in := range cmd.Input.Preferences {
+		cat := cmd.Category
+		if in.Category != nil {
+			cat = *in.Category
+		}
+		k := PrefKey{cat, in.Key}
+		p, exists := c.next.Preferences[k]
+		if !exists {
+			p = Preference{ID: NewID(), UserID: c.next.User.ID, Category: cat, Key: in.Key, CreatedAt: now}
+		}
+		p.Value, p.UpdatedAt = in.Value, now
+		c.next.Preferences[k] = p
+		if i, dup := seen[k]; dup {
+			out[i] = p
+			continue
+		}
+		seen[k] = len(out)
+		out = append(out, p)
+	}
+	c.m.PreferenceUpserts = out
+	c.dirty = true
+	c.result = out
+	return nil
+}
+
+func (c *change) removePreference(cmd RemovePreference) error {
+	k := PrefKey{cmd.Category, cmd.Key}
+	if _, ok := c.base.Preferences[k]; !ok {
+		return ErrPreferenceNotFound
+	}
+	c.ownPreferenceMap()
+	delete(c.next.Preferences, k)
+	c.m.PreferenceDeletes = append(c.m.PreferenceDeletes, k)
+	c.dirty = true
+	c.result = map[string]any{"deleted": true}
+	return nil
+}
+
+func (c *change) removeCategory(cmd RemoveCategory) error {
+	c.ownPreferenceMap()
+	n := 0
+	for k := range c.base.Preferences {
+		if k.Category == cmd.Category {
+			delete(c.next.Preferences, k)
+			c.m.PreferenceDeletes = append(c.m.PreferenceDeletes, k)
+			n++
+		}
+	}
+	if n == 0 {
+		return ErrPreferenceNotFound
+	}
+	c.dirty = true
+	c.result = map[string]any{"deleted": true, "count": n}
+	return nil
+}
+
+func (c *change) recordLogin(cmd RecordLogin) {
+	u := &c.next.User
+	at := cmd.At
+	u.LoginCount++
+	if u.LastLoginAt == nil || at.After(u.LastLoginAt.Time) {
+		u.LastLoginAt = &at
+	}
+	if u.LastActiveAt == nil || at.After(u.LastActiveAt.Time) {
+		u.LastActiveAt = &at
+	}
+	s := Session{ID: NewID(), SessionID: cmd.SessionID, IPAddress: cmd.IPAddress, UserAgent: cmd.UserAgent, StartedAt: at, Active: true}
+	sessions := make([]Session, 0, len(c.base.Sessions)+1)
+	for _, old := range c.base.Sessions {
+		if old.SessionID == cmd.SessionID { // a session id seen again restarts it
+			s.ID = old.ID
+			continue
+		}
+		sessions = append(sessions, old)
+	}
+	sessions = append(sessions, s)
+	if len(sessions) > MaxSessionsKept {
+		sessions = sessions[len(sessions)-MaxSessionsKept:]
+	}
+	c.next.Sessions = sessions
+	c.m.SessionUpserts = append(c.m.SessionUpserts, s)
+	c.dirty = true
+	c.result = s
+}
+
+func (c *change) recordLogout(cmd RecordLogout) {
+	sessions := make([]Session, len(c.base.Sessions))
+	copy(sessions, c.base.Sessions)
+	for i := range sessions {
+		s := &sessions[i]
+		if !s.Active || (cmd.SessionID != "" && s.SessionID != cmd.SessionID) {
+			continue
+		}
+		at := cmd.At
+		s.Active, s.EndedAt = false, &at
+		c.m.SessionUpserts = append(c.m.SessionUpserts, *s)
+		c.dirty = true
+	}
+	c.next.Sessions = sessions
+}
+
+func (c *change) recordPasswordChange(cmd RecordPasswordChange) {
+	c.audit(AuditPasswordChanged, nil, map[string]any{"changedAt": cmd.At})
+}

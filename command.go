@@ -1,0 +1,126 @@
+package userservice
+
+// Command is a change requested of one user. Every command is applied by that
+// user's actor through [Apply], one at a time.
+type Command interface{ command() }
+
+// Register creates the user (POST /users, auth.user.registered).
+type Register struct {
+	ID    string // the new user's id, chosen by the caller of the actor
+	Input CreateUser
+}
+
+// EditProfile applies an UpdateUser (PUT /users/{id}).
+type EditProfile struct{ Input UpdateUser }
+
+// ChangeRole sets the user's role (PUT /users/{id}/role, bulk role).
+type ChangeRole struct{ Role Role }
+
+// ChangeStatus sets the user's status (PUT /users/{id}/status).
+type ChangeStatus struct{ Status Status }
+
+// SoftDelete marks the user deleted (DELETE /users/{id}).
+type SoftDelete struct{}
+
+// Enroll enrolls the user in a course, or reactivates a dropped enrollment.
+type Enroll struct{ CourseID string }
+
+// EditEnrollment changes an enrollment's status and/or progress.
+type EditEnrollment struct {
+	CourseID string
+	Input    UpdateEnrollment
+}
+
+// SetProgress records progress in a course.
+type SetProgress struct {
+	CourseID string
+	Input    UpdateProgress
+}
+
+// Unenroll removes an enrollment.
+type Unenroll struct{ CourseID string }
+
+// SetPreferences upserts preferences, all or nothing. Category is the one named in
+// the path, or "" for the all-categories route.
+type SetPreferences struct {
+	Category string
+	Input    UpsertPreferences
+}
+
+// RemovePreference deletes one preference.
+type RemovePreference struct{ Category, Key string }
+
+// RemoveCategory deletes every preference of a category.
+type RemoveCategory struct{ Category string }
+
+// RecordLogin applies auth.user.login: login count, last login, a session.
+type RecordLogin struct {
+	SessionID string
+	IPAddress *string
+	UserAgent *string
+	At        Time
+}
+
+// RecordLogout applies auth.user.logout: ends the session, or every open one when
+// SessionID is "".
+type RecordLogout struct {
+	SessionID string
+	At        Time
+}
+
+// RecordPasswordChange applies auth.user.password_changed: an audit record.
+type RecordPasswordChange struct{ At Time }
+
+func (Register) command()             {}
+func (EditProfile) command()          {}
+func (ChangeRole) command()           {}
+func (ChangeStatus) command()         {}
+func (SoftDelete) command()           {}
+func (Enroll) command()               {}
+func (EditEnrollment) command()       {}
+func (SetProgress) command()          {}
+func (Unenroll) command()             {}
+func (SetPreferences) command()       {}
+func (RemovePreference) command()     {}
+func (RemoveCategory) command()       {}
+func (RecordLogin) command()          {}
+func (RecordLogout) command()         {}
+func (RecordPasswordChange) command() {}
+
+// Meta is what every command carries besides its own fields.
+type Meta struct {
+	// ActorID is the profile id of whoever asked (nil for system events).
+	ActorID *string
+	// CorrelationID is copied into every event and audit record.
+	CorrelationID string
+	// IfMatch, when set, must equal the current version (else [ErrVersionMismatch]).
+	IfMatch *int64
+	// MessageID is the consumed message being applied, recorded for exactly-once.
+	MessageID string
+	// Idempotency, when set, asks for the rendered answer to be stored with the change.
+	Idempotency *IdempotencyRequest
+	// Now is the time of the change.
+	Now Time
+}
+
+// IdempotencyRequest carries an Idempotency-Key into the actor. Render turns the
+// command's result into the exact answer to store and replay; it runs in the actor
+// before the commit, so the stored answer commits with the change.
+type IdempotencyRequest struct {
+	CallerID    string
+	Key         string
+	RequestHash string
+	Render      func(o *Outcome) (status int, body []byte)
+}
+
+// Outcome is what [Apply] returns for an accepted command.
+type Outcome struct {
+	// State is the state after the command (the same pointer when nothing changed).
+	State *State
+	// Mutation is what to commit before replying, or nil when nothing changed.
+	Mutation *Mutation
+	// Result is the command's answer: a User, an Enrollment, []Preference, or nil.
+	Result any
+	// Created is true when the command created something (201).
+	Created bool
+}

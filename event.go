@@ -1,0 +1,56 @@
+package userservice
+
+// Event types published by this service. The routing key is the type itself.
+const (
+	EventUserCreated       = "user.created"
+	EventUserUpdated       = "user.updated"
+	EventUserDeleted       = "user.deleted"
+	EventRoleChanged       = "user.role_changed"
+	EventStatusChanged     = "user.status_changed"
+	EventEnrolled          = "user.enrolled"
+	EventUnenrolled        = "user.unenrolled"
+	EventProgressUpdated   = "user.progress_updated"
+	EventCourseCompleted   = "user.course_completed"
+	EventSourceUserService = "user-service"
+)
+
+// Event types consumed from the Auth Service.
+const (
+	AuthUserRegistered      = "auth.user.registered"
+	AuthUserLogin           = "auth.user.login"
+	AuthUserLogout          = "auth.user.logout"
+	AuthUserPasswordChanged = "auth.user.password_changed"
+)
+
+// Event is the envelope published to RabbitMQ (CONTRACT.md, Events). Metadata is
+// always an object.
+type Event struct {
+	ID            string         `json:"id"`
+	Type          string         `json:"type"`
+	Source        string         `json:"source"`
+	Data          any            `json:"data"`
+	Timestamp     Time           `json:"timestamp"`
+	CorrelationID string         `json:"correlationId"`
+	Metadata      map[string]any `json:"metadata"`
+}
+
+// AuditRecord is one row of the audit log, stored in the same transaction as the
+// change it describes. Before and After are already masked.
+type AuditRecord struct {
+	ID            string         `json:"id"`
+	UserID        string         `json:"userId"`
+	ActorID       *string        `json:"actorId"`
+	Action        string         `json:"action"`
+	Before        map[string]any `json:"before"`
+	After         map[string]any `json:"after"`
+	CorrelationID string         `json:"correlationId"`
+	CreatedAt     Time           `json:"createdAt"`
+}
+
+// Audit actions.
+const (
+	AuditRoleChanged     = "user.role_changed"
+	AuditStatusChanged   = "user.status_changed"
+	AuditUserDeleted     = "user.deleted"
+	AuditPasswordChanged = "auth.password_changed"
+)

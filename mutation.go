@@ -1,0 +1,41 @@
+package userservice
+
+// Mutation is everything one command changes, as rows for the writer to commit in
+// one transaction: the user row (always: every mutation advances the version), the
+// rows beside it, the events for the outbox, audit records, the consumed message id
+// and the idempotency record. The writer fences on BaseVersion: a stored version
+// other than BaseVersion means another writer got there first, and nothing is
+// written ([ErrStaleVersion]).
+type Mutation struct {
+	UserID      string
+	BaseVersion int64 // 0 when Create
+	Create      bool
+	User        User // the full row after the change; User.Version = BaseVersion+1
+
+	EnrollmentUpserts []Enrollment
+	EnrollmentDeletes []string // course ids
+	PreferenceUpserts []Preference
+	PreferenceDeletes []PrefKey
+	SessionUpserts    []Session // inserted or updated by (user, sessionId)
+
+	Events []Event
+	Audit  []AuditRecord
+
+	// ProcessedMessageID is the id of the consumed message this mutation applies, or
+	// "". Recording it in the same transaction makes redelivery a no-op
+	// ([ErrDuplicateMessage]).
+	ProcessedMessageID string
+	// Idempotency, when set, is stored with the change so that a retry with the
+	// same key replays the first answer ([ErrIdempotencyKeyTaken] if taken).
+	Idempotency *IdempotencyRecord
+}
+
+// IdempotencyRecord is the stored first answer of a POST with an Idempotency-Key.
+type IdempotencyRecord struct {
+	CallerID    string
+	Key         string
+	RequestHash string // hex SHA-256 of method, path and body
+	Status      int
+	Body        []byte // the response body as first sent
+	CreatedAt   Time
+}

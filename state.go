@@ -1,0 +1,153 @@
+package userservice
+
+import (
+	"encoding/json"
+	"sort"
+)
+
+// State is everything the service keeps hot about one user: the aggregate a user
+// actor owns. A published State is immutable: [Apply] builds a new one (sharing the
+// maps it does not change), so a reader may hold a *State without locks or copies.
+type State struct {
+	User        User
+	Enrollments map[string]Enrollment // by course id
+	Preferences map[PrefKey]Preference
+	Sessions    []Session // oldest first, the newest MaxSessionsKept
+}
+
+// clone returns a shallow copy: the maps and slices are shared until a writer
+// replaces them (copy on write).
+func (s *State) clone() *State {
+	c := *s
+	return &c
+}
+
+func (s *State) writableEnrollments() {
+	m := make(map[string]Enrollment, len(s.Enrollments)+1)
+	for k, v := range s.Enrollments {
+		m[k] = v
+	}
+	s.Enrollments = m
+}
+
+func (s *State) writablePreferences() {
+	m := make(map[PrefKey]Preference, len(s.Preferences)+4)
+	for k, v := range s.Preferences {
+		m[k] = v
+	}
+	s.Preferences = m
+}
+
+// SortedEnrollments returns the enrollments, newest enrollment first, optionally only
+// those with the given status.
+func (s *State) SortedEnrollments(status EnrollmentStatus) []Enrollment {
+	out := make([]Enrollment, 0, len(s.Enrollments))
+	for _, e := range s.Enrollments {
+		if status == "" || e.EnrollmentStatus == status {
+			out = append(out, e)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].EnrolledAt.Equal(out[j].EnrolledAt.Time) {
+			return out[i].EnrolledAt.After(out[j].EnrolledAt.Time)
+		}
+		return out[i].ID > out[j].ID
+	})
+	return out
+}
+
+// SortedPreferences returns the preferences ordered by category (in [Categories]
+// order) then key, optionally only one category.
+func (s *State) SortedPreferences(category string) []Preference {
+	out := make([]Preference, 0, len(s.Preferences))
+	for k, p := range s.Preferences {
+		if category == "" || k.Category == category {
+			out = append(out, p)
+		}
+	}
+	rank := func(c string) int {
+		for i, x := range Categories {
+			if x == c {
+				return i
+			}
+		}
+		return len(Categories)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		ri, rj := rank(out[i].Category), rank(out[j].Category)
+		if ri != rj {
+			return ri < rj
+		}
+		return out[i].Key < out[j].Key
+	})
+	return out
+}
+
+// PreferencesObject returns {category: {key: value}} for ?format=object, optionally
+// for one category.
+func (s *State) PreferencesObject(category string) map[string]map[string]json.RawMessage {
+	out := map[string]map[string]json.RawMessage{}
+	for k, p := range s.Preferences {
+		if category != "" && k.Category != category {
+			continue
+		}
+		m := out[k.Category]
+		if m == nil {
+			m = map[string]json.RawMessage{}
+			out[k.Category] = m
+		}
+		m[k.Key] = p.Value
+	}
+	return out
+}
+
+// EnrollmentStats counts every enrollment, dropped ones included.
+func (s *State) EnrollmentStats() EnrollmentStats {
+	var st EnrollmentStats
+	var sum float64
+	for _, e := range s.Enrollments {
+		st.TotalCourses++
+		switch e.EnrollmentStatus {
+		case EnrollmentActive:
+			st.ActiveCourses++
+		case EnrollmentCompleted:
+			st.CompletedCourses++
+		case EnrollmentDropped:
+			st.DroppedCourses++
+		}
+		sum += e.Progress
+		st.TotalTimeSpent += e.TimeSpentSeconds
+		if e.LastAccessedAt != nil && (st.LastAccessedAt == nil || e.LastAccessedAt.After(st.LastAccessedAt.Time)) {
+			at, course := *e.LastAccessedAt, e.CourseID
+			st.LastAccessedAt, st.LastAccessedCourse = &at, &course
+		}
+	}
+	if st.TotalCourses > 0 {
+		st.AverageProgress = round2(sum / float64(st.TotalCourses))
+	}
+	return st
+}
+
+// UserStats is the answer of GET /users/{id}/stats.
+func (s *State) UserStats() UserStats {
+	st := UserStats{
+		LastLoginAt:                 s.User.LastLoginAt,
+		TotalLoginCount:             s.User.LoginCount,
+		ProfileCompletionPercentage: ProfileCompletion(&s.User),
+	}
+	for _, e := range s.Enrollments {
+		st.TotalEnrollments++
+		switch e.EnrollmentStatus {
+		case EnrollmentActive:
+			st.ActiveEnrollments++
+		case EnrollmentCompleted:
+			st.CompletedEnrollments++
+		}
+		st.TotalProgress += e.Progress
+	}
+	st.TotalProgress = round2(st.TotalProgress)
+	if st.TotalEnrollments > 0 {
+		st.AverageProgress = round2(st.TotalProgress / float64(st.TotalEnrollments))
+	}
+	return st
+}

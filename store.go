@@ -1,0 +1,58 @@
+package userservice
+
+import (
+	"context"
+	"time"
+)
+
+// Users is how the edges (HTTP handlers, the event consumer) reach per-user actors.
+// Implementations are safe for concurrent use. actors.Registry is the local one; a
+// cluster mode would replace only this.
+type Users interface {
+	// Get returns the committed state of the user, from memory once the user's actor
+	// is active. When touch is non-nil the call also records activity at that time:
+	// lastActiveAt is written behind, at most once a minute per user, without waiting.
+	// Returns ErrUserNotFound for an unknown id.
+	Get(ctx context.Context, userID string, touch *Time) (*State, error)
+	// Execute applies cmd through the user's actor and returns once the change is
+	// committed in PostgreSQL (or failed, with nothing changed).
+	Execute(ctx context.Context, userID string, cmd Command, meta Meta) (*Outcome, error)
+}
+
+// StateLoader loads one user's committed state (actor activation). It returns
+// ErrUserNotFound when the user does not exist.
+type StateLoader interface {
+	LoadState(ctx context.Context, userID string) (*State, error)
+}
+
+// Committer group-commits mutations. Safe for concurrent use.
+type Committer interface {
+	// Commit queues m for the next group commit and calls done exactly once, from
+	// another goroutine, with nil once m is committed, or the error. An error that is
+	// an *Error with a 4xx code (conflict, duplicate message, stale version) means
+	// nothing of m was written; any other error means the outcome is unknown and the
+	// caller must reload the user's state.
+	Commit(m *Mutation, done func(error))
+	// TouchLastActive records lastActiveAt for the user behind the caller's back:
+	// it never blocks and never changes the version.
+	TouchLastActive(userID string, at Time)
+}
+
+// Directory answers the questions that cross users, from PostgreSQL.
+type Directory interface {
+	// UserIDByAuthID returns the id of the user with that authId, or ErrUserNotFound.
+	UserIDByAuthID(ctx context.Context, authID string) (string, error)
+	// SearchUsers runs the admin search.
+	SearchUsers(ctx context.Context, q UserSearch) ([]User, Pagination, error)
+	// AuditLog returns one page of the user's audit records, newest first, and the total.
+	AuditLog(ctx context.Context, userID string, page PageQuery) ([]AuditRecord, int, error)
+}
+
+// IdempotencyStore keeps the first answers of POSTs that carried an Idempotency-Key.
+type IdempotencyStore interface {
+	// GetIdempotency returns the stored record, or nil when there is none younger than ttl.
+	GetIdempotency(ctx context.Context, callerID, key string, ttl time.Duration) (*IdempotencyRecord, error)
+	// PutIdempotency stores rec unless the key is taken (then it returns
+	// ErrIdempotencyKeyTaken). Used for answers that changed nothing.
+	PutIdempotency(ctx context.Context, rec *IdempotencyRecord) error
+}
