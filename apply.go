@@ -67,16 +67,16 @@ func Apply(s *State, cmd Command, meta Meta) (*Outcome, error) {
 
 // change accumulates the effects of one command on a copy of the state.
 type change struct {
-	base    *State // nil for Register
-	next    *State
-	meta    Meta
-	m       Mutation
-	dirty   bool // something must be committed
+	base  *State // nil for Register
+	next  *State
+	meta  Meta
+	m     Mutation
+	dirty bool // something must be committed
 	// ownEnrollments and ownPreferences say next holds its own copy of that map
 	// (copy on write: the base's maps are shared with readers).
 	ownEnrollments, ownPreferences bool
-	result  any
-	created bool
+	result                         any
+	created                        bool
 }
 
 func finish(c *change) (*Outcome, error) {

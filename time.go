@@ -47,6 +47,11 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return err
 	}
+	// An offset can move the instant out of the four-digit years that TimeFormat
+	// (and so our own output) can express.
+	if y := v.UTC().Year(); y < 0 || y > 9999 {
+		return &time.ParseError{Layout: time.RFC3339, Value: string(b), Message: ": year outside 0000-9999 in UTC"}
+	}
 	*t = NewTime(v)
 	return nil
 }

@@ -163,9 +163,10 @@ func ValidTimezone(s string) bool {
 }
 
 // ValidLanguage reports whether s is a well-formed BCP 47 tag
-// (golang.org/x/text/language does the parsing).
+// (golang.org/x/text/language does the parsing). "en_US" is refused: the parser
+// accepts the POSIX underscore, BCP 47 does not.
 func ValidLanguage(s string) bool {
-	if s == "" || len(s) > 35 {
+	if s == "" || len(s) > 35 || strings.ContainsRune(s, '_') {
 		return false
 	}
 	_, err := language.Parse(s)

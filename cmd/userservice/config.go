@@ -1,0 +1,794 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"mime"
+	"net"
+	"net/url"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	// caarlos0/env: well kept, no dependencies, one struct with `env`/`envDefault`
+	// tags reads as the list of every variable and its default, it parses ints, bools,
+	// durations, lists and encoding.TextUnmarshaler types, it takes the environment as
+	// a map (so run's getenv feeds it, not the process), and its errors name the field,
+	// which configVars maps back to the variable.
+	"github.com/caarlos0/env/v11"
+)
+
+// Config is every setting of the service, read from the environment by [LoadConfig].
+// The names and defaults are the spec's "Configuration Management" section
+// (CONTRACT.md, Configuration); the ACTOR_*, WRITE_BATCH_*, SHUTDOWN_TIMEOUT and
+// REQUEST_TIMEOUT knobs are this rebuild's. Field names are unique across the
+// struct: a parse error names the Go field, and configVars maps it back to the
+// variable. A field tagged redact is kept out of [Config.Redacted].
+type Config struct {
+	// Server.
+	Port    int    `env:"PORT" envDefault:"3002"`
+	NodeEnv string `env:"NODE_ENV" envDefault:"development"`
+	Host    string `env:"HOST" envDefault:"0.0.0.0"`
+
+	// PostgreSQL. Use [Config.DatabaseURL], which picks DATABASE_URL or the DB_* parts.
+	DatabaseURLEnv string `env:"DATABASE_URL" envDefault:"postgresql://lms_user:lms_password@localhost:5432/lms_users" redact:"url"`
+	DBHost         string `env:"DB_HOST" envDefault:"localhost"`
+	DBPort         int    `env:"DB_PORT" envDefault:"5432"`
+	DBName         string `env:"DB_NAME" envDefault:"lms_users"`
+	DBUser         string `env:"DB_USER" envDefault:"lms_user"`
+	DBPassword     string `env:"DB_PASSWORD" envDefault:"lms_password" redact:"secret"`
+	DBSSL          bool   `env:"DB_SSL" envDefault:"false"`
+	DBPoolMin      int    `env:"DB_POOL_MIN" envDefault:"2"`
+	DBPoolMax      int    `env:"DB_POOL_MAX" envDefault:"10"`
+
+	// Redis. Use [Config.RedisURL] or [Config.RedisAddr].
+	RedisURLEnv    string `env:"REDIS_URL" envDefault:"redis://localhost:6379" redact:"url"`
+	RedisHost      string `env:"REDIS_HOST" envDefault:"localhost"`
+	RedisPort      int    `env:"REDIS_PORT" envDefault:"6379"`
+	RedisPassword  string `env:"REDIS_PASSWORD" redact:"secret"`
+	RedisDB        int    `env:"REDIS_DB" envDefault:"0"`
+	RedisKeyPrefix string `env:"REDIS_KEY_PREFIX" envDefault:"user-service:"`
+
+	// RabbitMQ. Use [Config.RabbitURL].
+	RabbitMQURLEnv   string `env:"RABBITMQ_URL" envDefault:"amqp://localhost:5672" redact:"url"`
+	RabbitMQHost     string `env:"RABBITMQ_HOST" envDefault:"localhost"`
+	RabbitMQPort     int    `env:"RABBITMQ_PORT" envDefault:"5672"`
+	RabbitMQUsername string `env:"RABBITMQ_USERNAME" envDefault:"guest"`
+	RabbitMQPassword string `env:"RABBITMQ_PASSWORD" envDefault:"guest" redact:"secret"`
+	RabbitMQVHost    string `env:"RABBITMQ_VHOST" envDefault:"/"`
+	RabbitMQExchange string `env:"RABBITMQ_EXCHANGE" envDefault:"lms.events"`
+	RabbitMQQueue    string `env:"RABBITMQ_QUEUE" envDefault:"user-service.events"`
+
+	// JWT. The default secret is the spec's placeholder: fine for development,
+	// refused in production.
+	JWTSecret           string   `env:"JWT_SECRET" envDefault:"your-super-secret-jwt-key-change-in-production" redact:"secret"`
+	JWTExpiresIn        Lifetime `env:"JWT_EXPIRES_IN" envDefault:"24h"`
+	JWTRefreshExpiresIn Lifetime `env:"JWT_REFRESH_EXPIRES_IN" envDefault:"7d"`
+
+	// External services.
+	AuthServiceURL      string `env:"AUTH_SERVICE_URL" envDefault:"http://localhost:3001" redact:"url"`
+	CourseServiceURL    string `env:"COURSE_SERVICE_URL" envDefault:"http://localhost:3003" redact:"url"`
+	AnalyticsServiceURL string `env:"ANALYTICS_SERVICE_URL" envDefault:"http://localhost:3004" redact:"url"`
+	EmailServiceURL     string `env:"EMAIL_SERVICE_URL" envDefault:"http://localhost:3005" redact:"url"`
+
+	// Rate limiting: RATE_LIMIT_MAX requests per RATE_LIMIT_WINDOW (milliseconds).
+	RateLimitMax            int    `env:"RATE_LIMIT_MAX" envDefault:"100"`
+	RateLimitWindow         Millis `env:"RATE_LIMIT_WINDOW" envDefault:"60000"`
+	RateLimitSkipSuccessful bool   `env:"RATE_LIMIT_SKIP_SUCCESSFUL" envDefault:"false"`
+
+	// CORS. Lists are comma-separated; CORS_ORIGIN may be "*".
+	CORSOrigin         []string `env:"CORS_ORIGIN" envDefault:"http://localhost:3000"`
+	CORSCredentials    bool     `env:"CORS_CREDENTIALS" envDefault:"true"`
+	CORSMethods        []string `env:"CORS_METHODS" envDefault:"GET,POST,PUT,DELETE,OPTIONS"`
+	CORSAllowedHeaders []string `env:"CORS_ALLOWED_HEADERS" envDefault:"Content-Type,Authorization,X-Requested-With"`
+
+	// Security.
+	HelmetEnabled bool `env:"HELMET_ENABLED" envDefault:"true"`
+	BcryptRounds  int  `env:"BCRYPT_ROUNDS" envDefault:"12"`
+
+	// Logging. LOG_LEVEL also takes winston's http, verbose and silly (all debug).
+	LogLevel       string `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat      string `env:"LOG_FORMAT" envDefault:"json"`
+	LogFileEnabled bool   `env:"LOG_FILE_ENABLED" envDefault:"false"`
+	LogFilePath    string `env:"LOG_FILE_PATH" envDefault:"./logs/user-service.log"`
+
+	// Cache lifetimes (seconds).
+	CacheTTLUserProfile     Seconds `env:"CACHE_TTL_USER_PROFILE" envDefault:"900"`
+	CacheTTLUserPreferences Seconds `env:"CACHE_TTL_USER_PREFERENCES" envDefault:"1800"`
+	CacheTTLUserEnrollments Seconds `env:"CACHE_TTL_USER_ENROLLMENTS" envDefault:"300"`
+	CacheTTLUserSearch      Seconds `env:"CACHE_TTL_USER_SEARCH" envDefault:"120"`
+
+	// Pagination.
+	DefaultPageSize int `env:"DEFAULT_PAGE_SIZE" envDefault:"20"`
+	MaxPageSize     int `env:"MAX_PAGE_SIZE" envDefault:"100"`
+
+	// File upload.
+	MaxFileSize      int64    `env:"MAX_FILE_SIZE" envDefault:"5242880"`
+	AllowedFileTypes []string `env:"ALLOWED_FILE_TYPES" envDefault:"image/jpeg,image/png,image/gif,image/webp"`
+
+	// Health checks (milliseconds).
+	HealthCheckTimeout  Millis `env:"HEALTH_CHECK_TIMEOUT" envDefault:"5000"`
+	HealthCheckInterval Millis `env:"HEALTH_CHECK_INTERVAL" envDefault:"30000"`
+
+	// Metrics.
+	MetricsEnabled bool   `env:"METRICS_ENABLED" envDefault:"true"`
+	MetricsPort    int    `env:"METRICS_PORT" envDefault:"9090"`
+	MetricsPath    string `env:"METRICS_PATH" envDefault:"/metrics"`
+
+	// Feature flags.
+	EnableUserRegistration          bool `env:"ENABLE_USER_REGISTRATION" envDefault:"true"`
+	EnableProfileCompletionTracking bool `env:"ENABLE_PROFILE_COMPLETION_TRACKING" envDefault:"true"`
+	EnableEnrollmentAnalytics       bool `env:"ENABLE_ENROLLMENT_ANALYTICS" envDefault:"true"`
+	EnablePreferenceCaching         bool `env:"ENABLE_PREFERENCE_CACHING" envDefault:"true"`
+	EnableSessionTracking           bool `env:"ENABLE_SESSION_TRACKING" envDefault:"true"`
+
+	// Audit.
+	AuditEnabled         bool     `env:"AUDIT_ENABLED" envDefault:"true"`
+	AuditSensitiveFields []string `env:"AUDIT_SENSITIVE_FIELDS" envDefault:"password,email,phone"`
+
+	// This rebuild's knobs (CONTRACT.md, Configuration), as Go durations ("10m", "2ms").
+	ActorIdleTimeout time.Duration `env:"ACTOR_IDLE_TIMEOUT" envDefault:"10m"`
+	ActorMaxActive   int           `env:"ACTOR_MAX_ACTIVE" envDefault:"100000"`
+	WriteBatchMax    int           `env:"WRITE_BATCH_MAX" envDefault:"256"`
+	WriteBatchWait   time.Duration `env:"WRITE_BATCH_WAIT" envDefault:"2ms"`
+	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	RequestTimeout   time.Duration `env:"REQUEST_TIMEOUT" envDefault:"10s"`
+
+	// The connection URL is built from the parts when the environment gave parts but
+	// no URL (LoadConfig decides; see DatabaseURL).
+	dbFromParts, redisFromParts, rabbitFromParts bool
+}
+
+// defaultJWTSecret is the spec's placeholder; anyone can read it, so production refuses it.
+const defaultJWTSecret = "your-super-secret-jwt-key-change-in-production"
+
+// ConfigProblem is one bad setting: the variable and what is wrong with it.
+type ConfigProblem struct {
+	Var     string
+	Message string
+}
+
+// ConfigError lists every problem of a configuration, each naming its variable.
+type ConfigError struct {
+	Problems []ConfigProblem
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString("invalid configuration: ")
+	for i, p := range e.Problems {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(p.Var)
+		b.WriteString(": ")
+		b.WriteString(p.Message)
+	}
+	return b.String()
+}
+
+// LoadConfig reads the configuration through getenv (os.Getenv in production, a map
+// in tests), applies the spec's defaults and validates it. A variable set to "" counts
+// as unset. Unknown variables are ignored. The error, a *ConfigError, lists every
+// problem, parse errors and failed checks alike, each naming its variable.
+func LoadConfig(getenv func(string) string) (Config, error) {
+	vars := configVars()
+	environment := make(map[string]string, len(vars)) // non-nil: the process env stays out
+	for _, v := range vars {
+		if s := getenv(v.name); s != "" {
+			environment[v.name] = s
+		}
+	}
+	var c Config
+	var problems []ConfigProblem
+	if err := env.ParseWithOptions(&c, env.Options{Environment: environment}); err != nil {
+		problems = parseProblems(err, vars, environment)
+	}
+	c.normalize()
+	// The spec defaults both a URL and its parts. A URL in the environment wins; parts
+	// in the environment without their URL build it; with neither, the URL's default.
+	given := func(names ...string) bool {
+		for _, n := range names {
+			if environment[n] != "" {
+				return true
+			}
+		}
+		return false
+	}
+	c.dbFromParts = !given("DATABASE_URL") && given("DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD", "DB_SSL")
+	c.redisFromParts = !given("REDIS_URL") && given("REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB")
+	c.rabbitFromParts = !given("RABBITMQ_URL") &&
+		given("RABBITMQ_HOST", "RABBITMQ_PORT", "RABBITMQ_USERNAME", "RABBITMQ_PASSWORD", "RABBITMQ_VHOST")
+
+	// A variable that did not parse holds its zero value; its range check would only
+	// repeat the parse problem.
+	bad := map[string]bool{}
+	for _, p := range problems {
+		bad[p.Var] = true
+	}
+	var ce *ConfigError
+	if err := c.Validate(); errors.As(err, &ce) {
+		for _, p := range ce.Problems {
+			if !bad[p.Var] {
+				problems = append(problems, p)
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return Config{}, &ConfigError{Problems: problems}
+	}
+	return c, nil
+}
+
+// normalize trims list items (dropping empty ones) and lower-cases the enumerations
+// that are case-insensitive.
+func (c *Config) normalize() {
+	for _, l := range []*[]string{&c.CORSOrigin, &c.CORSMethods, &c.CORSAllowedHeaders, &c.AllowedFileTypes, &c.AuditSensitiveFields} {
+		out := (*l)[:0]
+		for _, s := range *l {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		*l = out
+	}
+	for i, m := range c.CORSMethods {
+		c.CORSMethods[i] = strings.ToUpper(m)
+	}
+	c.LogLevel = strings.ToLower(strings.TrimSpace(c.LogLevel))
+	c.LogFormat = strings.ToLower(strings.TrimSpace(c.LogFormat))
+}
+
+// configVar is one tagged field of Config.
+type configVar struct {
+	field, name string // Go field name, environment variable
+	redact      string // "", "secret" or "url"
+}
+
+// configVars lists Config's variables in declaration order.
+func configVars() []configVar {
+	t := reflect.TypeOf(Config{})
+	out := make([]configVar, 0, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		out = append(out, configVar{field: f.Name, name: name, redact: f.Tag.Get("redact")})
+	}
+	return out
+}
+
+// parseProblems turns the env library's aggregate error into problems naming the
+// variable rather than the Go field.
+func parseProblems(err error, vars []configVar, environment map[string]string) []ConfigProblem {
+	byField := make(map[string]configVar, len(vars))
+	for _, v := range vars {
+		byField[v.field] = v
+	}
+	var errs []error
+	var agg env.AggregateError
+	if errors.As(err, &agg) {
+		errs = agg.Errors
+	} else {
+		errs = []error{err}
+	}
+	var out []ConfigProblem
+	for _, e := range errs {
+		var pe env.ParseError
+		if !errors.As(e, &pe) {
+			out = append(out, ConfigProblem{Var: "configuration", Message: e.Error()})
+			continue
+		}
+		v := byField[pe.Name]
+		msg := parseMessage(pe)
+		if v.redact != "secret" {
+			msg += fmt.Sprintf(" (got %q)", clip(environment[v.name], 40))
+		}
+		out = append(out, ConfigProblem{Var: v.name, Message: msg})
+	}
+	return out
+}
+
+func parseMessage(pe env.ParseError) string {
+	var ve valueError
+	if errors.As(pe.Err, &ve) {
+		return string(ve)
+	}
+	if pe.Type == reflect.TypeOf(time.Duration(0)) {
+		return "must be a duration such as 10m, 2ms or 1h30m"
+	}
+	switch pe.Type.Kind() {
+	case reflect.Bool:
+		return "must be true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		var ne *strconv.NumError
+		if errors.As(pe.Err, &ne) && errors.Is(ne.Err, strconv.ErrRange) {
+			return "is out of range"
+		}
+		return "must be an integer"
+	}
+	return pe.Err.Error()
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// valueError is the message of a custom type's parse error, shown as is.
+type valueError string
+
+func (e valueError) Error() string { return string(e) }
+
+// Millis is a duration given as an integer number of milliseconds
+// (RATE_LIMIT_WINDOW, HEALTH_CHECK_*).
+type Millis time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (m *Millis) UnmarshalText(b []byte) error {
+	d, err := parseUnits(string(b), time.Millisecond, "milliseconds")
+	*m = Millis(d)
+	return err
+}
+
+// Duration returns m as a time.Duration.
+func (m Millis) Duration() time.Duration { return time.Duration(m) }
+
+// String returns the number of milliseconds, as the variable takes it.
+func (m Millis) String() string { return strconv.FormatInt(time.Duration(m).Milliseconds(), 10) }
+
+// Seconds is a duration given as an integer number of seconds (CACHE_TTL_*).
+type Seconds time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *Seconds) UnmarshalText(b []byte) error {
+	d, err := parseUnits(string(b), time.Second, "seconds")
+	*s = Seconds(d)
+	return err
+}
+
+// Duration returns s as a time.Duration.
+func (s Seconds) Duration() time.Duration { return time.Duration(s) }
+
+// String returns the number of seconds, as the variable takes it.
+func (s Seconds) String() string { return strconv.FormatInt(int64(time.Duration(s)/time.Second), 10) }
+
+func parseUnits(s string, unit time.Duration, name string) (time.Duration, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n > math.MaxInt64/int64(unit) || n < math.MinInt64/int64(unit) {
+		return 0, valueError("must be an integer number of " + name)
+	}
+	return time.Duration(n) * unit, nil
+}
+
+// Lifetime is a token lifetime in the notation of the spec's JWT_EXPIRES_IN: a Go
+// duration that may also use days and weeks ("24h", "7d", "1d12h", "2w"). A bare
+// number is refused: jsonwebtoken would read "3600" as milliseconds, a trap.
+type Lifetime time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (l *Lifetime) UnmarshalText(b []byte) error {
+	d, err := ParseLifetime(string(b))
+	*l = Lifetime(d)
+	return err
+}
+
+// ParseLifetime parses the [Lifetime] notation: one or more number-unit pairs, the
+// number possibly fractional, the unit ms, s, m, h, d or w.
+func ParseLifetime(s string) (time.Duration, error) {
+	const bad = valueError("must be a duration such as 24h, 7d or 1d12h")
+	if s == "" || len(s) > 64 {
+		return 0, bad
+	}
+	var total float64
+	for s != "" {
+		i := 0
+		for i < len(s) && (s[i] >= '0' && s[i] <= '9' || s[i] == '.') {
+			i++
+		}
+		n, err := strconv.ParseFloat(s[:i], 64)
+		if i == 0 || err != nil || s[0] == '.' || s[i-1] == '.' {
+			return 0, bad
+		}
+		s = s[i:]
+		var unit time.Duration
+		switch {
+		case strings.HasPrefix(s, "ms"):
+			unit, s = time.Millisecond, s[2:]
+		case s == "":
+			return 0, valueError("must have a unit (ms, s, m, h, d or w), such as 24h or 7d")
+		default:
+			switch s[0] {
+			case 's':
+				unit = time.Second
+			case 'm':
+				unit = time.Minute
+			case 'h':
+				unit = time.Hour
+			case 'd':
+				unit = 24 * time.Hour
+			case 'w':
+				unit = 7 * 24 * time.Hour
+			default:
+				return 0, bad
+			}
+			s = s[1:]
+		}
+		total += n * float64(unit)
+	}
+	if total >= math.MaxInt64 {
+		return 0, valueError("is out of range")
+	}
+	return time.Duration(total), nil
+}
+
+// Duration returns l as a time.Duration.
+func (l Lifetime) Duration() time.Duration { return time.Duration(l) }
+
+// String formats l in days when it is a whole number of days, else as a Go duration.
+func (l Lifetime) String() string {
+	d := time.Duration(l)
+	if day := 24 * time.Hour; d > 0 && d%day == 0 {
+		return strconv.FormatInt(int64(d/day), 10) + "d"
+	}
+	return d.String()
+}
+
+// Validate checks every setting and returns a *ConfigError listing every problem,
+// or nil.
+func (c Config) Validate() error {
+	var p []ConfigProblem
+	add := func(name, msg string) { p = append(p, ConfigProblem{Var: name, Message: msg}) }
+	port := func(name string, v int) {
+		if v < 1 || v > 65535 {
+			add(name, "must be 1-65535")
+		}
+	}
+	nonEmpty := func(name, v string) {
+		if strings.TrimSpace(v) == "" {
+			add(name, "must not be empty")
+		}
+	}
+	positive := func(name string, d time.Duration) {
+		if d <= 0 {
+			add(name, "must be greater than 0")
+		}
+	}
+	urlScheme := func(name, v string, schemes ...string) {
+		u, err := url.Parse(v)
+		switch {
+		case err != nil:
+			add(name, "must be a URL")
+		case !contains(schemes, strings.ToLower(u.Scheme)):
+			add(name, "must be a URL with scheme "+strings.Join(schemes, " or "))
+		case u.Host == "" && !strings.HasPrefix(u.Scheme, "postgres"): // postgres allows a socket in ?host=
+			add(name, "must name a host")
+		}
+	}
+
+	port("PORT", c.Port)
+	if !contains([]string{"development", "production", "test"}, c.NodeEnv) {
+		add("NODE_ENV", "must be development, production or test")
+	}
+	nonEmpty("HOST", c.Host)
+
+	urlScheme("DATABASE_URL", c.DatabaseURLEnv, "postgres", "postgresql")
+	nonEmpty("DB_HOST", c.DBHost)
+	port("DB_PORT", c.DBPort)
+	nonEmpty("DB_NAME", c.DBName)
+	nonEmpty("DB_USER", c.DBUser)
+	if c.DBPoolMin < 0 {
+		add("DB_POOL_MIN", "must be at least 0")
+	}
+	if c.DBPoolMax < 1 {
+		add("DB_POOL_MAX", "must be at least 1")
+	} else if c.DBPoolMin > c.DBPoolMax {
+		add("DB_POOL_MIN", "must not exceed DB_POOL_MAX")
+	}
+
+	urlScheme("REDIS_URL", c.RedisURLEnv, "redis", "rediss")
+	nonEmpty("REDIS_HOST", c.RedisHost)
+	port("REDIS_PORT", c.RedisPort)
+	if c.RedisDB < 0 {
+		add("REDIS_DB", "must be at least 0")
+	}
+
+	urlScheme("RABBITMQ_URL", c.RabbitMQURLEnv, "amqp", "amqps")
+	nonEmpty("RABBITMQ_HOST", c.RabbitMQHost)
+	port("RABBITMQ_PORT", c.RabbitMQPort)
+	nonEmpty("RABBITMQ_VHOST", c.RabbitMQVHost)
+	nonEmpty("RABBITMQ_EXCHANGE", c.RabbitMQExchange)
+	nonEmpty("RABBITMQ_QUEUE", c.RabbitMQQueue)
+
+	switch {
+	case len(c.JWTSecret) < 32: // CONTRACT.md, Auth: refuse to start
+		add("JWT_SECRET", "must be at least 32 bytes")
+	case c.NodeEnv == "production" && c.JWTSecret == defaultJWTSecret:
+		add("JWT_SECRET", "must be set in production (the default is published in the spec)")
+	}
+	positive("JWT_EXPIRES_IN", time.Duration(c.JWTExpiresIn))
+	positive("JWT_REFRESH_EXPIRES_IN", time.Duration(c.JWTRefreshExpiresIn))
+
+	for _, s := range []struct{ name, v string }{
+		{"AUTH_SERVICE_URL", c.AuthServiceURL}, {"COURSE_SERVICE_URL", c.CourseServiceURL},
+		{"ANALYTICS_SERVICE_URL", c.AnalyticsServiceURL}, {"EMAIL_SERVICE_URL", c.EmailServiceURL},
+	} {
+		urlScheme(s.name, s.v, "http", "https")
+	}
+
+	if c.RateLimitMax < 1 {
+		add("RATE_LIMIT_MAX", "must be greater than 0")
+	}
+	positive("RATE_LIMIT_WINDOW", c.RateLimitWindow.Duration())
+
+	if len(c.CORSOrigin) == 0 {
+		add("CORS_ORIGIN", "must not be empty")
+	}
+	for _, o := range c.CORSOrigin {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			add("CORS_ORIGIN", fmt.Sprintf("%q is not * or an origin such as https://app.example.com", clip(o, 40)))
+		}
+	}
+	for _, m := range c.CORSMethods {
+		if !contains([]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}, m) {
+			add("CORS_METHODS", fmt.Sprintf("%q is not an HTTP method", clip(m, 40)))
+		}
+	}
+	for _, h := range c.CORSAllowedHeaders {
+		if !headerToken(h) {
+			add("CORS_ALLOWED_HEADERS", fmt.Sprintf("%q is not a header name", clip(h, 40)))
+		}
+	}
+
+	if c.BcryptRounds < 4 || c.BcryptRounds > 31 {
+		add("BCRYPT_ROUNDS", "must be 4-31")
+	}
+
+	if _, ok := logLevel(c.LogLevel); !ok {
+		add("LOG_LEVEL", "must be error, warn, info or debug (or winston's http, verbose, silly)")
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		add("LOG_FORMAT", "must be json or text")
+	}
+	if c.LogFileEnabled {
+		nonEmpty("LOG_FILE_PATH", c.LogFilePath)
+	}
+
+	positive("CACHE_TTL_USER_PROFILE", c.CacheTTLUserProfile.Duration())
+	positive("CACHE_TTL_USER_PREFERENCES", c.CacheTTLUserPreferences.Duration())
+	positive("CACHE_TTL_USER_ENROLLMENTS", c.CacheTTLUserEnrollments.Duration())
+	positive("CACHE_TTL_USER_SEARCH", c.CacheTTLUserSearch.Duration())
+
+	switch {
+	case c.MaxPageSize < 1 || c.MaxPageSize > 100: // CONTRACT.md: limit ≤ 100
+		add("MAX_PAGE_SIZE", "must be 1-100")
+	case c.DefaultPageSize > c.MaxPageSize:
+		add("DEFAULT_PAGE_SIZE", "must not exceed MAX_PAGE_SIZE")
+	}
+	if c.DefaultPageSize < 1 {
+		add("DEFAULT_PAGE_SIZE", "must be at least 1")
+	}
+
+	if c.MaxFileSize < 1 {
+		add("MAX_FILE_SIZE", "must be greater than 0")
+	}
+	for _, t := range c.AllowedFileTypes {
+		if mt, _, err := mime.ParseMediaType(t); err != nil || !strings.Contains(mt, "/") {
+			add("ALLOWED_FILE_TYPES", fmt.Sprintf("%q is not a media type such as image/png", clip(t, 40)))
+		}
+	}
+
+	positive("HEALTH_CHECK_TIMEOUT", c.HealthCheckTimeout.Duration())
+	positive("HEALTH_CHECK_INTERVAL", c.HealthCheckInterval.Duration())
+
+	port("METRICS_PORT", c.MetricsPort)
+	if !strings.HasPrefix(c.MetricsPath, "/") || strings.ContainsAny(c.MetricsPath, " ?#") {
+		add("METRICS_PATH", "must be a path starting with /")
+	}
+
+	positive("ACTOR_IDLE_TIMEOUT", c.ActorIdleTimeout)
+	if c.ActorMaxActive < 1 {
+		add("ACTOR_MAX_ACTIVE", "must be at least 1")
+	}
+	if c.WriteBatchMax < 1 || c.WriteBatchMax > 10000 {
+		add("WRITE_BATCH_MAX", "must be 1-10000")
+	}
+	if c.WriteBatchWait < 0 || c.WriteBatchWait > time.Second {
+		add("WRITE_BATCH_WAIT", "must be 0-1s")
+	}
+	positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout)
+	positive("REQUEST_TIMEOUT", c.RequestTimeout)
+
+	if len(p) > 0 {
+		return &ConfigError{Problems: p}
+	}
+	return nil
+}
+
+// headerToken reports whether s is an RFC 9110 token, as header names are.
+func headerToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// logLevel maps LOG_LEVEL to slog; winston's levels finer than info become debug.
+func logLevel(s string) (slog.Level, bool) {
+	switch s {
+	case "error":
+		return slog.LevelError, true
+	case "warn":
+		return slog.LevelWarn, true
+	case "info":
+		return slog.LevelInfo, true
+	case "http", "verbose", "debug", "silly":
+		return slog.LevelDebug, true
+	}
+	return slog.LevelInfo, false
+}
+
+// SlogLevel returns LOG_LEVEL as a slog level (info for an unknown level, which
+// Validate refuses anyway).
+func (c Config) SlogLevel() slog.Level {
+	l, _ := logLevel(c.LogLevel)
+	return l
+}
+
+// Development reports whether NODE_ENV is development (error bodies may say more).
+func (c Config) Development() bool { return c.NodeEnv == "development" }
+
+// DatabaseURL returns the PostgreSQL connection URL: DATABASE_URL when the
+// environment gave it, else the one built from the DB_* parts when the environment
+// gave any of them, else DATABASE_URL's default. Built URLs escape every part and say
+// sslmode=require or disable after DB_SSL.
+func (c Config) DatabaseURL() string {
+	if !c.dbFromParts && c.DatabaseURLEnv != "" {
+		return c.DatabaseURLEnv
+	}
+	ssl := "disable"
+	if c.DBSSL {
+		ssl = "require"
+	}
+	u := url.URL{
+		Scheme: "postgres", User: url.UserPassword(c.DBUser, c.DBPassword),
+		Host: net.JoinHostPort(c.DBHost, strconv.Itoa(c.DBPort)),
+		Path: "/" + c.DBName, RawPath: "/" + url.PathEscape(c.DBName),
+		RawQuery: url.Values{"sslmode": {ssl}}.Encode(),
+	}
+	return u.String()
+}
+
+// RedisURL returns the Redis URL: REDIS_URL, or one built from REDIS_HOST, REDIS_PORT,
+// REDIS_PASSWORD and REDIS_DB (chosen as in [Config.DatabaseURL]).
+func (c Config) RedisURL() string {
+	if !c.redisFromParts && c.RedisURLEnv != "" {
+		return c.RedisURLEnv
+	}
+	u := url.URL{Scheme: "redis", Host: c.redisPartsAddr(), Path: "/" + strconv.Itoa(c.RedisDB)}
+	if c.RedisPassword != "" {
+		u.User = url.UserPassword("", c.RedisPassword)
+	}
+	return u.String()
+}
+
+// RedisAddr returns host:port of the Redis server that [Config.RedisURL] names
+// (port 6379 when the URL has none).
+func (c Config) RedisAddr() string {
+	if !c.redisFromParts && c.RedisURLEnv != "" {
+		u, err := url.Parse(c.RedisURLEnv)
+		if err != nil {
+			return ""
+		}
+		if u.Port() == "" {
+			return net.JoinHostPort(u.Hostname(), "6379")
+		}
+		return u.Host
+	}
+	return c.redisPartsAddr()
+}
+
+func (c Config) redisPartsAddr() string {
+	return net.JoinHostPort(c.RedisHost, strconv.Itoa(c.RedisPort))
+}
+
+// RabbitURL returns the AMQP URL: RABBITMQ_URL, or one built from the RABBITMQ_*
+// parts and RABBITMQ_VHOST, escaped ("/" becomes %2F), chosen as in
+// [Config.DatabaseURL].
+func (c Config) RabbitURL() string {
+	if !c.rabbitFromParts && c.RabbitMQURLEnv != "" {
+		return c.RabbitMQURLEnv
+	}
+	u := url.URL{
+		Scheme: "amqp", User: url.UserPassword(c.RabbitMQUsername, c.RabbitMQPassword),
+		Host: net.JoinHostPort(c.RabbitMQHost, strconv.Itoa(c.RabbitMQPort)),
+		Path: "/" + c.RabbitMQVHost, RawPath: "/" + url.PathEscape(c.RabbitMQVHost),
+	}
+	return u.String()
+}
+
+// Redacted returns every variable with its value as the service uses it, for a
+// startup log line: secrets are replaced by "[REDACTED]" and passwords in URLs by
+// "xxxxx". It also gives the URLs actually used (database, redis, rabbitmq).
+func (c Config) Redacted() map[string]string {
+	out := map[string]string{}
+	v := reflect.ValueOf(c)
+	for _, cv := range configVars() {
+		f := v.FieldByName(cv.field)
+		var s string
+		switch x := f.Interface().(type) {
+		case []string:
+			s = strings.Join(x, ",")
+		case string:
+			s = x
+		default:
+			s = fmt.Sprint(x)
+		}
+		switch cv.redact {
+		case "secret":
+			if s != "" {
+				s = "[REDACTED]"
+			}
+		case "url":
+			s = redactURL(s)
+		}
+		out[cv.name] = s
+	}
+	out["database"] = redactURL(c.DatabaseURL())
+	out["redis"] = redactURL(c.RedisURL())
+	out["rabbitmq"] = redactURL(c.RabbitURL())
+	return out
+}
+
+func redactURL(s string) string {
+	if s == "" {
+		return ""
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "[REDACTED]" // an unparsable URL may hold a password we cannot find
+	}
+	return u.Redacted()
+}
+
+// LogValue implements slog.LogValuer, so logging a Config logs [Config.Redacted].
+func (c Config) LogValue() slog.Value {
+	r := c.Redacted()
+	keys := make([]string, 0, len(r))
+	for k := range r {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	attrs := make([]slog.Attr, len(keys))
+	for i, k := range keys {
+		attrs[i] = slog.String(k, r[k])
+	}
+	return slog.GroupValue(attrs...)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
