@@ -1,0 +1,76 @@
+package actors
+
+import (
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	userservice "github.com/lms-platform/userservice"
+)
+
+// The messages of both actor kinds. Owners route get and execute by userID and
+// handle the passivation messages; user actors handle everything but
+// passivateRequest and passivateCancel.
+
+// request is what every call carries: the user it is for, when it was sent (for the
+// mailbox-wait histogram) and when its caller stops waiting. The caller's reply PID
+// is the envelope's sender.
+type request struct {
+	userID   string
+	sent     time.Time
+	deadline time.Time
+}
+
+// expired reports whether the caller has given up on the request.
+func (r *request) expired(now time.Time) bool { return now.After(r.deadline) }
+
+// get asks for the committed state (*userservice.State or an error). A non-nil
+// touch also records activity at that time (lastActiveAt, written behind).
+type get struct {
+	request
+	touch *userservice.Time
+}
+
+// execute applies a command; the reply is *userservice.Outcome or an error.
+type execute struct {
+	request
+	cmd  userservice.Command
+	meta userservice.Meta
+}
+
+// loaded is the result of an asynchronous LoadState, sent by the loading goroutine
+// to the user actor.
+type loaded struct {
+	state *userservice.State
+	err   error
+}
+
+// commitResult is the committer's verdict on the mutation in flight, sent by the
+// done callback to the user actor.
+type commitResult struct{ err error }
+
+// idleCheck is sent to a user actor by its idle timer. The timer goroutine does
+// nothing else: protoactor's own SetReceiveTimeout mutates the actor context from
+// the timer goroutine, which the race detector reports.
+type idleCheck struct{}
+
+// IgnoreDeadLetterLogging implements actor.IgnoreDeadLetterLogging: a check that
+// reaches an actor that just stopped is expected.
+func (*idleCheck) IgnoreDeadLetterLogging() {}
+
+// passivateRequest: an idle user actor asks its owner to be stopped.
+type passivateRequest struct {
+	userID string
+	child  *actor.PID
+}
+
+// passivateConfirm: the owner has stopped forwarding to the child and buffers its
+// messages; the child may stop now unless it got work meanwhile. It is a user
+// message, so it arrives after everything the owner forwarded before it.
+type passivateConfirm struct{}
+
+// passivateCancel: the child got work after asking; the owner flushes its buffer to
+// the child and treats it as active again.
+type passivateCancel struct {
+	userID string
+	child  *actor.PID
+}

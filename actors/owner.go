@@ -1,0 +1,164 @@
+package actors
+
+import (
+	"log/slog"
+	"strings"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+var (
+	actorsActive         = metrics.NewGauge("user_service_actors_active", nil)
+	actorActivations     = metrics.NewCounter("user_service_actor_activations_total")
+	actorPassivations    = metrics.NewCounter("user_service_actor_passivations_total")
+	actorUnexpectedStops = metrics.NewCounter("user_service_actor_unexpected_stops_total")
+)
+
+// owner is the parent of the user actors whose ids hash to it. It alone decides
+// when a child exists: it spawns on demand, forwards requests (the caller stays the
+// sender), runs the passivation handshake and bounds its children to perOwner.
+type owner struct {
+	reg      *Registry
+	entries  map[string]*entry // by user id; the key is a substring of the child's PID id
+	draining int               // entries with passivating set
+	clock    uint64            // bumped per routed message: the LRU order
+	stopping bool
+}
+
+// entry is one child as its owner sees it.
+type entry struct {
+	pid         *actor.PID
+	lastUsed    uint64
+	passivating bool   // confirm sent; messages go to buffer until Terminated or cancel
+	buffer      []held // in arrival order
+}
+
+// held is a message buffered while its user's child passivates.
+type held struct {
+	msg    any
+	sender *actor.PID
+}
+
+func newOwner(r *Registry) *owner {
+	return &owner{reg: r, entries: map[string]*entry{}}
+}
+
+// Receive implements actor.Actor.
+func (o *owner) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *get:
+		o.route(ctx, m.userID)
+	case *execute:
+		o.route(ctx, m.userID)
+	case *passivateRequest:
+		if e := o.entries[m.userID]; e != nil && e.pid == m.child && !e.passivating {
+			o.passivate(ctx, e)
+		}
+	case *passivateCancel:
+		e := o.entries[m.userID]
+		if e == nil || e.pid != m.child || !e.passivating {
+			return
+		}
+		e.passivating = false
+		o.draining--
+		o.clock++
+		e.lastUsed = o.clock // so the next eviction picks another child
+		for _, h := range e.buffer {
+			ctx.RequestWithCustomSender(e.pid, h.msg, h.sender)
+		}
+		e.buffer = nil
+		o.enforceCap(ctx)
+	case *actor.Terminated:
+		o.terminated(ctx, m.Who)
+	case *actor.Stopping:
+		o.stopping = true
+	}
+}
+
+// route forwards the current request to the user's child, spawning it if needed,
+// or buffers it while the child passivates.
+func (o *owner) route(ctx actor.Context, userID string) {
+	o.clock++
+	e := o.entries[userID]
+	if e == nil {
+		e = o.activate(ctx, userID)
+	}
+	e.lastUsed = o.clock
+	if e.passivating {
+		e.buffer = append(e.buffer, held{msg: ctx.Message(), sender: ctx.Sender()})
+		return
+	}
+	ctx.Forward(e.pid)
+}
+
+// activate spawns a child for userID. The child's id is "<owner>/<userID>$<seq>":
+// unique per activation (never a reused name), and it carries the user id, so the
+// map key and the child's own userID are substrings of it and Terminated maps back
+// to the entry without a second map.
+func (o *owner) activate(ctx actor.Context, userID string) *entry {
+	pid := ctx.SpawnPrefix(o.reg.childProps, userID)
+	e := &entry{pid: pid, lastUsed: o.clock}
+	o.entries[userIDOf(ctx.Self(), pid)] = e
+	o.reg.active.Add(1)
+	o.reg.activations.Add(1)
+	actorsActive.Inc()
+	actorActivations.Inc()
+	o.enforceCap(ctx)
+	return e
+}
+
+// enforceCap starts passivating least recently used children while more than
+// perOwner are not already passivating.
+func (o *owner) enforceCap(ctx actor.Context) {
+	for len(o.entries)-o.draining > o.reg.perOwner {
+		var lru *entry
+		for _, e := range o.entries {
+			if !e.passivating && (lru == nil || e.lastUsed < lru.lastUsed) {
+				lru = e
+			}
+		}
+		o.passivate(ctx, lru)
+	}
+}
+
+// passivate stops forwarding to e and tells its child it may stop.
+func (o *owner) passivate(ctx actor.Context, e *entry) {
+	e.passivating = true
+	o.draining++
+	ctx.Send(e.pid, &passivateConfirm{})
+}
+
+// terminated forgets a stopped child and, when messages were buffered for its user,
+// spawns its successor and replays them in order.
+func (o *owner) terminated(ctx actor.Context, who *actor.PID) {
+	userID := userIDOf(ctx.Self(), who)
+	e := o.entries[userID]
+	if e == nil || e.pid.Id != who.Id {
+		return
+	}
+	delete(o.entries, userID)
+	o.reg.active.Add(-1)
+	actorsActive.Dec()
+	actorPassivations.Inc()
+	if e.passivating {
+		o.draining--
+	} else if !o.stopping {
+		// It failed (panicked): what was forwarded to it is lost; callers time out.
+		actorUnexpectedStops.Inc()
+		o.reg.log.Error("user actor stopped unexpectedly", slog.String("userId", userID))
+	}
+	if len(e.buffer) == 0 || o.stopping {
+		return
+	}
+	next := o.activate(ctx, userID)
+	for _, h := range e.buffer {
+		ctx.RequestWithCustomSender(next.pid, h.msg, h.sender)
+	}
+}
+
+// userIDOf extracts the user id from a child PID id "<owner id>/<userID>$<seq>".
+func userIDOf(owner, child *actor.PID) string {
+	id := child.Id[len(owner.Id)+1:]
+	return id[:strings.LastIndexByte(id, '$')]
+}

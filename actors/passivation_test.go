@@ -1,0 +1,142 @@
+package actors
+
+import (
+	"context"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	userservice "github.com/lms-platform/userservice"
+)
+
+// TestPassivationChurn hammers a few users while their actors passivate after a
+// few idle milliseconds: every call must be answered, no write lost, and two
+// actors of one user must never be alive at once.
+func TestPassivationChurn(t *testing.T) {
+	const (
+		users   = 50
+		workers = 16
+		runFor  = 2 * time.Second
+	)
+	store := newMemStore()
+	store.loadDelay = 500 * time.Microsecond
+	store.commitDelay = time.Millisecond
+	store.jittered = true
+	live := newLiveCounter()
+	r := newTestRegistry(t, Config{IdleTimeout: 2 * time.Millisecond, CallTimeout: 10 * time.Second}, store, live.hooks())
+	ids := make([]string, users)
+	for i := range ids {
+		ids[i] = store.seed(t)
+	}
+	okWrites := make([]atomic.Int64, users)
+	var calls, failures atomic.Int64
+
+	stop := time.Now().Add(runFor)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := 0; time.Now().Before(stop); i++ {
+				u := rand.IntN(users)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				var err error
+				switch rand.IntN(3) {
+				case 0:
+					var s *userservice.State
+					touch := userservice.Now()
+					s, err = r.Get(ctx, ids[u], &touch)
+					if err == nil && s.User.ID != ids[u] {
+						t.Errorf("Get(%s) answered user %s", ids[u], s.User.ID)
+					}
+				default:
+					_, err = r.Execute(ctx, ids[u], editBio("w"+strconv.Itoa(w)+"-"+strconv.Itoa(i)), meta())
+					if err == nil {
+						okWrites[u].Add(1)
+					}
+				}
+				cancel()
+				calls.Add(1)
+				if err != nil {
+					failures.Add(1)
+					t.Errorf("call on %s: %v", ids[u], err)
+				}
+				if rand.IntN(4) == 0 { // let some actors go idle mid-traffic
+					time.Sleep(time.Duration(rand.IntN(4000)) * time.Microsecond)
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	ctx := ctxTimeout(t, 5*time.Second)
+	for u, id := range ids {
+		want := 1 + okWrites[u].Load()
+		s, err := r.Get(ctx, id, nil)
+		if err != nil || s.User.Version != want || store.version(id) != want {
+			t.Fatalf("user %d: actor version %v (%v), stored %d; want %d", u, s.User.Version, err, store.version(id), want)
+		}
+	}
+	if m := live.max(); m > 1 {
+		t.Fatalf("%d actors of one user were alive at once", m)
+	}
+	act := r.Activations()
+	t.Logf("%d calls, %d failures, %d activations of %d users", calls.Load(), failures.Load(), act, users)
+	if act < 4*users {
+		t.Fatalf("only %d activations: the test did not churn", act)
+	}
+	if int64(act) != live.starts.Load() {
+		t.Fatalf("Activations() = %d, children started %d", act, live.starts.Load())
+	}
+	eventually(t, 5*time.Second, "idle actors to passivate", func() bool { return r.ActiveCount() == 0 })
+}
+
+func TestMaxActive(t *testing.T) {
+	const users = 3000
+	store := newMemStore()
+	live := newLiveCounter()
+	// 128 owners × ceil(256/128) = 256 actors at most.
+	r := newTestRegistry(t, Config{Owners: 128, MaxActive: 256, CallTimeout: 10 * time.Second}, store, live.hooks())
+	ids := make([]string, users)
+	for i := range ids {
+		ids[i] = store.seed(t)
+	}
+	ctx := ctxTimeout(t, 20*time.Second)
+
+	var peak atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < users; i += 8 {
+				var err error
+				if i%3 == 0 {
+					_, err = r.Execute(ctx, ids[i], editBio("capped"), meta())
+				} else {
+					_, err = r.Get(ctx, ids[i], nil)
+				}
+				if err != nil {
+					t.Errorf("call on user %d: %v", i, err)
+				}
+				if n := int64(r.ActiveCount()); n > peak.Load() {
+					peak.Store(n)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	eventually(t, 5*time.Second, "the cap to hold", func() bool { return r.ActiveCount() <= 256 })
+	t.Logf("peak %d active, %d after settling, %d activations", peak.Load(), r.ActiveCount(), r.Activations())
+
+	// Evicted users come back with their writes.
+	for i := 0; i < users; i += 3 {
+		s, err := r.Get(ctx, ids[i], nil)
+		if err != nil || s.User.Version != 2 {
+			t.Fatalf("user %d after eviction: %+v, %v", i, s, err)
+		}
+	}
+	if m := live.max(); m > 1 {
+		t.Fatalf("%d actors of one user were alive at once", m)
+	}
+	eventually(t, 5*time.Second, "the cap to hold", func() bool { return r.ActiveCount() <= 256 })
+}

@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/lms-platform/userservice"
+	"github.com/lms-platform/userservice/actors"
+	httpapi "github.com/lms-platform/userservice/http"
+	"github.com/lms-platform/userservice/messaging"
+	"github.com/lms-platform/userservice/persistence/postgres"
+	"github.com/lms-platform/userservice/persistence/redis"
+)
+
+// version is reported by /health.
+const version = "1.0.0"
+
+// run starts the service and blocks until ctx is cancelled (SIGINT/SIGTERM in
+// main), then shuts down in order: stop accepting and finish in-flight requests,
+// let the actors' commits land, flush the writer, drain the outbox briefly, close
+// the connections. It returns nil after a clean shutdown.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	started := time.Now()
+	cfg, err := LoadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	logger, flushLogs, err := newLogger(cfg, stdout)
+	if err != nil {
+		return err
+	}
+	defer flushLogs()
+	logger.Info("starting user service", slog.Any("config", cfg), slog.String("version", version))
+
+	// PostgreSQL: the pool connects lazily, so the service starts (and reports not
+	// ready) while PostgreSQL is down; migrations are retried until they ran.
+	db, err := postgres.Open(ctx, postgres.Config{
+		URL: cfg.DatabaseURL(), Schema: getenv("DB_SCHEMA"),
+		MinConns: int32(cfg.DBPoolMin), MaxConns: int32(cfg.DBPoolMax), Logger: logger,
+	})
+	if err != nil {
+		return fmt.Errorf("cannot open PostgreSQL: %w", err)
+	}
+	defer db.Close()
+	background, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBackground()
+	var wg sync.WaitGroup
+	goBackground := func(f func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	goBackground(func() { migrateUntilDone(background, db, logger) })
+	goBackground(func() { db.RunPruner(background, time.Hour, logger) })
+
+	// Redis never stops the start: snapshots and rate limits degrade while it is down.
+	rdb, err := redis.Open(ctx, redis.Config{
+		URL: cfg.RedisURL(), KeyPrefix: cfg.RedisKeyPrefix, SnapshotTTL: cfg.CacheTTLUserProfile.Duration(),
+	}, logger)
+	if err != nil {
+		return fmt.Errorf("cannot set up Redis: %w", err)
+	}
+	defer rdb.Close()
+	snapshots, err := redis.NewSnapshots(rdb)
+	if err != nil {
+		return err
+	}
+	saver, err := redis.NewSaver(snapshots, redis.SaverConfig{}, logger)
+	if err != nil {
+		return err
+	}
+	limiter, err := redis.NewRateLimiter(rdb, redis.RateLimitConfig{Max: cfg.RateLimitMax, Window: cfg.RateLimitWindow.Duration()})
+	if err != nil {
+		return err
+	}
+
+	// Writes: group commit to PostgreSQL; reads: actors activated from a Redis
+	// snapshot when its version is current, else from PostgreSQL.
+	writer, err := postgres.NewWriter(db, postgres.WriterConfig{BatchMax: cfg.WriteBatchMax, BatchWait: cfg.WriteBatchWait}, logger)
+	if err != nil {
+		return err
+	}
+	writer.Start()
+	pgLoader, err := postgres.NewLoader(db)
+	if err != nil {
+		return err
+	}
+	loader, err := redis.NewCachedLoader(pgLoader, pgLoader, snapshots, logger)
+	if err != nil {
+		return err
+	}
+	users, err := actors.New(actors.Config{
+		IdleTimeout: cfg.ActorIdleTimeout, MaxActive: cfg.ActorMaxActive, OnCommit: saver.Save,
+	}, loader, writer, logger)
+	if err != nil {
+		return err
+	}
+	directory, err := postgres.NewDirectory(db)
+	if err != nil {
+		return err
+	}
+	idempotency, err := postgres.NewIdempotencyStore(db)
+	if err != nil {
+		return err
+	}
+
+	// Events: the relay publishes the outbox; the consumer applies Auth Service events.
+	relay, err := messaging.NewRelay(db.Pool(), messaging.RelayConfig{URL: cfg.RabbitURL(), Exchange: cfg.RabbitMQExchange}, logger)
+	if err != nil {
+		return err
+	}
+	consumer, err := messaging.NewConsumer(messaging.ConsumerConfig{
+		URL: cfg.RabbitURL(), Exchange: cfg.RabbitMQExchange, Queue: cfg.RabbitMQQueue,
+	}, users, directory, db, logger)
+	if err != nil {
+		return err
+	}
+	relayCtx, stopRelay := context.WithCancel(background)
+	defer stopRelay()
+	goBackground(func() { logIfFailed(logger, "outbox relay", relay.Run(relayCtx)) })
+	consumerCtx, stopConsumer := context.WithCancel(background)
+	defer stopConsumer()
+	goBackground(func() { logIfFailed(logger, "event consumer", consumer.Run(consumerCtx)) })
+
+	server, err := httpapi.NewServer(httpapi.Config{
+		JWTSecret:       []byte(cfg.JWTSecret),
+		RequestTimeout:  cfg.RequestTimeout,
+		DefaultPageSize: cfg.DefaultPageSize,
+		MaxPageSize:     cfg.MaxPageSize,
+		CORS: httpapi.CORS{
+			Origin: joinComma(cfg.CORSOrigin), Credentials: cfg.CORSCredentials,
+			Methods: cfg.CORSMethods, AllowedHeaders: cfg.CORSAllowedHeaders,
+		},
+		SecurityHeaders:    cfg.HelmetEnabled,
+		Development:        cfg.Development(),
+		SensitiveFields:    cfg.AuditSensitiveFields,
+		HealthCheckTimeout: cfg.HealthCheckTimeout.Duration(),
+	}, httpapi.Deps{
+		Users:       users,
+		Directory:   directory,
+		Idempotency: idempotency,
+		RateLimiter: rateLimiter{limiter},
+		Health: httpapi.Health{
+			Ready: db.Ready,
+			Checks: map[string]func(context.Context) error{
+				"database": db.Ping,
+				"redis":    rdb.Ping,
+				"rabbitmq": relay.Ping,
+			},
+			Version: version,
+			Started: started,
+		},
+	}, logger)
+	if err != nil {
+		return err
+	}
+	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", addr, err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- server.Serve(ln) }()
+	logger.Info("listening", slog.String("addr", ln.Addr().String()))
+
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down", slog.String("cause", context.Cause(ctx).Error()))
+	case err := <-serveErr:
+		logger.Error("HTTP server stopped", slog.Any("error", err))
+	}
+
+	// Shutdown, in order, within SHUTDOWN_TIMEOUT.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	add := func(what string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", what, err))
+		}
+	}
+	add("http", server.Shutdown(sctx))  // stop accepting, finish in-flight requests
+	stopConsumer()                      // no new event effects
+	add("actors", users.Shutdown(sctx)) // commits in flight land
+	add("writer", writer.Close(sctx))   // everything queued is committed
+	drainCtx, cancelDrain := context.WithTimeout(sctx, 3*time.Second)
+	add("outbox drain", ignoreCancel(relay.Drain(drainCtx))) // publish what is pending, briefly
+	cancelDrain()
+	stopRelay()
+	add("snapshot saver", saver.Close(sctx))
+	stopBackground()
+	wg.Wait()
+	if len(errs) > 0 {
+		logger.Error("shutdown finished with errors", slog.Any("error", errors.Join(errs...)))
+		return errors.Join(errs...)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// migrateUntilDone applies the migrations, retrying with back-off while
+// PostgreSQL is unreachable; /health/ready answers 503 until it succeeds.
+func migrateUntilDone(ctx context.Context, db *postgres.DB, logger *slog.Logger) {
+	wait := 200 * time.Millisecond
+	for {
+		err := db.Migrate(ctx)
+		if err == nil {
+			logger.Info("migrations applied")
+			return
+		}
+		logger.Warn("cannot apply migrations yet; retrying", slog.Any("error", err), slog.Duration("in", wait))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+func logIfFailed(logger *slog.Logger, what string, err error) {
+	if err != nil && !errors.Is(err, context.Canceled) {
+		logger.Error(what+" stopped", slog.Any("error", err))
+	}
+}
+
+func ignoreCancel(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return nil
+	}
+	return err
+}
+
+func joinComma(ss []string) string {
+	out := ""
+	for i, s := range ss {
+		if i > 0 {
+			out += ","
+		}
+		out += s
+	}
+	return out
+}
+
+// rateLimiter adapts the Redis limiter to the HTTP edge's interface.
+type rateLimiter struct{ l *redis.RateLimiter }
+
+func (r rateLimiter) Allow(ctx context.Context, key string) (httpapi.Decision, error) {
+	d, err := r.l.Allow(ctx, key)
+	return httpapi.Decision{Allowed: d.Allowed, Limit: d.Limit, Remaining: d.Remaining, Reset: d.Reset, RetryAfter: d.RetryAfter}, err
+}
+
+// newLogger builds the JSON (or text) slog logger of LOG_LEVEL writing to stdout and,
+// with LOG_FILE_ENABLED, to LOG_FILE_PATH. Lines go through a small buffer flushed
+// every 100 ms, so that a request's log line costs a memory copy, not a syscall.
+func newLogger(cfg Config, stdout io.Writer) (*slog.Logger, func(), error) {
+	out := stdout
+	var file *os.File
+	if cfg.LogFileEnabled {
+		if err := os.MkdirAll(filepath.Dir(cfg.LogFilePath), 0o755); err != nil {
+			return nil, nil, fmt.Errorf("LOG_FILE_PATH: %w", err)
+		}
+		f, err := os.OpenFile(cfg.LogFilePath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return nil, nil, fmt.Errorf("LOG_FILE_PATH: %w", err)
+		}
+		file = f
+		out = io.MultiWriter(stdout, f)
+	}
+	bw := newBufferedWriter(out, 100*time.Millisecond)
+	opts := &slog.HandlerOptions{Level: cfg.SlogLevel()}
+	var h slog.Handler = slog.NewJSONHandler(bw, opts)
+	if cfg.LogFormat == "text" {
+		h = slog.NewTextHandler(bw, opts)
+	}
+	return slog.New(h), func() {
+		bw.Close()
+		if file != nil {
+			_ = file.Close()
+		}
+	}, nil
+}
+
+var _ userservice.Users = (*actors.Registry)(nil)

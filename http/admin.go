@@ -1,0 +1,238 @@
+package http
+
+import (
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/lms-platform/userservice"
+)
+
+// maxBulkIDs bounds a bulk role change (CONTRACT.md, endpoints).
+const maxBulkIDs = 1000
+
+// bulkConcurrency bounds how many users of a bulk request change at once.
+const bulkConcurrency = 32
+
+// searchUsers answers GET /users (admin): the search of PostgreSQL.
+func (s *Server) searchUsers(r *request) error {
+	q, err := userservice.ParseUserSearch(r.query(), s.cfg.DefaultPageSize)
+	if err != nil {
+		return err
+	}
+	if q.Limit > s.cfg.MaxPageSize {
+		return userservice.ValidationError([]userservice.FieldError{{Field: "limit", Message: "must be an integer from 1 to " + strconv.Itoa(s.cfg.MaxPageSize)}})
+	}
+	if err := r.requireAdmin(); err != nil {
+		return err
+	}
+	users, page, err := s.deps.Directory.SearchUsers(r.ctx, q)
+	if err != nil {
+		return err
+	}
+	if users == nil {
+		users = []userservice.User{}
+	}
+	return r.ok(fasthttp.StatusOK, users, "", &page)
+}
+
+// roleBody is the body of PUT /users/{id}/role.
+type roleBody struct {
+	Role *userservice.Role `json:"role"`
+}
+
+func validRole(role *userservice.Role) []userservice.FieldError {
+	switch {
+	case role == nil:
+		return []userservice.FieldError{{Field: "role", Message: "is required"}}
+	case !role.Valid():
+		return []userservice.FieldError{{Field: "role", Message: "must be one of admin, instructor, student"}}
+	}
+	return nil
+}
+
+// changeRole answers PUT /users/{id}/role (admin).
+func (s *Server) changeRole(r *request) error {
+	id, err := r.userIDParam()
+	if err != nil {
+		return err
+	}
+	ifMatch, err := r.ifMatch()
+	if err != nil {
+		return err
+	}
+	var in roleBody
+	if err := r.decode(&in); err != nil {
+		return err
+	}
+	if d := validRole(in.Role); d != nil {
+		return userservice.ValidationError(d)
+	}
+	target, err := r.authorize(id, adminOnly)
+	if err != nil {
+		return err
+	}
+	out, err := s.deps.Users.Execute(r.ctx, target, userservice.ChangeRole{Role: *in.Role}, r.meta(ifMatch))
+	return r.respondWrite(out, err, renderResult(fasthttp.StatusOK, "User role updated successfully"))
+}
+
+// statusBody is the body of PUT /users/{id}/status.
+type statusBody struct {
+	Status *userservice.Status `json:"status"`
+}
+
+// changeStatus answers PUT /users/{id}/status (admin).
+func (s *Server) changeStatus(r *request) error {
+	id, err := r.userIDParam()
+	if err != nil {
+		return err
+	}
+	ifMatch, err := r.ifMatch()
+	if err != nil {
+		return err
+	}
+	var in statusBody
+	if err := r.decode(&in); err != nil {
+		return err
+	}
+	switch {
+	case in.Status == nil:
+		return userservice.ValidationError([]userservice.FieldError{{Field: "status", Message: "is required"}})
+	case !in.Status.Valid():
+		return userservice.ValidationError([]userservice.FieldError{{Field: "status", Message: "must be one of active, inactive, suspended, deleted"}})
+	}
+	target, err := r.authorize(id, adminOnly)
+	if err != nil {
+		return err
+	}
+	out, err := s.deps.Users.Execute(r.ctx, target, userservice.ChangeStatus{Status: *in.Status}, r.meta(ifMatch))
+	return r.respondWrite(out, err, renderResult(fasthttp.StatusOK, "User status updated successfully"))
+}
+
+// bulkRoleBody is the body of PUT /users/bulk/role.
+type bulkRoleBody struct {
+	UserIDs []string          `json:"userIds"`
+	Role    *userservice.Role `json:"role"`
+}
+
+// bulkResult is the answer of a bulk role change (the spec's shape).
+type bulkResult struct {
+	Successful int         `json:"successful"`
+	Failed     int         `json:"failed"`
+	Errors     []bulkError `json:"errors"`
+}
+
+type bulkError struct {
+	ID    string `json:"id"`
+	Error string `json:"error"`
+}
+
+// bulkChangeRole answers PUT /users/bulk/role (admin): each user changes
+// through its own actor, a bounded number at a time; a bad or unknown id is
+// reported in its own entry.
+func (s *Server) bulkChangeRole(r *request) error {
+	var in bulkRoleBody
+	if err := r.decode(&in); err != nil {
+		return err
+	}
+	var details []userservice.FieldError
+	switch {
+	case in.UserIDs == nil:
+		details = append(details, userservice.FieldError{Field: "userIds", Message: "is required"})
+	case len(in.UserIDs) == 0:
+		details = append(details, userservice.FieldError{Field: "userIds", Message: "must not be empty"})
+	case len(in.UserIDs) > maxBulkIDs:
+		details = append(details, userservice.FieldError{Field: "userIds", Message: "must have at most " + strconv.Itoa(maxBulkIDs) + " items"})
+	}
+	details = append(details, validRole(in.Role)...)
+	if details != nil {
+		return userservice.ValidationError(details)
+	}
+	if err := r.requireAdmin(); err != nil {
+		return err
+	}
+
+	// Duplicates count once: by canonical id, and bad ids by their text.
+	res := bulkResult{Errors: []bulkError{}}
+	seen := make(map[string]bool, len(in.UserIDs))
+	ids := make([]string, 0, len(in.UserIDs))
+	for _, raw := range in.UserIDs {
+		id, ok := userservice.ParseID(raw)
+		if !ok {
+			if !seen[raw] {
+				seen[raw] = true
+				res.Failed++
+				res.Errors = append(res.Errors, bulkError{ID: raw, Error: "Invalid user id: must be a UUID"})
+			}
+			continue
+		}
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+
+	errs := make([]error, len(ids))
+	sem := make(chan struct{}, bulkConcurrency)
+	var wg sync.WaitGroup
+	cmd := userservice.ChangeRole{Role: *in.Role}
+	for i, id := range ids {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() {
+				if p := recover(); p != nil { // the request's own recover does not reach this goroutine
+					errs[i] = fmt.Errorf("cannot change role: panic: %v", p)
+				}
+				<-sem
+				wg.Done()
+			}()
+			_, errs[i] = s.deps.Users.Execute(r.ctx, id, cmd, r.meta(nil))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err == nil {
+			res.Successful++
+			continue
+		}
+		e, status := wireError(err)
+		if status >= fasthttp.StatusInternalServerError {
+			r.s.logger.Warn("bulk role change failed for one user", "userId", ids[i], "requestId", r.requestID, "error", s.mask.text(err.Error()))
+		}
+		res.Failed++
+		res.Errors = append(res.Errors, bulkError{ID: ids[i], Error: e.Message})
+	}
+	return r.ok(fasthttp.StatusOK, res, "Bulk role update completed", nil)
+}
+
+// auditLog answers GET /users/{id}/audit (admin): the user's audit records,
+// newest first.
+func (s *Server) auditLog(r *request) error {
+	id, err := r.userIDParam()
+	if err != nil {
+		return err
+	}
+	p, err := r.page(r.query())
+	if err != nil {
+		return err
+	}
+	target, err := r.authorize(id, adminOnly)
+	if err != nil {
+		return err
+	}
+	if _, err := r.state(target); err != nil {
+		return err
+	}
+	records, total, err := s.deps.Directory.AuditLog(r.ctx, target, p)
+	if err != nil {
+		return err
+	}
+	if records == nil {
+		records = []userservice.AuditRecord{}
+	}
+	page := userservice.NewPagination(p.Page, p.Limit, total)
+	return r.ok(fasthttp.StatusOK, records, "", &page)
+}

@@ -1,0 +1,204 @@
+package http
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/lms-platform/userservice"
+)
+
+func TestAuthenticationRefusals(t *testing.T) {
+	h := newHarness(t)
+	now := time.Now()
+	valid := func() jwt.MapClaims {
+		return jwt.MapClaims{"sub": h.alice.id, "authId": h.alice.authID, "email": h.alice.email, "role": "student", "exp": now.Add(time.Hour).Unix()}
+	}
+	without := func(k string) string {
+		c := valid()
+		delete(c, k)
+		return signToken(t, c)
+	}
+	with := func(k string, v any) string {
+		c := valid()
+		c[k] = v
+		return signToken(t, c)
+	}
+	signed := func(m jwt.SigningMethod, key any) string {
+		s, err := jwt.NewWithClaims(m, valid()).SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	good := signToken(t, valid())
+	parts := strings.Split(good, ".")
+	tests := []struct {
+		name   string
+		header string // the whole Authorization header; "" sends none
+	}{
+		{"missing header", ""},
+		{"not bearer", "Basic dXNlcjpwYXNz"},
+		{"empty bearer", "Bearer "},
+		{"malformed", "Bearer not.a.jwt"},
+		{"garbage", "Bearer " + strings.Repeat("x", 40)},
+		{"expired", "Bearer " + with("exp", now.Add(-time.Second).Unix())},
+		{"expired within leeway is still expired", "Bearer " + with("exp", now.Add(-10*time.Second).Unix())},
+		{"bad signature", "Bearer " + parts[0] + "." + parts[1] + "." + strings.Repeat("A", len(parts[2]))},
+		{"wrong secret", "Bearer " + signedWithSecret(t, valid(), []byte("another-secret-another-secret-0123"))},
+		{"alg none", "Bearer " + signed(jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType)},
+		{"alg HS512", "Bearer " + signed(jwt.SigningMethodHS512, testSecret)},
+		{"alg HS384", "Bearer " + signed(jwt.SigningMethodHS384, testSecret)},
+		{"missing sub", "Bearer " + without("sub")},
+		{"missing authId", "Bearer " + without("authId")},
+		{"missing email", "Bearer " + without("email")},
+		{"missing role", "Bearer " + without("role")},
+		{"missing exp", "Bearer " + without("exp")},
+		{"unknown role", "Bearer " + with("role", "superuser")},
+		{"exp not a number", "Bearer " + with("exp", "tomorrow")},
+		{"iat in the future", "Bearer " + with("iat", now.Add(time.Minute).Unix())},
+		{"nbf in the future", "Bearer " + with("nbf", now.Add(time.Minute).Unix())},
+		{"tampered payload", "Bearer " + parts[0] + "." + jwtSegment(`{"sub":"x","authId":"y","email":"e","role":"admin","exp":9999999999}`) + "." + parts[2]},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var headers []string
+			if tc.header != "" {
+				headers = []string{"Authorization", tc.header}
+			}
+			r := h.do(req{method: "GET", path: "/api/v1/users/me", headers: headers})
+			r.expect(401, userservice.ECodeUnauthorized)
+			if r.get("WWW-Authenticate") == "" {
+				t.Error("401 without WWW-Authenticate")
+			}
+		})
+	}
+	t.Run("iat and nbf within the 30s leeway are accepted", func(t *testing.T) {
+		c := valid()
+		c["iat"], c["nbf"] = now.Add(20*time.Second).Unix(), now.Add(20*time.Second).Unix()
+		h.get("/api/v1/users/me", signToken(t, c)).expect(200, "")
+	})
+	t.Run("lower-case bearer scheme is accepted", func(t *testing.T) {
+		h.do(req{method: "GET", path: "/api/v1/users/me", headers: []string{"Authorization", "bearer " + good}}).expect(200, "")
+	})
+}
+
+func signedWithSecret(t *testing.T, c jwt.MapClaims, secret []byte) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func jwtSegment(s string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(s))
+}
+
+func TestTokenCacheServesVerifiedTokensUntilExpiry(t *testing.T) {
+	a := newAuthenticator(testSecret, 128, &memDirectory{users: newMemUsers(newMemIdem())})
+	now := time.Now()
+	a.now = func() time.Time { return now }
+	tok := signToken(t, jwt.MapClaims{"sub": "s", "authId": "a", "email": "e@x.io", "role": "student", "exp": now.Add(time.Minute).Unix()})
+	c1, err := a.verify([]byte(tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := a.verify([]byte(tok))
+	if err != nil || c1 != c2 {
+		t.Fatalf("second verify did not come from the cache: %v %p %p", err, c1, c2)
+	}
+	now = now.Add(2 * time.Minute)
+	if _, err := a.verify([]byte(tok)); err != errExpiredToken {
+		t.Fatalf("expired cached token: err = %v, want errExpiredToken", err)
+	}
+}
+
+func TestTokenCacheIsBounded(t *testing.T) {
+	c := newTokenCache(cacheShards * 2)
+	exp := time.Now().Add(time.Hour)
+	for i := range 10000 {
+		c.put(sprintf("token-%d", i), &claims{Expires: exp})
+	}
+	n := 0
+	for i := range c.shards {
+		n += len(c.shards[i].m)
+	}
+	if n > cacheShards*2 {
+		t.Fatalf("cache holds %d tokens, bound is %d", n, cacheShards*2)
+	}
+}
+
+func TestCallerResolution(t *testing.T) {
+	h := newHarness(t)
+	t.Run("sub that is not a user id falls back to authId", func(t *testing.T) {
+		tok := signToken(t, jwt.MapClaims{"sub": "auth-subject-42", "authId": h.alice.authID, "email": h.alice.email, "role": "student", "exp": time.Now().Add(time.Hour).Unix()})
+		r := h.get("/api/v1/users/me", tok).expect(200, "")
+		if r.dataMap()["id"] != h.alice.id {
+			t.Fatalf("me resolved to %v, want %s", r.dataMap()["id"], h.alice.id)
+		}
+		before := h.dir.lookup
+		h.get("/api/v1/users/me", tok).expect(200, "")
+		if h.dir.lookup != before {
+			t.Error("authId → id was looked up again; positive answers must be cached")
+		}
+	})
+	t.Run("token without profile: me is 404, token role decides", func(t *testing.T) {
+		tok := signToken(t, jwt.MapClaims{"sub": userservice.NewID(), "authId": userservice.NewID(), "email": "new@example.com", "role": "student", "exp": time.Now().Add(time.Hour).Unix()})
+		h.get("/api/v1/users/me", tok).expect(404, userservice.ECodeNotFound)
+		h.get(userPath(h.alice.id), tok).expect(403, userservice.ECodeForbidden)
+		admin := signToken(t, jwt.MapClaims{"sub": userservice.NewID(), "authId": userservice.NewID(), "email": "boss@example.com", "role": "admin", "exp": time.Now().Add(time.Hour).Unix()})
+		h.get(userPath(h.alice.id), admin).expect(200, "")
+		h.get("/api/v1/users/me", admin).expect(404, userservice.ECodeNotFound)
+	})
+	t.Run("stored role wins over the token's", func(t *testing.T) {
+		tok := signToken(t, jwt.MapClaims{"sub": h.bob.id, "authId": h.bob.authID, "email": h.bob.email, "role": "admin", "exp": time.Now().Add(time.Hour).Unix()})
+		h.get("/api/v1/users", tok).expect(403, userservice.ECodeForbidden)
+	})
+	t.Run("a request touches the caller's lastActiveAt", func(t *testing.T) {
+		before := h.users.touched[h.alice.id]
+		h.get("/api/v1/users/me", h.alice.token).expect(200, "")
+		if h.users.touched[h.alice.id] != before+1 {
+			t.Fatalf("touched %d times, want %d", h.users.touched[h.alice.id], before+1)
+		}
+	})
+}
+
+func TestAccountStatus(t *testing.T) {
+	h := newHarness(t)
+	for _, tc := range []struct {
+		status userservice.Status
+		want   int
+	}{
+		{userservice.StatusInactive, 200},
+		{userservice.StatusSuspended, 403},
+		{userservice.StatusDeleted, 403},
+		{userservice.StatusActive, 200},
+	} {
+		t.Run(string(tc.status), func(t *testing.T) {
+			h.send("PUT", userPath(h.alice.id, "status"), h.admin.token, map[string]any{"status": tc.status}).expect(200, "")
+			r := h.get("/api/v1/users/me", h.alice.token).expect(tc.want, "")
+			if tc.want == 403 {
+				r.expect(403, userservice.ECodeAccountInactive)
+			}
+		})
+	}
+	t.Run("admin still sees a deleted user", func(t *testing.T) {
+		h.send("DELETE", userPath(h.bob.id), h.admin.token, nil).expect(200, "")
+		r := h.get(userPath(h.bob.id), h.admin.token).expect(200, "")
+		if r.dataMap()["status"] != "deleted" {
+			t.Fatalf("status = %v", r.dataMap()["status"])
+		}
+		h.get(userPath(h.bob.id), h.bob.token).expect(403, userservice.ECodeAccountInactive)
+		// Deleting again answers 200 and changes nothing.
+		v := h.users.state(h.bob.id).User.Version
+		h.send("DELETE", userPath(h.bob.id), h.admin.token, nil).expect(200, "")
+		if h.users.state(h.bob.id).User.Version != v {
+			t.Error("second delete changed the user")
+		}
+	})
+}

@@ -1,0 +1,220 @@
+package http
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lms-platform/userservice"
+)
+
+// memUsers is an in-memory userservice.Users built on the real Apply: every
+// change commits at once under one mutex, uniqueness and idempotency keys are
+// enforced the way the PostgreSQL writer does.
+type memUsers struct {
+	mu      sync.Mutex
+	states  map[string]*userservice.State
+	audit   map[string][]userservice.AuditRecord
+	idem    *memIdem
+	metas   []userservice.Meta
+	touched map[string]int
+
+	// getHook, when set, runs at the start of Get (to block, fail or panic).
+	getHook func(ctx context.Context, id string) error
+	// execHook, when set, runs at the start of Execute.
+	execHook func(ctx context.Context, id string, cmd userservice.Command) error
+}
+
+var _ userservice.Users = (*memUsers)(nil)
+
+func newMemUsers(idem *memIdem) *memUsers {
+	return &memUsers{states: map[string]*userservice.State{}, audit: map[string][]userservice.AuditRecord{}, idem: idem, touched: map[string]int{}}
+}
+
+func (m *memUsers) Get(ctx context.Context, id string, touch *userservice.Time) (*userservice.State, error) {
+	if m.getHook != nil {
+		if err := m.getHook(ctx, id); err != nil {
+			return nil, err
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, ok := m.states[id]
+	if !ok {
+		return nil, userservice.ErrUserNotFound
+	}
+	if touch != nil {
+		m.touched[id]++
+	}
+	return st, nil
+}
+
+func (m *memUsers) Execute(ctx context.Context, id string, cmd userservice.Command, meta userservice.Meta) (*userservice.Outcome, error) {
+	if m.execHook != nil {
+		if err := m.execHook(ctx, id, cmd); err != nil {
+			return nil, err
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.metas = append(m.metas, meta)
+	out, err := userservice.Apply(m.states[id], cmd, meta)
+	if err != nil {
+		return nil, err
+	}
+	mut := out.Mutation
+	if mut == nil {
+		return out, nil
+	}
+	for oid, o := range m.states {
+		if oid == id {
+			continue
+		}
+		u := &o.User
+		if u.AuthID == mut.User.AuthID || u.Email == mut.User.Email ||
+			(u.Username != nil && mut.User.Username != nil && strings.EqualFold(*u.Username, *mut.User.Username)) {
+			return nil, userservice.Errorf(userservice.ECodeConflict, "User with this email, username or authId already exists")
+		}
+	}
+	if mut.Idempotency != nil {
+		if err := m.idem.PutIdempotency(ctx, mut.Idempotency); err != nil {
+			return nil, err
+		}
+	}
+	m.states[id] = out.State
+	m.audit[id] = append(m.audit[id], mut.Audit...)
+	return out, nil
+}
+
+func (m *memUsers) state(id string) *userservice.State {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.states[id]
+}
+
+func (m *memUsers) lastMeta() userservice.Meta {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.metas[len(m.metas)-1]
+}
+
+// memDirectory answers the cross-user questions from memUsers.
+type memDirectory struct {
+	users  *memUsers
+	lookup int // UserIDByAuthID calls
+	mu     sync.Mutex
+}
+
+var _ userservice.Directory = (*memDirectory)(nil)
+
+func (d *memDirectory) UserIDByAuthID(ctx context.Context, authID string) (string, error) {
+	d.mu.Lock()
+	d.lookup++
+	d.mu.Unlock()
+	d.users.mu.Lock()
+	defer d.users.mu.Unlock()
+	for id, st := range d.users.states {
+		if st.User.AuthID == authID {
+			return id, nil
+		}
+	}
+	return "", userservice.ErrUserNotFound
+}
+
+func (d *memDirectory) SearchUsers(ctx context.Context, q userservice.UserSearch) ([]userservice.User, userservice.Pagination, error) {
+	d.users.mu.Lock()
+	var all []userservice.User
+	for _, st := range d.users.states {
+		u := st.User
+		if (q.Status == "" && u.Status == userservice.StatusDeleted) || (q.Status != "" && u.Status != q.Status) {
+			continue
+		}
+		if q.Role != "" && u.Role != q.Role {
+			continue
+		}
+		if q.Search != "" && !strings.Contains(strings.ToLower(u.FirstName+" "+u.LastName+" "+u.Email), strings.ToLower(q.Search)) {
+			continue
+		}
+		all = append(all, u)
+	}
+	d.users.mu.Unlock()
+	sort.Slice(all, func(i, j int) bool { return all[i].ID < all[j].ID })
+	p := userservice.PageQuery{Page: q.Page, Limit: q.Limit}
+	items, page := paginate(all, p)
+	return items, page, nil
+}
+
+func (d *memDirectory) AuditLog(ctx context.Context, userID string, p userservice.PageQuery) ([]userservice.AuditRecord, int, error) {
+	d.users.mu.Lock()
+	defer d.users.mu.Unlock()
+	recs := d.users.audit[userID]
+	newest := make([]userservice.AuditRecord, len(recs))
+	for i, r := range recs {
+		newest[len(recs)-1-i] = r
+	}
+	items, _ := paginate(newest, p)
+	return items, len(recs), nil
+}
+
+// memIdem is an in-memory IdempotencyStore.
+type memIdem struct {
+	mu   sync.Mutex
+	recs map[string]*userservice.IdempotencyRecord
+	puts int
+}
+
+var _ userservice.IdempotencyStore = (*memIdem)(nil)
+
+func newMemIdem() *memIdem { return &memIdem{recs: map[string]*userservice.IdempotencyRecord{}} }
+
+func (m *memIdem) GetIdempotency(ctx context.Context, callerID, key string, ttl time.Duration) (*userservice.IdempotencyRecord, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rec := m.recs[callerID+"\x00"+key]
+	if rec == nil || time.Since(rec.CreatedAt.Time) > ttl {
+		return nil, nil
+	}
+	return rec, nil
+}
+
+func (m *memIdem) PutIdempotency(ctx context.Context, rec *userservice.IdempotencyRecord) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := rec.CallerID + "\x00" + rec.Key
+	if old := m.recs[k]; old != nil {
+		return userservice.ErrIdempotencyKeyTaken
+	}
+	m.puts++
+	m.recs[k] = rec
+	return nil
+}
+
+// fakeLimiter allows limit requests per key, then refuses; err makes it fail.
+type fakeLimiter struct {
+	mu    sync.Mutex
+	limit int
+	seen  map[string]int
+	keys  []string
+	err   error
+}
+
+func (f *fakeLimiter) Allow(ctx context.Context, key string) (Decision, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keys = append(f.keys, key)
+	if f.err != nil {
+		return Decision{}, f.err
+	}
+	f.seen[key]++
+	n := f.seen[key]
+	d := Decision{Allowed: n <= f.limit, Limit: f.limit, Remaining: f.limit - n, Reset: time.Now().Add(30 * time.Second)}
+	if !d.Allowed {
+		d.RetryAfter = 30 * time.Second
+	}
+	return d, nil
+}
+
+var errBoom = errors.New("boom: connection to db user=x email=leak@example.com refused")

@@ -1,0 +1,167 @@
+package http
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	json "github.com/goccy/go-json"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/lms-platform/userservice"
+)
+
+// validatable is a request body type with its validation.
+type validatable struct {
+	name     string
+	new      func() any
+	validate func(v any) error
+}
+
+func requestTypes() []validatable {
+	return []validatable{
+		{"CreateUser", func() any { return &userservice.CreateUser{} }, func(v any) error { return v.(*userservice.CreateUser).Validate() }},
+		{"UpdateUser", func() any { return &userservice.UpdateUser{} }, func(v any) error { return v.(*userservice.UpdateUser).Validate() }},
+		{"CreateEnrollment", func() any { return &userservice.CreateEnrollment{} }, func(v any) error { return v.(*userservice.CreateEnrollment).Validate() }},
+		{"UpdateEnrollment", func() any { return &userservice.UpdateEnrollment{} }, func(v any) error { return v.(*userservice.UpdateEnrollment).Validate() }},
+		{"UpdateProgress", func() any { return &userservice.UpdateProgress{} }, func(v any) error { return v.(*userservice.UpdateProgress).Validate() }},
+		{"UpsertPreferences", func() any { return &userservice.UpsertPreferences{} }, func(v any) error { return v.(*userservice.UpsertPreferences).Validate("") }},
+		{"role", func() any { return &roleBody{} }, func(v any) error { return nil }},
+		{"status", func() any { return &statusBody{} }, func(v any) error { return nil }},
+		{"bulk", func() any { return &bulkRoleBody{} }, func(v any) error { return nil }},
+	}
+}
+
+// FuzzDecodeBody feeds random bytes to every request type: decoding never
+// panics, and every refusal is a 400.
+func FuzzDecodeBody(f *testing.F) {
+	f.Add([]byte(`{"firstName":"A","bio":null}`))
+	f.Add([]byte(`{"preferences":[{"category":"ui","key":"theme","value":{"a":[1,2,{"b":null}]}}]}`))
+	types := requestTypes()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if err := checkBody(body, []byte("application/json"), 1<<20); err != nil {
+			if _, status := wireError(err); status != 400 && status != 413 {
+				t.Fatalf("checkBody: status %d for %q", status, body)
+			}
+			return
+		}
+		for _, typ := range types {
+			v := typ.new()
+			err := decodeWithin(t, body, v)
+			if err == nil {
+				err = typ.validate(v)
+			}
+			if err == nil {
+				if _, merr := json.Marshal(v); merr != nil && typ.name != "UpdateUser" {
+					t.Fatalf("%s: decoded value does not marshal: %v", typ.name, merr)
+				}
+				continue
+			}
+			var e *userservice.Error
+			if !errors.As(err, &e) {
+				t.Fatalf("%s: %q: error %v is not a domain error", typ.name, body, err)
+			}
+			if _, status := wireError(err); status != 400 {
+				t.Fatalf("%s: %q: status %d, want 400 (%v)", typ.name, body, status, err)
+			}
+		}
+	})
+}
+
+// FuzzParseToken feeds random and near-valid tokens to the verifier: it never
+// panics and never accepts a token that is not HS256-signed with the secret.
+func FuzzParseToken(f *testing.F) {
+	now := time.Now()
+	claims := jwt.MapClaims{"sub": userservice.NewID(), "authId": userservice.NewID(), "email": "a@b.co", "role": "student", "exp": now.Add(time.Hour).Unix()}
+	for _, m := range []jwt.SigningMethod{jwt.SigningMethodHS256, jwt.SigningMethodHS384, jwt.SigningMethodHS512} {
+		s, err := jwt.NewWithClaims(m, claims).SignedString(testSecret)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(s)
+	}
+	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, claims).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	f.Add(none)
+	a := newAuthenticator(testSecret, 64, &memDirectory{users: newMemUsers(newMemIdem())})
+	f.Fuzz(func(t *testing.T, token string) {
+		c, err := a.parse(token, now)
+		if err != nil {
+			if _, status := wireError(err); status != 401 {
+				t.Fatalf("refusal status %d", status)
+			}
+			return
+		}
+		parts := strings.Split(token, ".")
+		if len(parts) != 3 {
+			t.Fatalf("accepted a token of %d parts", len(parts))
+		}
+		hdr, err := base64.RawURLEncoding.DecodeString(parts[0])
+		if err != nil {
+			hdr, err = base64.URLEncoding.DecodeString(parts[0])
+		}
+		var h struct {
+			Alg string `json:"alg"`
+		}
+		if err != nil || json.Unmarshal(hdr, &h) != nil || h.Alg != "HS256" {
+			t.Fatalf("accepted a token whose alg is not HS256: %q", hdr)
+		}
+		sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+		mac := hmac.New(sha256.New, testSecret)
+		mac.Write([]byte(parts[0] + "." + parts[1]))
+		if err != nil || !hmac.Equal(sig, mac.Sum(nil)) {
+			t.Fatalf("accepted a token with a wrong signature")
+		}
+		if c.Subject == "" || c.AuthID == "" || c.Email == "" || !c.Role.Valid() || !now.Before(c.Expires) {
+			t.Fatalf("accepted incomplete claims %+v", c)
+		}
+	})
+}
+
+// FuzzQuery feeds random query strings to the list routes: the answer is 200 or
+// 400, never 500, and an accepted page is within bounds.
+func FuzzQuery(f *testing.F) {
+	f.Add("page=1&limit=20&search=john&role=student&status=active&sortBy=createdAt&sortOrder=desc")
+	f.Add("limit=101")
+	h := newHarness(f)
+	f.Fuzz(func(t *testing.T, q string) {
+		h := h.withT(t)
+		for _, path := range []string{"/api/v1/users", userPath("me", "enrollments"), userPath("me", "sessions"), userPath(h.alice.id, "audit")} {
+			r := h.do(req{method: "GET", path: path + "?" + q, token: h.admin.token})
+			if r.status != 200 && r.status != 400 && r.status != 404 {
+				t.Fatalf("GET %s?%q: status %d %s", path, q, r.status, r.body)
+			}
+			if r.status != 200 {
+				continue
+			}
+			p, ok := r.json()["pagination"].(map[string]any)
+			if !ok {
+				t.Fatalf("no pagination: %s", r.body)
+			}
+			if l := p["limit"].(float64); l < 1 || l > 100 {
+				t.Fatalf("limit %v accepted", l)
+			}
+			if pg := p["page"].(float64); pg < 1 {
+				t.Fatalf("page %v accepted", pg)
+			}
+		}
+	})
+}
+
+// decodeWithin fails the fuzz input when decoding takes over two seconds: a
+// body that hangs the decoder would be a denial of service.
+func decodeWithin(t *testing.T, body []byte, v any) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- decodeJSON(body, v) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(2 * time.Second):
+		t.Fatalf("decoding %q took over 2s", body)
+		return nil
+	}
+}

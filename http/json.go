@@ -1,0 +1,144 @@
+package http
+
+import (
+	"bytes"
+	stdjson "encoding/json"
+	"errors"
+	"io"
+	"reflect"
+	"strings"
+
+	json "github.com/goccy/go-json"
+
+	"github.com/lms-platform/userservice"
+)
+
+// successBody is the envelope of every 2xx answer of /api/v1 (CONTRACT.md, HTTP).
+type successBody struct {
+	Success    bool                    `json:"success"`
+	Data       any                     `json:"data"`
+	Message    string                  `json:"message,omitempty"`
+	Pagination *userservice.Pagination `json:"pagination,omitempty"`
+	Timestamp  userservice.Time        `json:"timestamp"`
+}
+
+// errorBody is the envelope of every error answer. RetryAfter is set only on 429.
+type errorBody struct {
+	Success    bool                     `json:"success"`
+	Error      string                   `json:"error"`
+	Code       string                   `json:"code"`
+	Details    []userservice.FieldError `json:"details,omitempty"`
+	RetryAfter *int64                   `json:"retryAfter,omitempty"`
+	Timestamp  userservice.Time         `json:"timestamp"`
+}
+
+// renderSuccess encodes the success envelope around data.
+func renderSuccess(data any, message string, page *userservice.Pagination) ([]byte, error) {
+	return json.Marshal(successBody{Success: true, Data: data, Message: message, Pagination: page, Timestamp: userservice.Now()})
+}
+
+// renderError encodes the error envelope. It cannot fail: every field is a plain
+// string or a FieldError.
+func renderError(code, message string, details []userservice.FieldError, retryAfter *int64) []byte {
+	b, err := json.Marshal(errorBody{Error: message, Code: code, Details: details, RetryAfter: retryAfter, Timestamp: userservice.Now()})
+	if err != nil { // unreachable for these field types; keep the answer well-formed anyway
+		return []byte(`{"success":false,"error":"Internal server error","code":"INTERNAL_ERROR"}`)
+	}
+	return b
+}
+
+// isJSONMediaType reports whether a Content-Type names JSON
+// (application/json or any application/*+json, parameters ignored).
+func isJSONMediaType(ct []byte) bool {
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	mt := strings.ToLower(string(bytes.TrimSpace(ct)))
+	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+}
+
+// checkBody applies the body rules shared by every route that takes one: size
+// (413), media type (415) and presence (400).
+func checkBody(body, contentType []byte, maxBytes int) error {
+	if len(body) > maxBytes {
+		return errTooLarge
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return errBodyRequired
+	}
+	if !isJSONMediaType(contentType) {
+		return errMediaType
+	}
+	return nil
+}
+
+// decodeJSON decodes body into v: exactly one JSON value, no unknown fields, no
+// trailing data. Every failure is a 400 *userservice.Error.
+func decodeJSON(body []byte, v any) (err error) {
+	defer func() {
+		// The decoder has had panics on malformed input in the past; bad input must
+		// never become a 500.
+		if p := recover(); p != nil {
+			err = &userservice.Error{Code: userservice.ECodeInvalidJSON, Message: "Request body is not valid JSON"}
+		}
+	}()
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	var rest json.RawMessage
+	if err := d.Decode(&rest); err != io.EOF {
+		return &userservice.Error{Code: userservice.ECodeInvalidJSON, Message: "Request body must hold exactly one JSON value"}
+	}
+	return nil
+}
+
+// decodeError explains a decoder error as a 400 with field details where the
+// decoder names the field.
+func decodeError(err error) error {
+	var goccyType *json.UnmarshalTypeError
+	var stdType *stdjson.UnmarshalTypeError
+	switch {
+	case errors.As(err, &goccyType):
+		return userservice.ValidationError([]userservice.FieldError{{Field: fieldName(goccyType.Field), Message: "must be " + describeType(goccyType.Type)}})
+	case errors.As(err, &stdType):
+		return userservice.ValidationError([]userservice.FieldError{{Field: fieldName(stdType.Field), Message: "must be " + describeType(stdType.Type)}})
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return userservice.ValidationError([]userservice.FieldError{{Field: strings.Trim(name, `"`), Message: "is not allowed"}})
+	}
+	return &userservice.Error{Code: userservice.ECodeInvalidJSON, Message: "Request body is not valid JSON"}
+}
+
+func fieldName(f string) string {
+	if f == "" {
+		return "body"
+	}
+	return f
+}
+
+func describeType(t reflect.Type) string {
+	if t == nil {
+		return "of another type"
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	}
+	return "of another type"
+}

@@ -1,0 +1,405 @@
+package http
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/fasthttp/router"
+	"github.com/valyala/fasthttp"
+
+	"github.com/lms-platform/userservice"
+)
+
+// rateLimitErrors counts limiter failures; requests then pass (fail open).
+var rateLimitErrors = metrics.NewCounter(`user_service_ratelimit_errors_total`)
+
+// Route labels of requests that matched no route, and of CORS preflights.
+const (
+	routeUnmatched = "unmatched"
+	routePreflight = "preflight"
+	methodOther    = "OTHER"
+)
+
+// knownMethods are the method labels of unmatched requests; anything else is
+// counted as OTHER so clients cannot invent label values.
+func knownMethods() []string {
+	return []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE", methodOther}
+}
+
+// handlerFunc is a route's handler. It writes the answer through r, or returns
+// an error that errors.go turns into the error envelope.
+type handlerFunc func(r *request) error
+
+// endpoint is one route as the middleware sees it: its labels, whether it needs
+// a token and counts against the rate limit, and its metrics, resolved once so
+// the hot path allocates no metric names.
+type endpoint struct {
+	method, route string
+	auth          bool
+	limited       bool
+	duration      *metrics.PrometheusHistogram
+	byStatus      [600]atomic.Pointer[metrics.Counter]
+}
+
+func newEndpoint(method, route string, auth, limited bool) *endpoint {
+	return &endpoint{
+		method: method, route: route, auth: auth, limited: limited,
+		duration: metrics.GetOrCreatePrometheusHistogram(
+			fmt.Sprintf(`user_service_request_duration_seconds{method=%q,route=%q}`, method, route)),
+	}
+}
+
+func (e *endpoint) count(status int) {
+	if status < 100 || status >= len(e.byStatus) {
+		status = 500
+	}
+	c := e.byStatus[status].Load()
+	if c == nil {
+		c = metrics.GetOrCreateCounter(fmt.Sprintf(`user_service_requests_total{method=%q,route=%q,status="%d"}`, e.method, e.route, status))
+		e.byStatus[status].Store(c)
+	}
+	c.Inc()
+}
+
+// api registers an authenticated, rate-limited /api/v1 route.
+func (s *Server) api(r *router.Router, method, route string, h handlerFunc) {
+	ep := newEndpoint(method, route, true, true)
+	r.Handle(method, route, func(fc *fasthttp.RequestCtx) { s.run(ep, h, fc) })
+}
+
+// public registers a route without token and without rate limit (/health*,
+// /metrics, /docs*).
+func (s *Server) public(r *router.Router, method, route string, h handlerFunc) {
+	ep := newEndpoint(method, route, false, false)
+	r.Handle(method, route, func(fc *fasthttp.RequestCtx) { s.run(ep, h, fc) })
+}
+
+// unmatchedHandler wraps the router's 404, 405 and OPTIONS answers.
+func (s *Server) unmatchedHandler(h handlerFunc) fasthttp.RequestHandler {
+	return func(fc *fasthttp.RequestCtx) {
+		ep, ok := s.unmatched[string(fc.Method())]
+		if !ok {
+			ep = s.unmatched[methodOther]
+		}
+		s.run(ep, h, fc)
+	}
+}
+
+// serve is the outermost handler: headers every answer carries, CORS, then
+// the router.
+func (s *Server) serve(fc *fasthttp.RequestCtx) {
+	for _, h := range s.headers {
+		fc.Response.Header.Set(h[0], h[1])
+	}
+	if s.cors.enabled {
+		if origin := fc.Request.Header.Peek("Origin"); len(origin) > 0 {
+			s.cors.apply(fc, origin)
+			if fc.IsOptions() && len(fc.Request.Header.Peek("Access-Control-Request-Method")) > 0 {
+				s.run(s.preflight, s.corsPreflight, fc)
+				return
+			}
+		}
+	}
+	s.router.Handler(fc)
+}
+
+// run is the middleware chain of every request: ids, deadline, token, rate
+// limit, the handler, panic recovery, metrics and the log line.
+func (s *Server) run(ep *endpoint, h handlerFunc, fc *fasthttp.RequestCtx) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(s.base, s.cfg.RequestTimeout)
+	defer cancel()
+	r := &request{
+		fc: fc, ctx: ctx, s: s,
+		requestID:     headerID(fc.Request.Header.Peek("X-Request-ID")),
+		correlationID: headerID(fc.Request.Header.Peek("X-Correlation-ID")),
+	}
+	fc.Response.Header.Set("X-Request-ID", r.requestID)
+	fc.Response.Header.Set("X-Correlation-ID", r.correlationID)
+	defer s.finish(ep, r, start)
+	defer func() {
+		if p := recover(); p != nil {
+			s.logger.LogAttrs(s.base, slog.LevelError, "panic while serving request",
+				slog.String("route", ep.route), slog.String("requestId", r.requestID),
+				slog.String("panic", s.mask.text(fmt.Sprint(p))), slog.String("stack", string(debug.Stack())))
+			fc.Response.ResetBody()
+			r.writeJSON(fasthttp.StatusInternalServerError, renderError(userservice.ECodeInternal, "Internal server error", nil, nil))
+		}
+	}()
+
+	limited := ep.limited && s.deps.RateLimiter != nil
+	if ep.route == routeUnmatched {
+		limited = s.deps.RateLimiter != nil && !exemptPath(fc.Path())
+	}
+	if ep.auth || (limited && len(fc.Request.Header.Peek("Authorization")) > 0) {
+		tok, err := bearer(fc.Request.Header.Peek("Authorization"))
+		if err == nil {
+			r.claims, err = s.auth.verify(tok)
+		}
+		r.authErr = err
+	}
+	if limited && !s.rateLimit(r) {
+		return
+	}
+	if ep.auth && r.authErr != nil {
+		r.fail(r.authErr)
+		return
+	}
+	if err := h(r); err != nil {
+		r.fail(err)
+	}
+}
+
+// finish records the metrics and writes the one log line of the request.
+func (s *Server) finish(ep *endpoint, r *request, start time.Time) {
+	status := r.fc.Response.StatusCode()
+	ep.count(status)
+	ep.duration.UpdateDuration(start)
+	if !s.logger.Enabled(s.base, slog.LevelInfo) {
+		return
+	}
+	userID := ""
+	switch {
+	case r.caller != nil && r.caller.id != "":
+		userID = r.caller.id
+	case r.claims != nil:
+		userID = r.claims.Subject
+	}
+	s.logger.LogAttrs(s.base, slog.LevelInfo, "request",
+		slog.String("method", ep.method),
+		slog.String("route", ep.route),
+		slog.Int("status", status),
+		slog.Float64("durationMs", float64(time.Since(start).Microseconds())/1000),
+		slog.String("requestId", r.requestID),
+		slog.String("correlationId", r.correlationID),
+		slog.String("userId", userID),
+	)
+}
+
+// headerID returns an id header's value when it is a sane token (at most 128
+// characters of [A-Za-z0-9._:-]), else a new id: the value ends up in logs and
+// events, so nothing else gets through.
+func headerID(v []byte) string {
+	if len(v) == 0 || len(v) > 128 {
+		return userservice.NewID()
+	}
+	for _, c := range v {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			return userservice.NewID()
+		}
+	}
+	return string(v)
+}
+
+// exemptPath reports whether the path is outside rate limiting (CONTRACT.md,
+// Details: /health*, /metrics, /docs*).
+func exemptPath(p []byte) bool {
+	return bytes.HasPrefix(p, []byte("/health")) || bytes.Equal(p, []byte("/metrics")) || bytes.HasPrefix(p, []byte("/docs"))
+}
+
+// RateLimiter decides whether a request may proceed. Implementations are safe
+// for concurrent use.
+type RateLimiter interface {
+	// Allow counts one request against key ("user:<sub>" or "ip:<addr>").
+	Allow(ctx context.Context, key string) (Decision, error)
+}
+
+// Decision is a RateLimiter's answer.
+type Decision struct {
+	Allowed    bool
+	Limit      int
+	Remaining  int
+	Reset      time.Time     // when the window resets
+	RetryAfter time.Duration // when refused: how long to wait
+}
+
+// rateLimit applies the limiter; it answers 429 and returns false when the
+// request must stop. A failing limiter lets requests through.
+func (s *Server) rateLimit(r *request) bool {
+	key := "ip:" + s.clientIP(r.fc)
+	if r.claims != nil {
+		key = "user:" + r.claims.Subject
+	}
+	d, err := s.deps.RateLimiter.Allow(r.ctx, key)
+	if err != nil {
+		rateLimitErrors.Inc()
+		if s.limiterWarn.allow(time.Now(), 5*time.Second) {
+			s.logger.Warn("rate limiter failed; letting requests through", "error", s.mask.text(err.Error()))
+		}
+		return true
+	}
+	// X-RateLimit-Reset is in seconds until the window resets, as the spec's
+	// @fastify/rate-limit sends it.
+	h := &r.fc.Response.Header
+	h.Set("X-RateLimit-Limit", strconv.Itoa(d.Limit))
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(max(0, d.Remaining)))
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(ceilSeconds(time.Until(d.Reset)), 10))
+	if d.Allowed {
+		return true
+	}
+	retry := max(1, ceilSeconds(d.RetryAfter))
+	h.Set("Retry-After", strconv.FormatInt(retry, 10))
+	r.writeJSON(fasthttp.StatusTooManyRequests, renderError(userservice.ECodeRateLimited, "Rate limit exceeded", nil, &retry))
+	return false
+}
+
+func ceilSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64(math.Ceil(d.Seconds()))
+}
+
+func (s *Server) clientIP(fc *fasthttp.RequestCtx) string {
+	if s.cfg.TrustProxy {
+		if xff := fc.Request.Header.Peek("X-Forwarded-For"); len(xff) > 0 {
+			if i := bytes.IndexByte(xff, ','); i >= 0 {
+				xff = xff[:i]
+			}
+			if ip := bytes.TrimSpace(xff); len(ip) > 0 {
+				return string(ip)
+			}
+		}
+	}
+	return fc.RemoteIP().String()
+}
+
+// logThrottle lets a repeated log line through at most once per interval.
+type logThrottle struct{ last atomic.Int64 }
+
+func (t *logThrottle) allow(now time.Time, every time.Duration) bool {
+	last := t.last.Load()
+	if now.UnixNano()-last < int64(every) {
+		return false
+	}
+	return t.last.CompareAndSwap(last, now.UnixNano())
+}
+
+// corsPolicy is the CORS configuration, parsed once.
+type corsPolicy struct {
+	enabled     bool
+	anyOrigin   bool
+	origins     map[string]bool
+	credentials bool
+	methods     string
+	headers     string
+}
+
+// exposedHeaders are the answer headers a browser script may read.
+const exposedHeaders = "ETag, X-Request-ID, X-Correlation-ID, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, Idempotent-Replayed"
+
+func newCORSPolicy(c CORS) corsPolicy {
+	p := corsPolicy{origins: map[string]bool{}, credentials: c.Credentials,
+		methods: strings.Join(c.Methods, ", "), headers: strings.Join(c.AllowedHeaders, ", ")}
+	for _, o := range strings.Split(c.Origin, ",") {
+		o = strings.TrimSpace(o)
+		switch o {
+		case "":
+		case "*":
+			p.anyOrigin, p.enabled = true, true
+		default:
+			p.origins[strings.TrimRight(o, "/")] = true
+			p.enabled = true
+		}
+	}
+	return p
+}
+
+// apply adds the CORS answer headers for an allowed origin.
+func (p *corsPolicy) apply(fc *fasthttp.RequestCtx, origin []byte) {
+	h := &fc.Response.Header
+	h.Add("Vary", "Origin")
+	if !p.anyOrigin && !p.origins[string(origin)] {
+		return
+	}
+	if p.anyOrigin && !p.credentials {
+		h.Set("Access-Control-Allow-Origin", "*")
+	} else { // browsers refuse "*" together with credentials: echo the origin
+		h.SetBytesV("Access-Control-Allow-Origin", origin)
+	}
+	if p.credentials {
+		h.Set("Access-Control-Allow-Credentials", "true")
+	}
+	h.Set("Access-Control-Expose-Headers", exposedHeaders)
+}
+
+// corsPreflight answers an OPTIONS preflight.
+func (s *Server) corsPreflight(r *request) error {
+	h := &r.fc.Response.Header
+	if len(h.Peek("Access-Control-Allow-Origin")) > 0 {
+		h.Set("Access-Control-Allow-Methods", s.cors.methods)
+		h.Set("Access-Control-Allow-Headers", s.cors.headers)
+		h.Set("Access-Control-Max-Age", "600")
+	}
+	r.fc.SetStatusCode(fasthttp.StatusNoContent)
+	return nil
+}
+
+// securityHeaders are helmet's defaults, with the CSP of the spec's app setup.
+func securityHeaders() [][2]string {
+	return [][2]string{
+		{"Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self'; img-src 'self' data: https:; base-uri 'self'; font-src 'self' https: data:; form-action 'self'; frame-ancestors 'self'; object-src 'none'"},
+		{"Cross-Origin-Opener-Policy", "same-origin"},
+		{"Cross-Origin-Resource-Policy", "same-origin"},
+		{"Origin-Agent-Cluster", "?1"},
+		{"Referrer-Policy", "no-referrer"},
+		{"Strict-Transport-Security", "max-age=15552000; includeSubDomains"},
+		{"X-Content-Type-Options", "nosniff"},
+		{"X-DNS-Prefetch-Control", "off"},
+		{"X-Download-Options", "noopen"},
+		{"X-Frame-Options", "SAMEORIGIN"},
+		{"X-Permitted-Cross-Domain-Policies", "none"},
+		{"X-XSS-Protection", "0"},
+	}
+}
+
+// routeNotFound answers a path no route has (404 in the envelope).
+func (s *Server) routeNotFound(r *request) error { return errRouteNotFound }
+
+// methodNotAllowed answers a known path with another method; the router has set
+// Allow already.
+func (s *Server) methodNotAllowed(r *request) error { return errMethod }
+
+// options answers a plain OPTIONS request; the router has set Allow already.
+func (s *Server) options(r *request) error {
+	r.fc.SetStatusCode(fasthttp.StatusNoContent)
+	return nil
+}
+
+// connectionError answers what fasthttp rejects before any handler runs (body
+// too large, header too large, read timeout, malformed request) in the envelope.
+func (s *Server) connectionError(fc *fasthttp.RequestCtx, err error) {
+	code, msg := codeBadRequest, "Malformed request"
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		code, msg = errTooLarge.Code, errTooLarge.Message
+	case errors.As(err, &small):
+		code, msg = codeHeaderTooLarge, "Request headers are too large"
+	default:
+		if ne, ok := err.(interface{ Timeout() bool }); ok && ne.Timeout() {
+			code, msg = codeRequestTimeout, "Request timed out"
+		}
+	}
+	for _, h := range s.headers {
+		fc.Response.Header.Set(h[0], h[1])
+	}
+	fc.Response.SetStatusCode(statusByCode[code])
+	fc.Response.Header.SetContentType("application/json; charset=utf-8")
+	fc.Response.SetBody(renderError(code, msg, nil, nil))
+	ep := s.unmatched[methodOther]
+	ep.count(statusByCode[code])
+	if s.logger.Enabled(s.base, slog.LevelDebug) {
+		s.logger.Debug("request rejected by the server", "status", statusByCode[code], "error", err.Error())
+	}
+}

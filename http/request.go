@@ -1,0 +1,262 @@
+package http
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/url"
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/lms-platform/userservice"
+)
+
+// request is one API call as a handler sees it. It lives only while the handler
+// runs: anything kept past it is copied out of fc first.
+type request struct {
+	fc  *fasthttp.RequestCtx
+	ctx context.Context // carries the request's deadline
+	s   *Server
+
+	requestID     string
+	correlationID string
+
+	claims  *claims // the verified token, nil without one
+	authErr error   // why the token was refused
+	caller  *caller // resolved on demand by resolveCaller
+	idem    *idemState
+}
+
+// writeJSON sends a JSON body.
+func (r *request) writeJSON(status int, body []byte) {
+	r.fc.Response.SetStatusCode(status)
+	r.fc.Response.Header.SetContentType("application/json; charset=utf-8")
+	r.fc.Response.SetBody(body)
+}
+
+// ok sends the success envelope.
+func (r *request) ok(status int, data any, message string, page *userservice.Pagination) error {
+	b, err := renderSuccess(data, message, page)
+	if err != nil {
+		return err
+	}
+	r.writeJSON(status, b)
+	return nil
+}
+
+// etag sends the user's version as the entity tag.
+func (r *request) etag(version int64) {
+	b := make([]byte, 0, 24)
+	b = append(b, '"')
+	b = strconv.AppendInt(b, version, 10)
+	b = append(b, '"')
+	r.fc.Response.Header.SetBytesV("ETag", b)
+}
+
+// fail sends the error envelope for err. Only server-side failures are logged,
+// with their cause; a 4xx answer of an idempotent request is stored for replay.
+func (r *request) fail(err error) {
+	e, status := wireError(err)
+	msg := e.Message
+	if status >= fasthttp.StatusInternalServerError {
+		level := slog.LevelError
+		if status == fasthttp.StatusServiceUnavailable {
+			level = slog.LevelWarn
+		}
+		r.s.logger.LogAttrs(r.s.base, level, "request failed",
+			slog.String("path", string(r.fc.Path())), slog.String("requestId", r.requestID),
+			slog.String("code", e.Code), slog.String("error", r.s.mask.text(err.Error())))
+		if status == fasthttp.StatusInternalServerError && r.s.cfg.Development && e.Err != nil {
+			msg += ": " + r.s.mask.text(e.Err.Error())
+		}
+	}
+	if status == fasthttp.StatusForbidden && r.caller != nil && r.s.logger.Enabled(r.s.base, slog.LevelDebug) {
+		r.s.logger.LogAttrs(r.s.base, slog.LevelDebug, "access denied",
+			slog.String("requestId", r.requestID), slog.String("userId", r.caller.id),
+			slog.String("email", r.s.mask.field("email", r.caller.claims.Email)), slog.String("code", e.Code))
+	}
+	if status == fasthttp.StatusUnauthorized {
+		r.fc.Response.Header.Set("WWW-Authenticate", `Bearer realm="user-service"`)
+	}
+	body := renderError(e.Code, msg, e.Details, nil)
+	r.writeJSON(status, body)
+	if r.idem != nil && status < fasthttp.StatusInternalServerError {
+		r.storeAnswer(status, body)
+	}
+}
+
+// param returns a path parameter set by the router (already a copy).
+func (r *request) param(name string) string {
+	v, _ := r.fc.UserValue(name).(string)
+	return v
+}
+
+// userIDParam returns the {id} path parameter: "me" or a canonical UUID.
+func (r *request) userIDParam() (string, error) {
+	v := r.param("id")
+	if v == "me" {
+		return v, nil
+	}
+	if id, ok := userservice.ParseID(v); ok {
+		return id, nil
+	}
+	return "", invalidParam("id", "must be a UUID or 'me'")
+}
+
+// uuidParam returns a path parameter that must be a UUID, canonicalized.
+func (r *request) uuidParam(name string) (string, error) {
+	if id, ok := userservice.ParseID(r.param(name)); ok {
+		return id, nil
+	}
+	return "", invalidParam(name, "must be a UUID")
+}
+
+// categoryParam returns the {category} path parameter.
+func (r *request) categoryParam() (string, error) {
+	c := r.param("category")
+	if !userservice.ValidCategory(c) {
+		return "", invalidParam("category", "must be one of notifications, ui, learning, privacy")
+	}
+	return c, nil
+}
+
+// query copies the query string out of the request.
+func (r *request) query() url.Values {
+	q := url.Values{}
+	for k, v := range r.fc.QueryArgs().All() {
+		q.Add(string(k), string(v))
+	}
+	return q
+}
+
+// page parses page and limit within the configured bounds.
+func (r *request) page(q url.Values) (userservice.PageQuery, error) {
+	p, err := userservice.ParsePageQuery(q, r.s.cfg.DefaultPageSize)
+	if err != nil {
+		return p, err
+	}
+	if p.Limit > r.s.cfg.MaxPageSize {
+		return p, userservice.ValidationError([]userservice.FieldError{{Field: "limit", Message: "must be an integer from 1 to " + strconv.Itoa(r.s.cfg.MaxPageSize)}})
+	}
+	return p, nil
+}
+
+// ifMatch parses If-Match: `"5"`, `W/"5"` or `*` (any version). Nil means no
+// precondition.
+func (r *request) ifMatch() (*int64, error) {
+	return parseIfMatch(r.fc.Request.Header.Peek("If-Match"))
+}
+
+func parseIfMatch(h []byte) (*int64, error) {
+	v := bytes.TrimSpace(h)
+	if len(v) == 0 || (len(v) == 1 && v[0] == '*') {
+		return nil, nil
+	}
+	v = bytes.TrimPrefix(v, []byte("W/"))
+	bad := invalidParam("If-Match", `must be an entity tag such as "5"`)
+	if len(v) < 3 || v[0] != '"' || v[len(v)-1] != '"' {
+		return nil, bad
+	}
+	n, err := strconv.ParseInt(string(v[1:len(v)-1]), 10, 64)
+	if err != nil || n < 0 {
+		return nil, bad
+	}
+	return &n, nil
+}
+
+// decode reads the JSON body into v (413, 415, 400).
+func (r *request) decode(v any) error {
+	body := r.fc.Request.Body()
+	if err := checkBody(body, r.fc.Request.Header.ContentType(), r.s.cfg.MaxBodyBytes); err != nil {
+		return err
+	}
+	return decodeJSON(body, v)
+}
+
+// meta is the Meta of a command sent on behalf of this request.
+func (r *request) meta(ifMatch *int64) userservice.Meta {
+	m := userservice.Meta{CorrelationID: r.correlationID, IfMatch: ifMatch, Now: userservice.Now()}
+	if r.caller != nil {
+		m.ActorID = r.caller.actorID()
+	}
+	return m
+}
+
+// access is who may use a user-scoped route.
+type access int
+
+const (
+	ownerOrAdmin access = iota // the user themself, or an admin
+	adminOnly
+)
+
+// resolveCaller finds the caller's profile once per request (403 when suspended
+// or deleted). It also records the caller's activity.
+func (r *request) resolveCaller() (*caller, error) {
+	if r.caller != nil {
+		return r.caller, nil
+	}
+	c, err := r.s.auth.resolveCaller(r.ctx, r.s.deps.Users, r.claims, userservice.Now())
+	if err != nil {
+		return nil, err
+	}
+	r.caller = c
+	return c, nil
+}
+
+// requireAdmin resolves the caller and refuses anyone but an admin.
+func (r *request) requireAdmin() error {
+	c, err := r.resolveCaller()
+	if err != nil {
+		return err
+	}
+	if c.role != userservice.RoleAdmin {
+		return errForbiddenAdmin
+	}
+	return nil
+}
+
+// authorize resolves the caller and the target of a user-scoped route ({id} or
+// "me") and applies the access rule: 403 before 404.
+func (r *request) authorize(pathID string, a access) (string, error) {
+	c, err := r.resolveCaller()
+	if err != nil {
+		return "", err
+	}
+	admin := c.role == userservice.RoleAdmin
+	if a == adminOnly && !admin {
+		return "", errForbiddenAdmin
+	}
+	id := pathID
+	if id == "me" {
+		if c.id == "" {
+			return "", userservice.ErrUserNotFound // a token without a profile
+		}
+		id = c.id
+	}
+	if admin || id == c.id {
+		return id, nil
+	}
+	if sub, ok := userservice.ParseID(c.claims.Subject); ok && c.id == "" && sub == id {
+		return id, nil // the caller's own id, not created yet: 404 follows
+	}
+	return "", errForbiddenOwner
+}
+
+// state returns the target's committed state, reusing the caller's when the
+// target is the caller.
+func (r *request) state(id string) (*userservice.State, error) {
+	if r.caller != nil && r.caller.state != nil && r.caller.id == id {
+		return r.caller.state, nil
+	}
+	return r.s.deps.Users.Get(r.ctx, id, nil)
+}
+
+// paginate returns one page of items and its metadata.
+func paginate[T any](items []T, p userservice.PageQuery) ([]T, userservice.Pagination) {
+	total := len(items)
+	from := min(p.Offset(), total)
+	to := min(from+p.Limit, total)
+	return items[from:to], userservice.NewPagination(p.Page, p.Limit, total)
+}

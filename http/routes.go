@@ -1,0 +1,52 @@
+package http
+
+import (
+	"github.com/fasthttp/router"
+	"github.com/valyala/fasthttp"
+)
+
+// routes registers the whole API surface (CONTRACT.md, HTTP). Static segments
+// win over parameters in fasthttp/router, so /bulk/role is not taken for
+// /{id}/role.
+func (s *Server) routes(r *router.Router) {
+	const (
+		GET    = fasthttp.MethodGet
+		POST   = fasthttp.MethodPost
+		PUT    = fasthttp.MethodPut
+		DELETE = fasthttp.MethodDelete
+	)
+	s.public(r, GET, "/health", s.health)
+	s.public(r, GET, "/health/live", s.healthLive)
+	s.public(r, GET, "/health/ready", s.healthReady)
+	s.public(r, GET, "/health/detailed", s.healthDetailed)
+	s.public(r, GET, "/metrics", s.metrics)
+	// DOCS: /docs and /docs/openapi.json are registered here, with s.public, by http/docs.go.
+
+	const users = "/api/v1/users"
+	s.api(r, GET, users, s.searchUsers)
+	s.api(r, POST, users, s.createUser)
+	s.api(r, PUT, users+"/bulk/role", s.bulkChangeRole)
+
+	s.api(r, GET, users+"/{id}", s.getUser)
+	s.api(r, PUT, users+"/{id}", s.updateUser)
+	s.api(r, DELETE, users+"/{id}", s.deleteUser)
+	s.api(r, GET, users+"/{id}/stats", s.userStats)
+	s.api(r, PUT, users+"/{id}/role", s.changeRole)
+	s.api(r, PUT, users+"/{id}/status", s.changeStatus)
+	s.api(r, GET, users+"/{id}/audit", s.auditLog)
+	s.api(r, GET, users+"/{id}/sessions", s.listSessions)
+
+	s.api(r, GET, users+"/{id}/enrollments", s.listEnrollments)
+	s.api(r, POST, users+"/{id}/enrollments", s.enroll)
+	s.api(r, GET, users+"/{id}/enrollments/stats", s.enrollmentStats)
+	s.api(r, PUT, users+"/{id}/enrollments/{courseId}", s.updateEnrollment)
+	s.api(r, DELETE, users+"/{id}/enrollments/{courseId}", s.unenroll)
+	s.api(r, PUT, users+"/{id}/enrollments/{courseId}/progress", s.updateProgress)
+
+	s.api(r, GET, users+"/{id}/preferences", s.listPreferences)
+	s.api(r, PUT, users+"/{id}/preferences", s.setPreferences)
+	s.api(r, GET, users+"/{id}/preferences/{category}", s.categoryPreferences)
+	s.api(r, PUT, users+"/{id}/preferences/{category}", s.setCategoryPreferences)
+	s.api(r, DELETE, users+"/{id}/preferences/{category}", s.deleteCategory)
+	s.api(r, DELETE, users+"/{id}/preferences/{category}/{key}", s.deletePreference)
+}

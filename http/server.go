@@ -1,0 +1,264 @@
+// Package http is the HTTP edge of the User Service: it authenticates callers
+// (JWT), decodes and validates requests, sends each change to the user's actor
+// through userservice.Users, and renders the JSON envelope of CONTRACT.md. It is
+// the only package that imports fasthttp.
+//
+// routes.go lists the whole API surface; each resource has its own file; auth,
+// JSON, error-to-status mapping (errors.go) and middleware each live in one place.
+//
+// Every handler checks in the order of CONTRACT.md's Details: the token (401,
+// in the middleware), then the path, query and body (400), then the caller's
+// profile, role and ownership (403), then the target (404), and only then sends
+// the command, whose actor answers 409 or 412. So a body is decoded and
+// validated before the caller's profile is looked up.
+//
+// An Idempotency-Key is looked up once the caller is known; from then on the
+// request's first answer is stored: a committed change stores it with the change
+// itself (Meta.Idempotency), a 4xx or a change of nothing through
+// IdempotencyStore.PutIdempotency, a 5xx never.
+package http
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fasthttp/router"
+	"github.com/valyala/fasthttp"
+
+	"github.com/lms-platform/userservice"
+)
+
+// Config holds the knobs of the HTTP edge.
+type Config struct {
+	// JWTSecret signs the HS256 tokens; at least 32 bytes (CONTRACT.md, Auth).
+	JWTSecret []byte
+	// RequestTimeout bounds each request (its context's deadline). Default 10s.
+	RequestTimeout time.Duration
+	// MaxBodyBytes bounds a request body (413 beyond). Default 1 MiB.
+	MaxBodyBytes int
+	// TokenCacheSize bounds the number of verified tokens kept. Default 10000.
+	TokenCacheSize int
+	// DefaultPageSize and MaxPageSize bound list pages. Defaults 20 and 100.
+	DefaultPageSize int
+	MaxPageSize     int
+	// CORS configures cross-origin requests; an empty Origin disables CORS.
+	CORS CORS
+	// SecurityHeaders adds helmet-like headers to every answer (HELMET_ENABLED).
+	SecurityHeaders bool
+	// Development lets an internal error's message appear in a body (never a stack).
+	Development bool
+	// SensitiveFields are masked in log lines (AUDIT_SENSITIVE_FIELDS).
+	SensitiveFields []string
+	// IdempotencyTTL is how long a stored Idempotency-Key answer is replayed. Default 24h.
+	IdempotencyTTL time.Duration
+	// HealthCheckTimeout bounds each dependency check of /health/detailed. Default 2s.
+	HealthCheckTimeout time.Duration
+	// TrustProxy takes the client IP (rate limiting) from X-Forwarded-For.
+	TrustProxy bool
+	// ReadTimeout and IdleTimeout bound a connection. Defaults 30s and 120s.
+	ReadTimeout time.Duration
+	IdleTimeout time.Duration
+}
+
+// CORS is the cross-origin configuration (CORS_ORIGIN, CORS_CREDENTIALS,
+// CORS_METHODS, CORS_ALLOWED_HEADERS).
+type CORS struct {
+	// Origin is "*", one origin, or a comma-separated list of origins.
+	Origin         string
+	Credentials    bool
+	Methods        []string
+	AllowedHeaders []string
+}
+
+func (c *Config) withDefaults() (Config, error) {
+	out := *c
+	if len(out.JWTSecret) < 32 {
+		return out, errors.New("JWT secret must be at least 32 bytes")
+	}
+	out.JWTSecret = append([]byte(nil), out.JWTSecret...)
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&out.RequestTimeout, 10*time.Second)
+	def(&out.IdempotencyTTL, 24*time.Hour)
+	def(&out.HealthCheckTimeout, 2*time.Second)
+	def(&out.ReadTimeout, 30*time.Second)
+	def(&out.IdleTimeout, 120*time.Second)
+	if out.MaxBodyBytes <= 0 {
+		out.MaxBodyBytes = 1 << 20
+	}
+	if out.TokenCacheSize <= 0 {
+		out.TokenCacheSize = 10000
+	}
+	if out.MaxPageSize <= 0 || out.MaxPageSize > userservice.MaxPageSize {
+		out.MaxPageSize = userservice.MaxPageSize
+	}
+	if out.DefaultPageSize <= 0 {
+		out.DefaultPageSize = userservice.DefaultPageSize
+	}
+	if out.DefaultPageSize > out.MaxPageSize {
+		return out, fmt.Errorf("default page size %d exceeds the maximum %d", out.DefaultPageSize, out.MaxPageSize)
+	}
+	if len(out.CORS.Methods) == 0 {
+		out.CORS.Methods = []string{"GET", "POST", "PUT", "DELETE", "OPTIONS"}
+	}
+	if len(out.CORS.AllowedHeaders) == 0 {
+		out.CORS.AllowedHeaders = []string{"Content-Type", "Authorization", "X-Requested-With"}
+	}
+	return out, nil
+}
+
+// Deps are the services the edge talks to. RateLimiter may be nil (disabled).
+type Deps struct {
+	Users       userservice.Users
+	Directory   userservice.Directory
+	Idempotency userservice.IdempotencyStore
+	Health      Health
+	RateLimiter RateLimiter
+}
+
+// Health is what the /health* probes report.
+type Health struct {
+	// Ready returns nil once the service can serve (PostgreSQL reachable,
+	// migrations applied); /health/ready answers 503 until then.
+	Ready func(ctx context.Context) error
+	// Checks are the dependency probes of /health/detailed, by name: "database"
+	// (down means unhealthy), "redis", "rabbitmq" (down means degraded).
+	Checks map[string]func(ctx context.Context) error
+	// Version is reported by /health.
+	Version string
+	// Started is when the process started (uptime).
+	Started time.Time
+}
+
+// Server is the HTTP edge. It is safe for concurrent use.
+type Server struct {
+	cfg     Config
+	deps    Deps
+	logger  *slog.Logger
+	auth    *authenticator
+	mask    masker
+	cors    corsPolicy
+	headers [][2]string // security headers, precomputed
+
+	router    *router.Router
+	handler   fasthttp.RequestHandler
+	srv       *fasthttp.Server
+	unmatched map[string]*endpoint // by method label
+	preflight *endpoint
+
+	// base is the parent of every request context; it is cancelled once Shutdown
+	// has let in-flight requests finish.
+	base       context.Context
+	cancelBase context.CancelFunc
+
+	limiterWarn logThrottle
+	shutdown    sync.Once
+}
+
+// NewServer builds the edge. Users, Directory, Idempotency, Health.Ready and logger
+// are required.
+func NewServer(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
+	switch {
+	case deps.Users == nil:
+		return nil, errors.New("cannot create HTTP server: Users is nil")
+	case deps.Directory == nil:
+		return nil, errors.New("cannot create HTTP server: Directory is nil")
+	case deps.Idempotency == nil:
+		return nil, errors.New("cannot create HTTP server: Idempotency is nil")
+	case deps.Health.Ready == nil:
+		return nil, errors.New("cannot create HTTP server: Health.Ready is nil")
+	case logger == nil:
+		return nil, errors.New("cannot create HTTP server: logger is nil")
+	}
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("cannot create HTTP server: %w", err)
+	}
+	if deps.Health.Started.IsZero() {
+		deps.Health.Started = time.Now()
+	}
+	s := &Server{
+		cfg:    c,
+		deps:   deps,
+		logger: logger,
+		auth:   newAuthenticator(c.JWTSecret, c.TokenCacheSize, deps.Directory),
+		mask:   newMasker(c.SensitiveFields),
+		cors:   newCORSPolicy(c.CORS),
+	}
+	if c.SecurityHeaders {
+		s.headers = securityHeaders()
+	}
+	s.base, s.cancelBase = context.WithCancel(context.Background())
+
+	r := router.New()
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleMethodNotAllowed = true
+	r.HandleOPTIONS = true
+	s.unmatched = map[string]*endpoint{}
+	for _, m := range knownMethods() {
+		s.unmatched[m] = newEndpoint(m, routeUnmatched, false, true)
+	}
+	s.preflight = newEndpoint(fasthttp.MethodOptions, routePreflight, false, false)
+	r.NotFound = s.unmatchedHandler(s.routeNotFound)
+	r.MethodNotAllowed = s.unmatchedHandler(s.methodNotAllowed)
+	r.GlobalOPTIONS = s.unmatchedHandler(s.options)
+	s.routes(r)
+	s.router = r
+	s.handler = s.serve
+
+	s.srv = &fasthttp.Server{
+		Handler:               s.handler,
+		ErrorHandler:          s.connectionError,
+		MaxRequestBodySize:    c.MaxBodyBytes,
+		ReadBufferSize:        16 << 10, // room for long bearer tokens
+		ReadTimeout:           c.ReadTimeout,
+		WriteTimeout:          c.ReadTimeout,
+		IdleTimeout:           c.IdleTimeout,
+		NoDefaultServerHeader: true,
+		CloseOnShutdown:       true,
+		Logger:                fasthttpLogger{logger},
+	}
+	return s, nil
+}
+
+// Handler returns the request handler (for tests and custom servers).
+func (s *Server) Handler() fasthttp.RequestHandler { return s.handler }
+
+// Serve answers requests on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	if err := s.srv.Serve(ln); err != nil {
+		return fmt.Errorf("cannot serve HTTP: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections and waits for in-flight requests to
+// finish, or for ctx to end. Request contexts are cancelled afterwards.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var err error
+	s.shutdown.Do(func() {
+		err = s.srv.ShutdownWithContext(ctx)
+		s.cancelBase()
+	})
+	if err != nil {
+		return fmt.Errorf("cannot shut down HTTP server: %w", err)
+	}
+	return nil
+}
+
+// fasthttpLogger sends fasthttp's own messages to the slog logger.
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Warn(strings.TrimSpace(fmt.Sprintf(format, args...)), "component", "fasthttp")
+}

@@ -1,0 +1,198 @@
+package postgres_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/lms-platform/userservice"
+	"github.com/lms-platform/userservice/persistence/postgres"
+	"github.com/lms-platform/userservice/persistence/postgres/pgtest"
+)
+
+// BenchmarkWriterBatch measures the group commit as the actors use it: 256 users,
+// each with one mutation in flight, commit profile edits through one Writer with
+// the default configuration.
+//
+//	go test -run '^$' -bench WriterBatch -benchtime 20000x ./persistence/postgres/
+func BenchmarkWriterBatch(b *testing.B) {
+	db := pgtest.New(b)
+	w := newWriter(b, db, postgres.WriterConfig{})
+	const actors = 256
+	states := make([]*userservice.State, actors)
+	ms := make([]*userservice.Mutation, actors)
+	for i := range states {
+		o := apply(b, nil, newUser(fmt.Sprintf("bench%d@example.com", i), ""), metaAt(0))
+		states[i], ms[i] = o.State, o.Mutation
+	}
+	for i, err := range commitAll(b, w, ms...) {
+		if err != nil {
+			b.Fatalf("seed %d: %v", i, err)
+		}
+	}
+	sum0, n0 := histogram(b, "user_service_write_batch_size")
+	dsum0, dn0 := histogram(b, "user_service_write_commit_duration_seconds")
+	var next atomic.Int64
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	b.ResetTimer()
+	for a := range actors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := states[a]
+			done := make(chan error, 1)
+			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
+				name := "Name" + strconv.FormatInt(i, 10)
+				o, err := userservice.Apply(s, userservice.EditProfile{Input: userservice.UpdateUser{
+					FirstName: userservice.Optional[string]{Set: true, Value: name}}}, userservice.Meta{Now: userservice.Now()})
+				if err != nil {
+					failed.Store(err)
+					return
+				}
+				w.Commit(o.Mutation, func(err error) { done <- err })
+				if err := <-done; err != nil {
+					failed.Store(err)
+					return
+				}
+				s = o.State
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	if err := failed.Load(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "mutations/s")
+	if sum1, n1 := histogram(b, "user_service_write_batch_size"); n1 > n0 {
+		b.ReportMetric((sum1-sum0)/(n1-n0), "mutations/batch")
+	}
+	if dsum1, dn1 := histogram(b, "user_service_write_commit_duration_seconds"); dn1 > dn0 {
+		b.ReportMetric((dsum1-dsum0)/(dn1-dn0)*1000, "ms/batch")
+	}
+}
+
+// histogram reads the _sum and _count of an exported histogram.
+func histogram(tb testing.TB, name string) (sum, count float64) {
+	tb.Helper()
+	var buf bytes.Buffer
+	metrics.WritePrometheus(&buf, false)
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, name+"_sum "); ok {
+			sum, _ = strconv.ParseFloat(v, 64)
+		}
+		if v, ok := strings.CutPrefix(line, name+"_count "); ok {
+			count, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	return sum, count
+}
+
+// seed10k inserts 10,000 users straight into the table: 20 first names (three of
+// which contain "ann") by 25 last names, every status and role.
+const seed10k = `INSERT INTO users (id, auth_id, email, username, first_name, last_name, display_name, role, status,
+	version, created_at, updated_at, last_active_at)
+SELECT gen_random_uuid(), gen_random_uuid(), lower(f) || '.' || lower(l) || i || '@example.com', lower(f) || i, f, l,
+	f || ' ' || l, (ARRAY['student','student','student','instructor','admin'])[1 + i % 5],
+	(ARRAY['active','active','active','inactive','suspended','deleted'])[1 + i % 6], 1,
+	now() - i * interval '1 minute', now() - i * interval '30 seconds',
+	CASE WHEN i % 3 = 0 THEN NULL ELSE now() - i * interval '10 seconds' END
+FROM generate_series(1, 10000) AS i,
+LATERAL (SELECT
+	(ARRAY['Anna','Hannah','Joanne','Bob','Carl','Diana','Ethan','Fiona','George','Helen','Ian','Julia','Kevin',
+		'Laura','Mike','Nina','Oscar','Paula','Quinn','Rachel'])[1 + i % 20] AS f,
+	(ARRAY['Smith','Jones','Brown','Taylor','Wilson','Davies','Evans','Thomas','Johnson','Roberts','Walker','Wright',
+		'Robinson','Thompson','White','Hughes','Edwards','Green','Hall','Wood','Harris','Lewis','Martin','Jackson',
+		'Clarke'])[1 + (i / 20) % 25] AS l) AS n`
+
+// BenchmarkSearchUsers10k measures the admin search on 10,000 users, the page
+// and its total counted by a second pipelined statement (what SearchUsers does)
+// against a count(*) OVER () window in the page query, and logs the plans.
+//
+//	go test -run '^$' -bench SearchUsers10k -benchtime 200x ./persistence/postgres/
+func BenchmarkSearchUsers10k(b *testing.B) {
+	db := pgtest.New(b)
+	ctx := context.Background()
+	if _, err := db.Pool().Exec(ctx, seed10k); err != nil {
+		b.Fatal(err)
+	}
+	// Steady state: autovacuum has flushed the GIN index's pending list.
+	if _, err := db.Pool().Exec(ctx, "VACUUM ANALYZE users"); err != nil {
+		b.Fatal(err)
+	}
+	dir, _ := postgres.NewDirectory(db)
+	queries := map[string]userservice.UserSearch{
+		"search": {Page: 1, Limit: 20, Search: "ann", SortBy: "createdAt", SortOrder: "desc"},
+		"list":   {Page: 1, Limit: 20, SortBy: "createdAt", SortOrder: "desc"},
+		"rare":   {Page: 1, Limit: 20, Search: "hannah.green", SortBy: "createdAt", SortOrder: "desc"},
+	}
+	for name, q := range queries {
+		countSQL, pageSQL, args, pageArgs := postgres.SearchSQL(q)
+		b.Logf("%s:\n%s\n%s", name, explain(b, db, countSQL, args), explain(b, db, pageSQL, pageArgs))
+
+		b.Run(name+"/count-pipelined", func(b *testing.B) {
+			timeEach(b, func() {
+				if _, _, err := dir.SearchUsers(ctx, q); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+		windowSQL := strings.Replace(pageSQL, " FROM users", ", count(*) OVER () FROM users", 1)
+		b.Run(name+"/count-window", func(b *testing.B) {
+			timeEach(b, func() {
+				rows, err := db.Pool().Query(ctx, windowSQL, pageArgs...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for rows.Next() {
+				}
+				if err := rows.Err(); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+	}
+}
+
+// timeEach runs f b.N times and reports the median and 95th percentile.
+func timeEach(b *testing.B, f func()) {
+	b.Helper()
+	f() // warm the connection and the statement cache
+	d := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		f()
+		d = append(d, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(d)
+	b.ReportMetric(float64(d[len(d)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(d[len(d)*95/100].Microseconds())/1000, "p95-ms")
+}
+
+func explain(tb testing.TB, db *postgres.DB, sql string, args []any) string {
+	tb.Helper()
+	rows, err := db.Pool().Query(context.Background(), "EXPLAIN (ANALYZE, BUFFERS) "+sql, args...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return strings.Join(lines, "\n")
+}

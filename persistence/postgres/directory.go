@@ -1,0 +1,231 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	json "github.com/goccy/go-json"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/lms-platform/userservice"
+)
+
+// Directory answers the questions that cross users: the admin search, the audit
+// log, authId look-ups. Every answer reflects every committed write (no cache). It
+// is safe for concurrent use.
+type Directory struct{ db *DB }
+
+var _ userservice.Directory = (*Directory)(nil)
+
+// NewDirectory returns a Directory reading from db.
+func NewDirectory(db *DB) (*Directory, error) {
+	if db == nil {
+		return nil, errors.New("cannot create directory: nil DB")
+	}
+	return &Directory{db: db}, nil
+}
+
+// UserIDByAuthID returns the id of the user with that authId, or
+// userservice.ErrUserNotFound.
+func (d *Directory) UserIDByAuthID(ctx context.Context, authID string) (string, error) {
+	return userIDByAuthID(ctx, d.db, authID)
+}
+
+// sortColumns maps the API's sortBy values to columns: the only way a sort reaches
+// the SQL text.
+var sortColumns = map[string]string{
+	"createdAt":    "created_at",
+	"updatedAt":    "updated_at",
+	"firstName":    "first_name",
+	"lastName":     "last_name",
+	"email":        "email",
+	"lastActiveAt": "last_active_at",
+}
+
+// searchText is the expression of the users_search_trgm index, verbatim, so that
+// the planner can use the index for a LIKE on it.
+const searchText = `lower(first_name || E'\n' || last_name || E'\n' || email || E'\n' ||
+          coalesce(username, '') || E'\n' || coalesce(display_name, ''))`
+
+// searchFilter matches the escaped term ($1) as a case-insensitive substring: the
+// first line finds candidates through the trigram index, the rest re-checks each
+// field on its own, so that a term never matches across two fields.
+const searchFilter = searchText + ` LIKE '%' || lower($1::text) || '%'
+	AND (lower(first_name) LIKE '%' || lower($1::text) || '%'
+		OR lower(last_name) LIKE '%' || lower($1::text) || '%'
+		OR email LIKE '%' || lower($1::text) || '%'
+		OR lower(username) LIKE '%' || lower($1::text) || '%'
+		OR lower(display_name) LIKE '%' || lower($1::text) || '%')`
+
+// escapeLike escapes LIKE's wildcards and its escape character, so that the term
+// matches literally.
+func escapeLike(s string) string {
+	if !strings.ContainsAny(s, `\%_`) {
+		return s
+	}
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return r.Replace(s)
+}
+
+// searchSQL builds the WHERE clause and its arguments. Only fixed text and
+// placeholders go into the SQL.
+func searchSQL(q userservice.UserSearch) (where string, args []any) {
+	var conds []string
+	if q.Search != "" {
+		args = append(args, escapeLike(q.Search))
+		conds = append(conds, searchFilter)
+	}
+	if q.Role != "" {
+		args = append(args, string(q.Role))
+		conds = append(conds, "role = $"+strconv.Itoa(len(args)))
+	}
+	if q.Status != "" {
+		args = append(args, string(q.Status))
+		conds = append(conds, "status = $"+strconv.Itoa(len(args)))
+	} else {
+		conds = append(conds, "status <> 'deleted'") // deleted users show only when asked for
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// orderSQL builds the ORDER BY clause from the whitelist, with id as the
+// tie-breaker and users never active last in either direction.
+func orderSQL(q userservice.UserSearch) string {
+	col, ok := sortColumns[q.SortBy]
+	if !ok {
+		col = "created_at"
+	}
+	dir := " DESC"
+	if strings.EqualFold(q.SortOrder, "asc") {
+		dir = " ASC"
+	}
+	nulls := ""
+	if col == "last_active_at" {
+		nulls = " NULLS LAST"
+	}
+	return " ORDER BY " + col + dir + nulls + ", id" + dir
+}
+
+// normalizePage applies the defaults and bounds of the API to page and limit.
+func normalizePage(page, limit int) (int, int) {
+	if page < 1 {
+		page = 1
+	}
+	if limit < 1 {
+		limit = userservice.DefaultPageSize
+	}
+	return page, min(limit, userservice.MaxPageSize)
+}
+
+// searchQuery is the SQL of one search: the count and the page.
+type searchQuery struct {
+	countSQL, pageSQL string
+	args, pageArgs    []any
+}
+
+func buildSearch(q userservice.UserSearch, page, limit int) searchQuery {
+	where, args := searchSQL(q)
+	n := len(args)
+	return searchQuery{
+		countSQL: "SELECT count(*) FROM users" + where,
+		pageSQL: "SELECT " + userColumns + " FROM users" + where + orderSQL(q) +
+			" LIMIT $" + strconv.Itoa(n+1) + " OFFSET $" + strconv.Itoa(n+2),
+		args:     args,
+		pageArgs: append(append([]any{}, args...), limit, (page-1)*limit),
+	}
+}
+
+// SearchUsers runs the admin search: a case-insensitive substring of first name,
+// last name, email, username or display name, filtered by role and status (deleted
+// users only with status=deleted), in the requested order, one page of it with the
+// total. A page past the end is empty, with the right total.
+//
+// The page and the count are two statements pipelined in one round trip and one
+// snapshot. A count(*) OVER () window in the page query instead must read and sort
+// every match before the LIMIT, where the page alone stops after a page's worth of
+// rows on the sort index: on 10,000 users (BenchmarkSearchUsers10k) a common term
+// took 3.8 ms at the median against 15.9 ms with the window, the plain list 1.1 ms
+// against 2.6 ms; only a rare term was faster with the window (0.3 ms against 0.7).
+func (d *Directory) SearchUsers(ctx context.Context, q userservice.UserSearch) ([]userservice.User, userservice.Pagination, error) {
+	page, limit := normalizePage(q.Page, q.Limit)
+	sq := buildSearch(q, page, limit)
+	ctx, cancel := d.db.timeout(ctx)
+	defer cancel()
+	users := make([]userservice.User, 0, limit)
+	var total int
+	b := &pgx.Batch{}
+	b.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+	b.Queue(sq.countSQL, sq.args...).QueryRow(func(row pgx.Row) error { return row.Scan(&total) })
+	b.Queue(sq.pageSQL, sq.pageArgs...).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			u, err := scanUser(rows)
+			if err != nil {
+				return err
+			}
+			users = append(users, u)
+		}
+		return rows.Err()
+	})
+	b.Queue("COMMIT")
+	if err := d.db.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, userservice.Pagination{}, unavailable("cannot search users", err)
+	}
+	return users, userservice.NewPagination(page, limit, total), nil
+}
+
+// AuditLog returns one page of the user's audit records, newest first, and the
+// total.
+func (d *Directory) AuditLog(ctx context.Context, userID string, pq userservice.PageQuery) ([]userservice.AuditRecord, int, error) {
+	id, ok := userservice.ParseID(userID)
+	if !ok {
+		return []userservice.AuditRecord{}, 0, nil
+	}
+	page, limit := normalizePage(pq.Page, pq.Limit)
+	ctx, cancel := d.db.timeout(ctx)
+	defer cancel()
+	out := make([]userservice.AuditRecord, 0, limit)
+	var total int
+	b := &pgx.Batch{}
+	b.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+	b.Queue(`SELECT count(*) FROM audit_log WHERE user_id = $1`, id).QueryRow(func(row pgx.Row) error { return row.Scan(&total) })
+	b.Queue(`SELECT id, actor_id, action, before::text, after::text, correlation_id, created_at FROM audit_log
+	WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3`, id, limit, (page-1)*limit).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			a := userservice.AuditRecord{UserID: id}
+			var before, after *string
+			var created time.Time
+			if err := rows.Scan(&a.ID, &a.ActorID, &a.Action, &before, &after, &a.CorrelationID, &created); err != nil {
+				return err
+			}
+			a.CreatedAt = userservice.NewTime(created)
+			var err error
+			if a.Before, err = decodeObject(before); err != nil {
+				return err
+			}
+			if a.After, err = decodeObject(after); err != nil {
+				return err
+			}
+			out = append(out, a)
+		}
+		return rows.Err()
+	})
+	b.Queue("COMMIT")
+	if err := d.db.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, 0, unavailable("cannot read the audit log", err)
+	}
+	return out, total, nil
+}
+
+func decodeObject(s *string) (map[string]any, error) {
+	if s == nil {
+		return nil, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(*s), &m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}

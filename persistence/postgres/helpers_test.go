@@ -1,0 +1,146 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lms-platform/userservice"
+	"github.com/lms-platform/userservice/persistence/postgres"
+)
+
+// testLogger logs through t, so that the writer's warnings show with the test.
+func testLogger(tb testing.TB) *slog.Logger {
+	tb.Helper()
+	return slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tbWriter struct{ tb testing.TB }
+
+func (w tbWriter) Write(p []byte) (int, error) {
+	w.tb.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// newWriter starts a Writer on db and closes it when the test ends.
+func newWriter(tb testing.TB, db *postgres.DB, cfg postgres.WriterConfig) *postgres.Writer {
+	tb.Helper()
+	w, err := postgres.NewWriter(db, cfg, testLogger(tb))
+	if err != nil {
+		tb.Fatalf("NewWriter: %v", err)
+	}
+	w.Start()
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := w.Close(ctx); err != nil {
+			tb.Errorf("Close: %v", err)
+		}
+	})
+	return w
+}
+
+// commitAll commits the mutations back to back, so that they share batches, and
+// returns each one's error once all are done.
+func commitAll(tb testing.TB, w *postgres.Writer, ms ...*userservice.Mutation) []error {
+	tb.Helper()
+	errs := make([]error, len(ms))
+	calls := make([]int, len(ms))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	wg.Add(len(ms))
+	for i, m := range ms {
+		w.Commit(m, func(err error) {
+			mu.Lock()
+			errs[i] = err
+			calls[i]++
+			mu.Unlock()
+			wg.Done()
+		})
+	}
+	waitGroup(tb, &wg, 60*time.Second)
+	for i, n := range calls {
+		if n != 1 {
+			tb.Fatalf("done of mutation %d called %d times", i, n)
+		}
+	}
+	return errs
+}
+
+func waitGroup(tb testing.TB, wg *sync.WaitGroup, d time.Duration) {
+	tb.Helper()
+	ch := make(chan struct{})
+	go func() { wg.Wait(); close(ch) }()
+	select {
+	case <-ch:
+	case <-time.After(d):
+		tb.Fatalf("mutations not done after %v", d)
+	}
+}
+
+// mustCommit commits one mutation and fails the test on error.
+func mustCommit(tb testing.TB, w *postgres.Writer, m *userservice.Mutation) {
+	tb.Helper()
+	if err := commitAll(tb, w, m)[0]; err != nil {
+		tb.Fatalf("commit: %v", err)
+	}
+}
+
+var baseTime = time.Date(2024, 1, 15, 10, 30, 0, 0, time.UTC)
+
+// at is a distinct instant for step i.
+func at(i int) userservice.Time {
+	return userservice.NewTime(baseTime.Add(time.Duration(i)*time.Second + 123*time.Millisecond))
+}
+
+func metaAt(i int) userservice.Meta {
+	actor := "0190a000-0000-7000-8000-000000000001"
+	return userservice.Meta{ActorID: &actor, CorrelationID: fmt.Sprintf("corr-%d", i), Now: at(i)}
+}
+
+func strp(s string) *string { return &s }
+
+// newUser is a Register command with unique ids and the given email and username.
+func newUser(email, username string) userservice.Register {
+	in := userservice.CreateUser{AuthID: userservice.NewID(), Email: email, FirstName: "Ada", LastName: "Lovelace"}
+	if username != "" {
+		in.Username = strp(username)
+	}
+	return userservice.Register{ID: userservice.NewID(), Input: in}
+}
+
+// apply applies cmd and fails the test if it is refused or changes nothing.
+func apply(tb testing.TB, s *userservice.State, cmd userservice.Command, meta userservice.Meta) *userservice.Outcome {
+	tb.Helper()
+	o, err := userservice.Apply(s, cmd, meta)
+	if err != nil {
+		tb.Fatalf("Apply(%T): %v", cmd, err)
+	}
+	if o.Mutation == nil {
+		tb.Fatalf("Apply(%T) changed nothing", cmd)
+	}
+	return o
+}
+
+// registered registers a user, commits it and returns its state.
+func registered(tb testing.TB, w *postgres.Writer, email, username string) *userservice.State {
+	tb.Helper()
+	o := apply(tb, nil, newUser(email, username), metaAt(0))
+	mustCommit(tb, w, o.Mutation)
+	return o.State
+}
+
+func count(tb testing.TB, db *postgres.DB, sql string, args ...any) int {
+	tb.Helper()
+	var n int
+	if err := db.Pool().QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		tb.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+func errCode(err error) string { return userservice.ErrorCode(err) }

@@ -1,0 +1,90 @@
+package postgres
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/lms-platform/userservice"
+)
+
+func TestEscapeLike(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"plain", "plain"},
+		{"50%", `50\%`},
+		{"a_b", `a\_b`},
+		{`back\slash`, `back\\slash`},
+		{`%_\`, `\%\_\\`},
+	}
+	for _, tt := range tests {
+		if got := escapeLike(tt.in); got != tt.want {
+			t.Errorf("escapeLike(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestMapError(t *testing.T) {
+	unique := func(constraint string) error {
+		return fmt.Errorf("wrapped: %w", &pgconn.PgError{Code: "23505", ConstraintName: constraint})
+	}
+	tests := []struct {
+		name    string
+		err     error
+		code    string
+		message string
+		is      error
+	}{
+		{"email", unique("users_email_key"), userservice.ECodeConflict, "Email address is already registered", nil},
+		{"username", unique("users_username_key"), userservice.ECodeConflict, "Username is already taken", nil},
+		{"auth id", unique("users_auth_id_key"), userservice.ECodeConflict, "User already exists with this auth ID", nil},
+		{"processed message", unique("processed_messages_pkey"), userservice.ECodeConflict, "", userservice.ErrDuplicateMessage},
+		{"idempotency key", unique("idempotency_keys_pkey"), userservice.ECodeConflict, "", userservice.ErrIdempotencyKeyTaken},
+		{"enrollment", unique("enrollments_user_course_key"), userservice.ECodeAlreadyEnrolled, "", nil},
+		{"fence", userservice.ErrStaleVersion, userservice.ECodeUnavailable, "", userservice.ErrStaleVersion},
+		{"other unique", unique("something_else"), userservice.ECodeUnavailable, "", nil},
+		{"check violation", &pgconn.PgError{Code: "23514"}, userservice.ECodeUnavailable, "", nil},
+		{"connection", errors.New("connection reset"), userservice.ECodeUnavailable, "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := mapError(tt.err)
+			if userservice.ErrorCode(got) != tt.code {
+				t.Errorf("code = %s, want %s (%v)", userservice.ErrorCode(got), tt.code, got)
+			}
+			if tt.message != "" && userservice.ErrorMessage(got) != tt.message {
+				t.Errorf("message = %q, want %q", userservice.ErrorMessage(got), tt.message)
+			}
+			if tt.is != nil && !errors.Is(got, tt.is) {
+				t.Errorf("err = %v, want %v", got, tt.is)
+			}
+			if tt.code == userservice.ECodeUnavailable && tt.is == nil && !errors.Is(got, tt.err) {
+				t.Errorf("the cause is lost: %v", got)
+			}
+		})
+	}
+	if mapError(nil) != nil {
+		t.Error("mapError(nil) != nil")
+	}
+}
+
+func TestAttributable(t *testing.T) {
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{userservice.ErrStaleVersion, true},
+		{&pgconn.PgError{Code: "23505"}, true},
+		{&pgconn.PgError{Code: "22P02"}, true},
+		{&pgconn.PgError{Code: "40P01"}, false}, // deadlock: not the mutation's fault
+		{&pgconn.PgError{Code: "40001"}, false},
+		{errors.New("connection reset"), false},
+		{nil, false},
+	}
+	for _, tt := range tests {
+		if got := attributable(tt.err); got != tt.want {
+			t.Errorf("attributable(%v) = %t, want %t", tt.err, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,187 @@
+package postgres
+
+import (
+	"time"
+
+	json "github.com/goccy/go-json"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/lms-platform/userservice"
+)
+
+// IdempotencyTTL is how long an idempotency key holds its first answer (CONTRACT.md,
+// Details: kept 24 h). An older key may be taken again.
+const IdempotencyTTL = 24 * time.Hour
+
+// ProcessedMessageRetention is how long consumed message ids are remembered.
+const ProcessedMessageRetention = 7 * 24 * time.Hour
+
+// Statements of one mutation. Each is a prepared statement cached per connection;
+// a batch pipelines them, so a mutation costs no round trip of its own.
+const (
+	insertUserSQL = `INSERT INTO users (` + userColumns + `)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`
+
+	// The fence: the row must still be at the version the mutation was computed
+	// from. last_active_at only moves forward, as TouchLastActive may have written a
+	// newer value behind the actor's back.
+	updateUserSQL = `UPDATE users SET auth_id = $3, email = $4, username = $5, first_name = $6, last_name = $7,
+	display_name = $8, avatar_url = $9, bio = $10, phone = $11, timezone = $12, language = $13, role = $14,
+	status = $15, email_verified = $16, profile_completed = $17,
+	last_active_at = GREATEST(last_active_at, $18::timestamptz), login_count = $19, last_login_at = $20,
+	version = $21, updated_at = $22
+	WHERE id = $1 AND version = $2`
+
+	upsertEnrollmentSQL = `INSERT INTO enrollments (id, user_id, course_id, enrollment_status, progress,
+	time_spent_seconds, enrolled_at, completed_at, last_accessed_at, created_at, updated_at)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+	ON CONFLICT (user_id, course_id) DO UPDATE SET enrollment_status = EXCLUDED.enrollment_status,
+	progress = EXCLUDED.progress, time_spent_seconds = EXCLUDED.time_spent_seconds,
+	enrolled_at = EXCLUDED.enrolled_at, completed_at = EXCLUDED.completed_at,
+	last_accessed_at = EXCLUDED.last_accessed_at, updated_at = EXCLUDED.updated_at`
+
+	deleteEnrollmentSQL = `DELETE FROM enrollments WHERE user_id = $1 AND course_id = $2`
+
+	// The value goes in as text so that the json column keeps it byte for byte.
+	upsertPreferenceSQL = `INSERT INTO preferences (id, user_id, category, key, value, created_at, updated_at)
+	VALUES ($1, $2, $3, $4, $5::text::json, $6, $7)
+	ON CONFLICT (user_id, category, key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at`
+
+	deletePreferenceSQL = `DELETE FROM preferences WHERE user_id = $1 AND category = $2 AND key = $3`
+
+	// A session id seen again restarts the session under the id the actor holds.
+	upsertSessionSQL = `INSERT INTO sessions (id, user_id, session_id, ip_address, user_agent, started_at, ended_at)
+	VALUES ($1, $2, $3, $4, $5, $6, $7)
+	ON CONFLICT (user_id, session_id) DO UPDATE SET id = EXCLUDED.id, ip_address = EXCLUDED.ip_address,
+	user_agent = EXCLUDED.user_agent, started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at`
+
+	insertOutboxSQL = `INSERT INTO outbox (event_id, user_id, routing_key, payload) VALUES ($1, $2, $3, $4)`
+
+	insertAuditSQL = `INSERT INTO audit_log (id, user_id, actor_id, action, before, after, correlation_id, created_at)
+	VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb, $7, $8)`
+
+	insertProcessedSQL = `INSERT INTO processed_messages (message_id) VALUES ($1) ON CONFLICT DO NOTHING`
+
+	// A key older than the TTL is expired and may be taken again.
+	insertIdempotencySQL = `INSERT INTO idempotency_keys (caller_id, key, request_hash, status, body, created_at)
+	VALUES ($1, $2, $3, $4, $5, $6)
+	ON CONFLICT (caller_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, status = EXCLUDED.status,
+	body = EXCLUDED.body, created_at = EXCLUDED.created_at
+	WHERE idempotency_keys.created_at < $7`
+)
+
+// txItem is one mutation ready to be queued: checked, its JSON encoded.
+type txItem struct {
+	p        pending
+	payloads [][]byte     // outbox payloads, one per event
+	audit    [][2]*string // before and after of each audit record
+}
+
+// prepareItem checks p's mutation and encodes its JSON, so that a mutation that
+// cannot be written fails alone before any batch is sent.
+func prepareItem(p pending) (*txItem, error) {
+	m := p.m
+	switch {
+	case m == nil:
+		return nil, userservice.Errorf(userservice.ECodeInternal, "nil mutation")
+	case m.UserID == "" || m.UserID != m.User.ID:
+		return nil, userservice.Errorf(userservice.ECodeInternal, "mutation of user %q carries user %q", m.UserID, m.User.ID)
+	case m.Create != (m.BaseVersion == 0) || m.User.Version != m.BaseVersion+1:
+		return nil, userservice.Errorf(userservice.ECodeInternal, "mutation of user %s: version %d after base %d (create %t)",
+			m.UserID, m.User.Version, m.BaseVersion, m.Create)
+	}
+	it := &txItem{p: p, payloads: make([][]byte, len(m.Events)), audit: make([][2]*string, len(m.Audit))}
+	for i := range m.Events {
+		b, err := json.Marshal(&m.Events[i])
+		if err != nil {
+			return nil, userservice.Wrap(userservice.ECodeInternal, "cannot encode event", err)
+		}
+		it.payloads[i] = b
+	}
+	for i, a := range m.Audit {
+		for j, v := range []map[string]any{a.Before, a.After} {
+			if v == nil {
+				continue
+			}
+			b, err := json.Marshal(v)
+			if err != nil {
+				return nil, userservice.Wrap(userservice.ECodeInternal, "cannot encode audit record", err)
+			}
+			s := string(b)
+			it.audit[i][j] = &s
+		}
+	}
+	return it, nil
+}
+
+// queue appends the item's statements to b. fail is called with the error of the
+// first statement that fails (a driver error, or a domain error for a fence or a
+// taken key); the batch then stops.
+func (it *txItem) queue(b *pgx.Batch, fail func(error)) {
+	m, u := it.p.m, &it.p.m.User
+	add := func(want error, sql string, args ...any) {
+		qq := b.Queue(sql, args...)
+		qq.Fn = func(br pgx.BatchResults) error {
+			ct, err := br.Exec()
+			if err == nil && want != nil && ct.RowsAffected() != 1 {
+				err = want
+			}
+			if err != nil {
+				fail(err)
+			}
+			return err
+		}
+	}
+	// First, so that a redelivered message is reported as such whatever else changed.
+	if m.ProcessedMessageID != "" {
+		add(userservice.ErrDuplicateMessage, insertProcessedSQL, m.ProcessedMessageID)
+	}
+	if r := m.Idempotency; r != nil {
+		body := r.Body
+		if body == nil {
+			body = []byte{}
+		}
+		add(userservice.ErrIdempotencyKeyTaken, insertIdempotencySQL, r.CallerID, r.Key, r.RequestHash, r.Status, body,
+			r.CreatedAt.Time, time.Now().Add(-IdempotencyTTL))
+	}
+	if m.Create {
+		add(nil, insertUserSQL, u.ID, u.AuthID, u.Email, u.Username, u.FirstName, u.LastName, u.DisplayName,
+			u.AvatarURL, u.Bio, u.Phone, u.Timezone, u.Language, string(u.Role), string(u.Status), u.EmailVerified,
+			u.ProfileCompleted, timeArg(u.LastActiveAt), u.LoginCount, timeArg(u.LastLoginAt), u.Version,
+			u.CreatedAt.Time, u.UpdatedAt.Time)
+	} else {
+		add(userservice.ErrStaleVersion, updateUserSQL, u.ID, m.BaseVersion, u.AuthID, u.Email, u.Username,
+			u.FirstName, u.LastName, u.DisplayName, u.AvatarURL, u.Bio, u.Phone, u.Timezone, u.Language,
+			string(u.Role), string(u.Status), u.EmailVerified, u.ProfileCompleted, timeArg(u.LastActiveAt),
+			u.LoginCount, timeArg(u.LastLoginAt), u.Version, u.UpdatedAt.Time)
+	}
+	for _, courseID := range m.EnrollmentDeletes {
+		add(nil, deleteEnrollmentSQL, u.ID, courseID)
+	}
+	for i := range m.EnrollmentUpserts {
+		e := &m.EnrollmentUpserts[i]
+		add(nil, upsertEnrollmentSQL, e.ID, u.ID, e.CourseID, string(e.EnrollmentStatus), e.Progress,
+			e.TimeSpentSeconds, e.EnrolledAt.Time, timeArg(e.CompletedAt), timeArg(e.LastAccessedAt),
+			e.CreatedAt.Time, e.UpdatedAt.Time)
+	}
+	for _, k := range m.PreferenceDeletes {
+		add(nil, deletePreferenceSQL, u.ID, k.Category, k.Key)
+	}
+	for i := range m.PreferenceUpserts {
+		p := &m.PreferenceUpserts[i]
+		add(nil, upsertPreferenceSQL, p.ID, u.ID, p.Category, p.Key, string(p.Value), p.CreatedAt.Time, p.UpdatedAt.Time)
+	}
+	for i := range m.SessionUpserts {
+		s := &m.SessionUpserts[i]
+		add(nil, upsertSessionSQL, s.ID, u.ID, s.SessionID, s.IPAddress, s.UserAgent, s.StartedAt.Time, timeArg(s.EndedAt))
+	}
+	for i := range m.Events {
+		e := &m.Events[i]
+		add(nil, insertOutboxSQL, e.ID, u.ID, e.Type, it.payloads[i])
+	}
+	for i := range m.Audit {
+		a := &m.Audit[i]
+		add(nil, insertAuditSQL, a.ID, u.ID, a.ActorID, a.Action, it.audit[i][0], it.audit[i][1], a.CorrelationID,
+			a.CreatedAt.Time)
+	}
+}

@@ -1,0 +1,463 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/lms-platform/userservice"
+)
+
+// Write metrics. The queue length is shared by every Writer of the process.
+var (
+	writeBatchSize      = metrics.NewPrometheusHistogramExt("user_service_write_batch_size", metrics.ExponentialBuckets(1, 2, 11))
+	writeCommitDuration = metrics.NewPrometheusHistogram("user_service_write_commit_duration_seconds")
+	writeQueueLength    = metrics.NewGauge("user_service_write_queue_length", nil)
+	writeFallbacks      = metrics.NewCounter("user_service_write_fallbacks_total")
+	writeErrorsConflict = metrics.NewCounter(`user_service_write_errors_total{kind="conflict"}`)
+	writeErrorsStale    = metrics.NewCounter(`user_service_write_errors_total{kind="stale"}`)
+	writeErrorsOther    = metrics.NewCounter(`user_service_write_errors_total{kind="unavailable"}`)
+	touchFlushed        = metrics.NewCounter("user_service_last_active_flushed_total")
+	touchDropped        = metrics.NewCounter("user_service_last_active_dropped_total")
+)
+
+// WriterConfig holds the knobs of the group commit.
+type WriterConfig struct {
+	// BatchMax is the most mutations committed in one transaction (WRITE_BATCH_MAX).
+	BatchMax int
+	// BatchWait is how long a batch waits for company after its first mutation
+	// arrived (WRITE_BATCH_WAIT).
+	BatchWait time.Duration
+	// Committers is the number of transactions in flight at once.
+	Committers int
+	// CommitTimeout bounds one batch transaction, from the first statement to COMMIT.
+	CommitTimeout time.Duration
+	// TouchInterval is how often coalesced lastActiveAt updates are flushed.
+	TouchInterval time.Duration
+}
+
+// Defaults of WriterConfig.
+const (
+	DefaultBatchMax      = 256
+	DefaultBatchWait     = 2 * time.Millisecond
+	DefaultCommitters    = 2
+	DefaultCommitTimeout = 10 * time.Second
+	DefaultTouchInterval = time.Second
+)
+
+// maxExcludeRounds bounds how often a failed batch is retried without the
+// mutation that failed it before every mutation is retried alone.
+const maxExcludeRounds = 8
+
+// touchChunk bounds the users of one lastActiveAt statement.
+const touchChunk = 5000
+
+// pending is one queued mutation.
+type pending struct {
+	m    *userservice.Mutation
+	done func(error)
+}
+
+// Writer is the group-committing userservice.Committer. Mutations queue up; a
+// batcher cuts batches of at most BatchMax mutations or BatchWait of waiting, and
+// Committers goroutines commit each batch in one transaction. It is safe for
+// concurrent use.
+type Writer struct {
+	db     *DB
+	cfg    WriterConfig
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	queue   []pending
+	firstAt time.Time // arrival of the oldest queued mutation
+	closed  bool
+	wake    chan struct{} // capacity 1: the batcher has something to look at
+
+	batches chan []pending
+
+	touchMu sync.Mutex
+	touches map[string]time.Time
+	stop    chan struct{} // closed by Close
+
+	startOnce, closeOnce sync.Once
+	wg                   sync.WaitGroup
+}
+
+var _ userservice.Committer = (*Writer)(nil)
+
+// NewWriter returns a Writer committing to db. Mutations queue until Start; Close
+// flushes them on shutdown.
+func NewWriter(db *DB, cfg WriterConfig, logger *slog.Logger) (*Writer, error) {
+	if db == nil {
+		return nil, errors.New("cannot create writer: nil DB")
+	}
+	if logger == nil {
+		return nil, errors.New("cannot create writer: nil logger")
+	}
+	if cfg.BatchMax <= 0 {
+		cfg.BatchMax = DefaultBatchMax
+	}
+	if cfg.BatchWait < 0 {
+		return nil, fmt.Errorf("cannot create writer: negative BatchWait %v", cfg.BatchWait)
+	}
+	if cfg.BatchWait == 0 {
+		cfg.BatchWait = DefaultBatchWait
+	}
+	if cfg.Committers <= 0 {
+		cfg.Committers = DefaultCommitters
+	}
+	if cfg.CommitTimeout <= 0 {
+		cfg.CommitTimeout = DefaultCommitTimeout
+	}
+	if cfg.TouchInterval <= 0 {
+		cfg.TouchInterval = DefaultTouchInterval
+	}
+	return &Writer{
+		db: db, cfg: cfg, logger: logger,
+		wake:    make(chan struct{}, 1),
+		batches: make(chan []pending),
+		touches: map[string]time.Time{},
+		stop:    make(chan struct{}),
+	}, nil
+}
+
+// Start starts the batcher, the committers and the lastActiveAt flusher. Calling
+// it again does nothing.
+func (w *Writer) Start() {
+	w.startOnce.Do(func() {
+		w.wg.Add(2 + w.cfg.Committers)
+		go w.batchLoop()
+		for range w.cfg.Committers {
+			go w.commitLoop()
+		}
+		go w.touchLoop()
+	})
+}
+
+// Close stops accepting mutations, commits everything queued, flushes the
+// lastActiveAt updates and stops. It returns early with an error when ctx ends
+// first; the queued mutations are still committed in the background.
+func (w *Writer) Close(ctx context.Context) error {
+	w.closeOnce.Do(func() {
+		w.mu.Lock()
+		w.closed = true
+		w.mu.Unlock()
+		w.signal()
+		close(w.stop)
+	})
+	w.Start() // so that a writer closed before it started still flushes its queue
+	finished := make(chan struct{})
+	go func() { w.wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cannot flush the write queue: %w", ctx.Err())
+	}
+}
+
+// Commit queues m for the next group commit. It never blocks on I/O. done is called
+// exactly once, from another goroutine, after COMMIT returned: with nil when m is
+// committed, a 4xx-coded *userservice.Error or userservice.ErrStaleVersion when
+// nothing of m was written because of m itself, or an ECodeUnavailable error when
+// the outcome is unknown.
+func (w *Writer) Commit(m *userservice.Mutation, done func(error)) {
+	if done == nil {
+		panic("postgres: Commit with a nil done")
+	}
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		go done(unavailable("cannot commit", errors.New("the writer is closed")))
+		return
+	}
+	if len(w.queue) == 0 {
+		w.firstAt = time.Now()
+	}
+	w.queue = append(w.queue, pending{m: m, done: done})
+	n := len(w.queue)
+	writeQueueLength.Inc()
+	w.mu.Unlock()
+	if n == 1 || n >= w.cfg.BatchMax {
+		w.signal()
+	}
+}
+
+func (w *Writer) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// batchLoop cuts the queue into batches: up to BatchMax mutations, or whatever
+// arrived within BatchWait of the first. Once closed it drains the queue without
+// waiting, then tells the committers to stop.
+func (w *Writer) batchLoop() {
+	defer w.wg.Done()
+	defer close(w.batches)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		w.mu.Lock()
+		n, closed := len(w.queue), w.closed
+		if n == 0 {
+			w.mu.Unlock()
+			if closed {
+				return
+			}
+			<-w.wake
+			continue
+		}
+		if wait := w.cfg.BatchWait - time.Since(w.firstAt); n < w.cfg.BatchMax && !closed && wait > 0 {
+			w.mu.Unlock()
+			timer.Reset(wait)
+			select {
+			case <-w.wake:
+				timer.Stop()
+			case <-timer.C:
+			}
+			continue
+		}
+		take := min(n, w.cfg.BatchMax)
+		batch := make([]pending, take)
+		copy(batch, w.queue)
+		rest := copy(w.queue, w.queue[take:])
+		clear(w.queue[rest:])
+		w.queue = w.queue[:rest]
+		writeQueueLength.Add(float64(-take))
+		w.mu.Unlock()
+		w.batches <- batch // waits for a free committer; meanwhile the next batch grows
+	}
+}
+
+func (w *Writer) commitLoop() {
+	defer w.wg.Done()
+	for batch := range w.batches {
+		w.commitBatch(batch)
+	}
+}
+
+// commitBatch commits batch in one transaction. When that fails because of one
+// mutation (a constraint, a fence), that mutation gets its error and the rest is
+// retried as a batch; when the cause is unclear, each mutation is retried alone, so
+// that one bad mutation never fails the others. When COMMIT itself fails without an
+// answer from the server, the outcome is unknown and nothing is retried.
+func (w *Writer) commitBatch(batch []pending) {
+	start := time.Now()
+	writeBatchSize.Update(float64(len(batch)))
+	items := make([]*txItem, 0, len(batch))
+	for _, p := range batch {
+		it, err := prepareItem(p)
+		if err != nil {
+			w.finish(p, err)
+			continue
+		}
+		items = append(items, it)
+	}
+	// One lock order for every transaction that updates users rows (see flushTouches).
+	slices.SortStableFunc(items, func(a, b *txItem) int { return cmp.Compare(a.p.m.UserID, b.p.m.UserID) })
+	defer func() { writeCommitDuration.UpdateDuration(start) }()
+
+	failAll := func(err error) {
+		for _, it := range items {
+			w.finish(it.p, unavailable("cannot commit", err))
+		}
+	}
+	retried := false
+	for round := 0; ; round++ {
+		if len(items) == 0 {
+			return
+		}
+		res := w.runTx(items)
+		switch {
+		case res.err == nil:
+			for _, it := range items {
+				w.finish(it.p, nil)
+			}
+			return
+		case res.unknown:
+			w.logger.Error("group commit outcome unknown", "mutations", len(items), "err", res.err)
+			failAll(res.err)
+			return
+		case res.culprit >= 0 && attributable(res.culpritErr) && round < maxExcludeRounds:
+			w.finish(items[res.culprit].p, mapError(res.culpritErr))
+			items = slices.Delete(items, res.culprit, res.culprit+1)
+			continue
+		case !res.answered():
+			// No answer from PostgreSQL: try once more, on another connection, then
+			// give up on the whole batch rather than wait out a timeout per mutation.
+			if !retried {
+				retried = true
+				continue
+			}
+			w.logger.Error("group commit failed: PostgreSQL unreachable", "mutations", len(items), "err", res.err)
+			failAll(res.err)
+			return
+		}
+		w.logger.Warn("group commit failed; retrying each mutation alone", "mutations", len(items), "err", res.err)
+		break
+	}
+	writeFallbacks.Inc()
+	for i, it := range items {
+		res := w.runTx(items[i : i+1])
+		if res.err == nil {
+			w.finish(it.p, nil)
+			continue
+		}
+		err := res.err
+		if res.culprit >= 0 {
+			err = res.culpritErr
+		}
+		if !res.unknown && (attributable(err) || serverError(err)) {
+			w.finish(it.p, mapError(err)) // PostgreSQL answered: this mutation's own failure
+			continue
+		}
+		// No answer from PostgreSQL: it is unreachable (or the outcome unknown), and
+		// the rest would only wait for their timeouts too.
+		for _, rest := range items[i:] {
+			w.finish(rest.p, unavailable("cannot commit", res.err))
+		}
+		return
+	}
+}
+
+// finish reports the mutation's outcome.
+func (w *Writer) finish(p pending, err error) {
+	if err != nil {
+		switch {
+		case errors.Is(err, userservice.ErrStaleVersion):
+			writeErrorsStale.Inc()
+		case userservice.ErrorCode(err) == userservice.ECodeUnavailable || userservice.ErrorCode(err) == userservice.ECodeInternal:
+			writeErrorsOther.Inc()
+		default:
+			writeErrorsConflict.Inc()
+		}
+	}
+	p.done(err)
+}
+
+// txResult is the outcome of one transaction attempt.
+type txResult struct {
+	err        error
+	culprit    int   // index of the mutation whose statement failed, or -1
+	culpritErr error // that statement's error
+	unknown    bool  // COMMIT failed without an answer: the outcome is unknown
+}
+
+// answered reports whether PostgreSQL answered the failed attempt (so the
+// transaction is rolled back and the failure has a cause to act on).
+func (r txResult) answered() bool {
+	return serverError(r.err) || r.culprit >= 0 && attributable(r.culpritErr)
+}
+
+// runTx commits items in one transaction: BEGIN and every statement are pipelined in
+// one round trip, COMMIT is the second.
+func (w *Writer) runTx(items []*txItem) txResult {
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.CommitTimeout)
+	defer cancel()
+	res := txResult{culprit: -1}
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{})
+	for i, it := range items {
+		it.queue(b, func(err error) {
+			if res.culprit < 0 {
+				res.culprit, res.culpritErr = i, err
+			}
+		})
+	}
+	br := w.db.pool.SendBatch(ctx, b)
+	tx := br.Tx()
+	if err := br.Close(); err != nil {
+		_ = tx.Rollback(ctx) // never committed: also safe when the connection is gone
+		res.err = err
+		return res
+	}
+	if err := tx.Commit(ctx); err != nil {
+		res.err = err
+		res.unknown = !serverError(err)
+		return res
+	}
+	return res
+}
+
+// TouchLastActive records that the user was active at at. It never blocks: the
+// latest time per user is kept and flushed every TouchInterval in one statement,
+// without changing the version. Updates are dropped, with a log line, when
+// PostgreSQL is down: lastActiveAt is best-effort by contract.
+func (w *Writer) TouchLastActive(userID string, at userservice.Time) {
+	w.touchMu.Lock()
+	if cur, ok := w.touches[userID]; !ok || at.After(cur) {
+		w.touches[userID] = at.Time
+	}
+	w.touchMu.Unlock()
+}
+
+func (w *Writer) touchLoop() {
+	defer w.wg.Done()
+	t := time.NewTicker(w.cfg.TouchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			w.flushTouches()
+		case <-w.stop:
+			w.flushTouches()
+			return
+		}
+	}
+}
+
+// flushTouchesSQL raises last_active_at of many users. The rows are locked in id
+// order first, the order in which group commits update them too, so that the two
+// never deadlock.
+const flushTouchesSQL = `WITH t AS (
+	SELECT * FROM unnest($1::uuid[], $2::timestamptz[]) AS t(id, at)
+), locked AS (
+	SELECT u.id FROM users u JOIN t ON t.id = u.id
+	WHERE u.last_active_at IS NULL OR u.last_active_at < t.at
+	ORDER BY u.id FOR UPDATE OF u
+)
+UPDATE users u SET last_active_at = GREATEST(u.last_active_at, t.at)
+FROM t WHERE u.id = t.id AND u.id IN (SELECT id FROM locked)`
+
+func (w *Writer) flushTouches() {
+	w.touchMu.Lock()
+	touches := w.touches
+	if len(touches) == 0 {
+		w.touchMu.Unlock()
+		return
+	}
+	w.touches = make(map[string]time.Time, len(touches))
+	w.touchMu.Unlock()
+
+	ids := make([]string, 0, len(touches))
+	ats := make([]time.Time, 0, len(touches))
+	for id, at := range touches {
+		if _, ok := userservice.ParseID(id); !ok {
+			continue
+		}
+		ids = append(ids, id)
+		ats = append(ats, at)
+	}
+	for lo := 0; lo < len(ids); lo += touchChunk {
+		hi := min(lo+touchChunk, len(ids))
+		ctx, cancel := context.WithTimeout(context.Background(), w.cfg.CommitTimeout)
+		_, err := w.db.pool.Exec(ctx, flushTouchesSQL, ids[lo:hi], ats[lo:hi])
+		cancel()
+		if err != nil {
+			touchDropped.Add(hi - lo)
+			w.logger.Warn("dropped lastActiveAt updates", "users", hi-lo, "err", err)
+			continue
+		}
+		touchFlushed.Add(hi - lo)
+	}
+}

@@ -1,0 +1,581 @@
+package postgres_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	gojson "github.com/goccy/go-json"
+
+	"github.com/lms-platform/userservice"
+	"github.com/lms-platform/userservice/persistence/postgres"
+	"github.com/lms-platform/userservice/persistence/postgres/pgtest"
+)
+
+func TestWriterCommitsABatchOfManyUsers(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	w := newWriter(t, db, postgres.WriterConfig{}) // full batches of 256 registrations, ~5,000 statements each
+	const n = 600
+	ms := make([]*userservice.Mutation, n)
+	for i := range ms {
+		ms[i] = apply(t, nil, newUser(fmt.Sprintf("user%03d@example.com", i), fmt.Sprintf("user%03d", i)), metaAt(i)).Mutation
+	}
+	for i, err := range commitAll(t, w, ms...) {
+		if err != nil {
+			t.Fatalf("mutation %d: %v", i, err)
+		}
+	}
+	if got := count(t, db, `SELECT count(*) FROM users`); got != n {
+		t.Errorf("users = %d, want %d", got, n)
+	}
+	if got, want := count(t, db, `SELECT count(*) FROM preferences`), n*len(userservice.DefaultPreferences); got != want {
+		t.Errorf("preferences = %d, want %d", got, want)
+	}
+	if got := count(t, db, `SELECT count(*) FROM outbox WHERE routing_key = 'user.created'`); got != n {
+		t.Errorf("outbox rows = %d, want %d", got, n)
+	}
+}
+
+func TestWriterFencesStaleMutations(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	w := newWriter(t, db, postgres.WriterConfig{BatchWait: 200 * time.Millisecond})
+	a := registered(t, w, "a@example.com", "alice")
+	b := registered(t, w, "b@example.com", "bob")
+
+	// Another writer moves a to version 2 behind this actor's back.
+	moved := apply(t, a, userservice.ChangeRole{Role: userservice.RoleInstructor}, metaAt(1))
+	mustCommit(t, w, moved.Mutation)
+
+	course := userservice.NewID()
+	stale := apply(t, a, userservice.Enroll{CourseID: course}, metaAt(2)) // computed from version 1
+	good := apply(t, b, userservice.Enroll{CourseID: course}, metaAt(2))
+	errs := commitAll(t, w, stale.Mutation, good.Mutation)
+
+	if !errors.Is(errs[0], userservice.ErrStaleVersion) {
+		t.Errorf("stale mutation: err = %v, want ErrStaleVersion", errs[0])
+	}
+	if errs[1] != nil {
+		t.Errorf("good mutation in the same batch: %v", errs[1])
+	}
+	if got := count(t, db, `SELECT version FROM users WHERE id = $1`, a.User.ID); got != 2 {
+		t.Errorf("a's version = %d, want 2", got)
+	}
+	if got := count(t, db, `SELECT count(*) FROM enrollments WHERE user_id = $1`, a.User.ID); got != 0 {
+		t.Errorf("stale mutation wrote %d enrollments", got)
+	}
+	if got := count(t, db, `SELECT count(*) FROM outbox WHERE event_id = $1`, stale.Mutation.Events[0].ID); got != 0 {
+		t.Errorf("stale mutation wrote %d outbox rows", got)
+	}
+	if got := count(t, db, `SELECT count(*) FROM enrollments WHERE user_id = $1`, b.User.ID); got != 1 {
+		t.Errorf("b's enrollments = %d, want 1", got)
+	}
+}
+
+func TestWriterFailsOnlyTheConflictingMutation(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	w := newWriter(t, db, postgres.WriterConfig{BatchWait: 200 * time.Millisecond})
+	existing := registered(t, w, "taken@example.com", "TakenName")
+
+	tests := []struct {
+		name    string
+		cmd     func() userservice.Register
+		code    string
+		message string
+	}{
+		{"duplicate email", func() userservice.Register { return newUser("taken@example.com", "") },
+			userservice.ECodeConflict, "Email address is already registered"},
+		{"duplicate username in another case", func() userservice.Register { return newUser("new1@example.com", "takenname") },
+			userservice.ECodeConflict, "Username is already taken"},
+		{"duplicate authId", func() userservice.Register {
+			r := newUser("new2@example.com", "")
+			r.Input.AuthID = existing.User.AuthID
+			return r
+		}, userservice.ECodeConflict, "User already exists with this auth ID"},
+		{"duplicate id", func() userservice.Register {
+			r := newUser("new3@example.com", "")
+			r.ID = existing.User.ID
+			return r
+		}, userservice.ECodeConflict, "User already exists"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			goods := []*userservice.Mutation{
+				apply(t, nil, newUser(fmt.Sprintf("ok%d-1@example.com", i), ""), metaAt(1)).Mutation,
+				apply(t, nil, newUser(fmt.Sprintf("ok%d-2@example.com", i), ""), metaAt(1)).Mutation,
+			}
+			bad := apply(t, nil, tt.cmd(), metaAt(1)).Mutation
+			errs := commitAll(t, w, goods[0], bad, goods[1])
+			if errs[0] != nil || errs[2] != nil {
+				t.Errorf("good mutations failed: %v, %v", errs[0], errs[2])
+			}
+			var de *userservice.Error
+			if !errors.As(errs[1], &de) || de.Code != tt.code || de.Message != tt.message {
+				t.Fatalf("bad mutation: err = %v, want %s %q", errs[1], tt.code, tt.message)
+			}
+			if got := count(t, db, `SELECT count(*) FROM outbox WHERE event_id = $1`, bad.Events[0].ID); got != 0 {
+				t.Errorf("bad mutation wrote %d outbox rows", got)
+			}
+			for _, g := range goods {
+				if got := count(t, db, `SELECT count(*) FROM users WHERE id = $1`, g.UserID); got != 1 {
+					t.Errorf("good user %s not written", g.UserID)
+				}
+			}
+		})
+	}
+}
+
+func TestWriterSeveralBadMutationsInOneBatch(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	w := newWriter(t, db, postgres.WriterConfig{BatchWait: 200 * time.Millisecond})
+	a := registered(t, w, "a@example.com", "")
+	login := apply(t, a, userservice.RecordLogin{SessionID: "s1", At: at(1)}, withMessage(metaAt(1), "msg-1"))
+	mustCommit(t, w, login.Mutation)
+
+	var ms []*userservice.Mutation
+	var want []error
+	for i := range 5 {
+		ms = append(ms, apply(t, nil, newUser(fmt.Sprintf("good%d@example.com", i), ""), metaAt(2)).Mutation)
+		want = append(want, nil)
+	}
+	dupEmail := apply(t, nil, newUser("a@example.com", ""), metaAt(2)).Mutation
+	stale := apply(t, a, userservice.ChangeRole{Role: userservice.RoleAdmin}, metaAt(2)).Mutation
+	dupMessage := apply(t, login.State, userservice.RecordLogin{SessionID: "s1", At: at(1)}, withMessage(metaAt(2), "msg-1")).Mutation
+	ms = append([]*userservice.Mutation{dupEmail, stale}, ms...)
+	ms = append(ms, dupMessage)
+	want = append([]error{userservice.Errorf(userservice.ECodeConflict, "Email address is already registered"), userservice.ErrStaleVersion}, want...)
+	want = append(want, userservice.ErrDuplicateMessage)
+
+	errs := commitAll(t, w, ms...)
+	for i := range ms {
+		if userservice.ErrorCode(errs[i]) != userservice.ErrorCode(want[i]) || userservice.ErrorMessage(errs[i]) != userservice.ErrorMessage(want[i]) {
+			t.Errorf("mutation %d: err = %v, want %v", i, errs[i], want[i])
+		}
+	}
+	if got := count(t, db, `SELECT count(*) FROM users`); got != 6 {
+		t.Errorf("users = %d, want 6", got)
+	}
+}
+
+func withMessage(m userservice.Meta, id string) userservice.Meta {
+	m.MessageID = id
+	return m
+}
+
+func TestWriterDuplicateMessageWritesNothing(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	w := newWriter(t, db, postgres.WriterConfig{})
+	s := registered(t, w, "a@example.com", "")
+	first := apply(t, s, userservice.RecordLogin{SessionID: "s1", At: at(1)}, withMessage(metaAt(1), "msg-1"))
+	mustCommit(t, w, first.Mutation)
+
+	again := apply(t, first.State, userservice.RecordLogin{SessionID: "s2", At: at(2)}, withMessage(metaAt(2), "msg-1"))
+	if err := commitAll(t, w, again.Mutation)[0]; !errors.Is(err, userservice.ErrDuplicateMessage) {
+		t.Fatalf("err = %v, want ErrDuplicateMessage", err)
+	}
+	if got := count(t, db, `SELECT count(*) FROM sessions WHERE session_id = 's2'`); got != 0 {
+		t.Errorf("duplicate wrote %d sessions", got)
+	}
+	if got := count(t, db, `SELECT version FROM users WHERE id = $1`, s.User.ID); got != 2 {
+		t.Errorf("version = %d, want 2", got)
+	}
+	ok, err := db.IsProcessed(context.Background(), "msg-1")
+	if err != nil || !ok {
+		t.Errorf("IsProcessed(msg-1) = %t, %v; want true", ok, err)
+	}
+	if ok, _ := db.IsProcessed(context.Background(), "msg-2"); ok {
+		t.Error("IsProcessed(msg-2) = true")
+	}
+}
+
+func TestWriterStoresIdempotencyWithTheChange(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	w := newWriter(t, db, postgres.WriterConfig{})
+	s := registered(t, w, "a@example.com", "")
+	meta := metaAt(1)
+	meta.Now = userservice.Now() // a key older than a day is expired and may be taken again
+	meta.Idempotency = &userservice.IdempotencyRequest{CallerID: "caller", Key: "k1", RequestHash: "h1",
+		Render: func(*userservice.Outcome) (int, []byte) { return 201, []byte(`{"ok":true}`) }}
+	first := apply(t, s, userservice.Enroll{CourseID: userservice.NewID()}, meta)
+	mustCommit(t, w, first.Mutation)
+
+	second := apply(t, first.State, userservice.Enroll{CourseID: userservice.NewID()}, meta)
+	if err := commitAll(t, w, second.Mutation)[0]; !errors.Is(err, userservice.ErrIdempotencyKeyTaken) {
+		t.Fatalf("err = %v, want ErrIdempotencyKeyTaken", err)
+	}
+	store, _ := postgres.NewIdempotencyStore(db)
+	rec, err := store.GetIdempotency(context.Background(), "caller", "k1", time.Hour)
+	if err != nil || rec == nil {
+		t.Fatalf("GetIdempotency = %v, %v", rec, err)
+	}
+	if rec.Status != 201 || string(rec.Body) != `{"ok":true}` || rec.RequestHash != "h1" {
+		t.Errorf("record = %+v", rec)
+	}
+	if got := count(t, db, `SELECT count(*) FROM enrollments`); got != 1 {
+		t.Errorf("enrollments = %d, want 1", got)
+	}
+}
+
+func TestWriterOutboxCarriesTheExactEnvelope(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	w := newWriter(t, db, postgres.WriterConfig{})
+	s := registered(t, w, "a@example.com", "")
+	enroll := apply(t, s, userservice.Enroll{CourseID: userservice.NewID()}, metaAt(1))
+	progress := 100.0
+	done := apply(t, enroll.State, userservice.SetProgress{CourseID: enroll.Mutation.EnrollmentUpserts[0].CourseID,
+		Input: userservice.UpdateProgress{Progress: &progress}}, metaAt(2))
+	mustCommit(t, w, enroll.Mutation)
+	mustCommit(t, w, done.Mutation)
+
+	events := append(append([]userservice.Event{}, enroll.Mutation.Events...), done.Mutation.Events...)
+	rows, err := db.Pool().Query(context.Background(),
+		`SELECT event_id, user_id, routing_key, payload FROM outbox WHERE event_id = ANY($1) ORDER BY id`, eventIDs(events))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	i := 0
+	for ; rows.Next(); i++ {
+		var id, user, key string
+		var payload []byte
+		if err := rows.Scan(&id, &user, &key, &payload); err != nil {
+			t.Fatal(err)
+		}
+		ev := events[i]
+		want, _ := gojson.Marshal(&ev)
+		if id != ev.ID || user != s.User.ID || key != ev.Type || !bytes.Equal(payload, want) {
+			t.Errorf("row %d = (%s, %s, %s, %s), want (%s, %s, %s, %s)", i, id, user, key, payload, ev.ID, s.User.ID, ev.Type, want)
+		}
+		var env map[string]any
+		if err := json.Unmarshal(payload, &env); err != nil {
+			t.Fatalf("payload is not JSON: %v", err)
+		}
+		for _, k := range []string{"id", "type", "source", "data", "timestamp", "correlationId", "metadata"} {
+			if _, ok := env[k]; !ok {
+				t.Errorf("envelope lacks %q: %s", k, payload)
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if wantTypes := []string{userservice.EventEnrolled, userservice.EventProgressUpdated, userservice.EventCourseCompleted}; i != len(wantTypes) {
+		t.Errorf("outbox rows = %d, want %d (%v)", i, len(wantTypes), wantTypes)
+	}
+}
+
+func eventIDs(evs []userservice.Event) []string {
+	ids := make([]string, len(evs))
+	for i, e := range evs {
+		ids[i] = e.ID
+	}
+	return ids
+}
+
+func TestWriterCloseFlushesTheQueue(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	w, err := postgres.NewWriter(db, postgres.WriterConfig{BatchWait: time.Minute, BatchMax: 1000}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Start()
+	const n = 20
+	var wg sync.WaitGroup
+	wg.Add(n)
+	errs := make(chan error, n)
+	for i := range n {
+		m := apply(t, nil, newUser(fmt.Sprintf("u%d@example.com", i), ""), metaAt(i)).Mutation
+		w.Commit(m, func(err error) { errs <- err; wg.Done() })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := w.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("Close waited %v: it must not wait for BatchWait", d)
+	}
+	waitGroup(t, &wg, 10*time.Second)
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("queued mutation: %v", err)
+		}
+	}
+	if got := count(t, db, `SELECT count(*) FROM users`); got != n {
+		t.Errorf("users = %d, want %d", got, n)
+	}
+
+	t.Run("refuses mutations after Close", func(t *testing.T) {
+		m := apply(t, nil, newUser("late@example.com", ""), metaAt(0)).Mutation
+		got := make(chan error, 1)
+		w.Commit(m, func(err error) { got <- err })
+		select {
+		case err := <-got:
+			if errCode(err) != userservice.ECodeUnavailable {
+				t.Errorf("err = %v, want %s", err, userservice.ECodeUnavailable)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("done not called")
+		}
+	})
+}
+
+func TestWriterBatchWait(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	timed := func(t *testing.T, w *postgres.Writer, n int) time.Duration {
+		t.Helper()
+		ms := make([]*userservice.Mutation, n)
+		for i := range ms {
+			ms[i] = apply(t, nil, newUser(userservice.NewID()+"@example.com", ""), metaAt(i)).Mutation
+		}
+		start := time.Now()
+		for i, err := range commitAll(t, w, ms...) {
+			if err != nil {
+				t.Fatalf("mutation %d: %v", i, err)
+			}
+		}
+		return time.Since(start)
+	}
+	t.Run("a lone mutation commits soon after BatchWait", func(t *testing.T) {
+		w := newWriter(t, db, postgres.WriterConfig{BatchWait: 2 * time.Millisecond})
+		timed(t, w, 1) // warm the connection and the statement cache
+		if d := timed(t, w, 1); d > 2*time.Second {
+			t.Errorf("single commit took %v", d)
+		}
+	})
+	t.Run("a batch waits BatchWait for company", func(t *testing.T) {
+		w := newWriter(t, db, postgres.WriterConfig{BatchWait: 300 * time.Millisecond})
+		if d := timed(t, w, 1); d < 250*time.Millisecond {
+			t.Errorf("commit after %v, before BatchWait", d)
+		}
+	})
+	t.Run("a full batch does not wait", func(t *testing.T) {
+		w := newWriter(t, db, postgres.WriterConfig{BatchWait: 30 * time.Second, BatchMax: 2})
+		if d := timed(t, w, 2); d > 10*time.Second {
+			t.Errorf("full batch waited %v", d)
+		}
+	})
+}
+
+func TestWriterRejectsInconsistentMutations(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	w := newWriter(t, db, postgres.WriterConfig{BatchWait: 100 * time.Millisecond})
+	good := apply(t, nil, newUser("good@example.com", ""), metaAt(0)).Mutation
+	bad := apply(t, nil, newUser("bad@example.com", ""), metaAt(0)).Mutation
+	bad.User.Version = 5
+	errs := commitAll(t, w, bad, good)
+	if errCode(errs[0]) != userservice.ECodeInternal {
+		t.Errorf("bad: err = %v, want %s", errs[0], userservice.ECodeInternal)
+	}
+	if errs[1] != nil {
+		t.Errorf("good: %v", errs[1])
+	}
+}
+
+func TestWriterReportsUnavailableWhenPostgreSQLIsDown(t *testing.T) {
+	t.Parallel()
+	db, err := postgres.Open(context.Background(), postgres.Config{URL: "postgres://nobody@127.0.0.1:1/none?sslmode=disable", ConnectTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close) // after the writer's Close, registered next
+	w := newWriter(t, db, postgres.WriterConfig{CommitTimeout: 3 * time.Second})
+	ms := []*userservice.Mutation{
+		apply(t, nil, newUser("a@example.com", ""), metaAt(0)).Mutation,
+		apply(t, nil, newUser("b@example.com", ""), metaAt(0)).Mutation,
+	}
+	for i, err := range commitAll(t, w, ms...) {
+		if errCode(err) != userservice.ECodeUnavailable {
+			t.Errorf("mutation %d: err = %v, want %s", i, err, userservice.ECodeUnavailable)
+		}
+	}
+	w.TouchLastActive(ms[0].UserID, at(1)) // dropped with a log line, never blocks
+}
+
+func TestTouchLastActive(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	w := newWriter(t, db, postgres.WriterConfig{TouchInterval: 20 * time.Millisecond})
+	s := registered(t, w, "a@example.com", "")
+	lastActive := func() time.Time {
+		t.Helper()
+		var ts *time.Time
+		if err := db.Pool().QueryRow(context.Background(), `SELECT last_active_at FROM users WHERE id = $1`, s.User.ID).Scan(&ts); err != nil {
+			t.Fatal(err)
+		}
+		if ts == nil {
+			return time.Time{}
+		}
+		return ts.UTC()
+	}
+	waitFor := func(want time.Time) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !lastActive().Equal(want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("last_active_at = %v, want %v", lastActive(), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	w.TouchLastActive(s.User.ID, at(5))
+	w.TouchLastActive(s.User.ID, at(9))
+	w.TouchLastActive(s.User.ID, at(7)) // coalesced: the latest wins
+	waitFor(at(9).Time)
+	if got := count(t, db, `SELECT version FROM users WHERE id = $1`, s.User.ID); got != 1 {
+		t.Errorf("version = %d, want 1: touching must not change it", got)
+	}
+
+	w.TouchLastActive(s.User.ID, at(3)) // never moves back
+	time.Sleep(100 * time.Millisecond)
+	waitFor(at(9).Time)
+
+	// A commit carrying an older lastActiveAt keeps the newer one.
+	login := apply(t, s, userservice.RecordLogin{SessionID: "s", At: at(4)}, metaAt(4))
+	mustCommit(t, w, login.Mutation)
+	waitFor(at(9).Time)
+}
+
+func TestLoadStateRoundTrip(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	w := newWriter(t, db, postgres.WriterConfig{})
+	loader, err := postgres.NewLoader(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	courseA, courseB := userservice.NewID(), userservice.NewID()
+	p33, p100 := 33.3, 100.0
+	spent := int64(120)
+	dropped := userservice.EnrollmentDropped
+	prefs := userservice.UpsertPreferences{Preferences: []userservice.PreferenceInput{
+		{Category: strp(userservice.CategoryUI), Key: "theme", Value: json.RawMessage(`{"b": 1, "a": [1, 2.50, "x"]}`)},
+		{Category: strp(userservice.CategoryLearning), Key: "custom_key", Value: json.RawMessage(`null`)},
+	}}
+	if err := prefs.Validate(""); err != nil {
+		t.Fatal(err)
+	}
+	reg := newUser("round@example.com", "RoundTrip")
+	reg.Input.DisplayName, reg.Input.Bio = strp("Round Trip"), strp("bio")
+	steps := []userservice.Command{
+		reg,
+		userservice.Enroll{CourseID: courseA},
+		userservice.Enroll{CourseID: courseB},
+		userservice.SetProgress{CourseID: courseA, Input: userservice.UpdateProgress{Progress: &p33, TimeSpentSeconds: &spent}},
+		userservice.SetProgress{CourseID: courseA, Input: userservice.UpdateProgress{Progress: &p100}},
+		userservice.EditEnrollment{CourseID: courseB, Input: userservice.UpdateEnrollment{EnrollmentStatus: &dropped}},
+		userservice.SetPreferences{Input: prefs},
+		userservice.RemovePreference{Category: userservice.CategoryNotifications, Key: "marketing_emails"},
+		userservice.RecordLogin{SessionID: "s1", IPAddress: strp("10.0.0.1"), UserAgent: strp("ua"), At: at(8)},
+		userservice.RecordLogin{SessionID: "s2", At: at(9)},
+		userservice.RecordLogout{SessionID: "s1", At: at(10)},
+		userservice.ChangeRole{Role: userservice.RoleInstructor},
+		userservice.ChangeStatus{Status: userservice.StatusInactive},
+		userservice.EditProfile{Input: userservice.UpdateUser{FirstName: userservice.Optional[string]{Set: true, Value: "Grace"},
+			Phone: userservice.Optional[string]{Set: true, Value: "+15551234567"}, Bio: userservice.Optional[string]{Set: true, Null: true}}},
+		userservice.Unenroll{CourseID: courseB},
+		userservice.Enroll{CourseID: courseB},
+		userservice.RecordLogin{SessionID: "s1", At: at(16)},
+		userservice.RemoveCategory{Category: userservice.CategoryPrivacy},
+		userservice.RecordPasswordChange{At: at(18)},
+	}
+	var s *userservice.State
+	events := 0
+	for i, cmd := range steps {
+		o := apply(t, s, cmd, metaAt(i))
+		mustCommit(t, w, o.Mutation)
+		s, events = o.State, events+len(o.Mutation.Events)
+	}
+
+	got, err := loader.LoadState(context.Background(), s.User.ID)
+	if err != nil {
+		t.Fatalf("LoadState: %v", err)
+	}
+	if !reflect.DeepEqual(got, s) {
+		g, _ := json.MarshalIndent(got, "", " ")
+		w, _ := json.MarshalIndent(s, "", " ")
+		t.Errorf("loaded state differs from the applied one\n got: %s\nwant: %s", g, w)
+	}
+	if v := got.Preferences[userservice.PrefKey{Category: userservice.CategoryUI, Key: "theme"}].Value; string(v) != `{"b":1,"a":[1,2.50,"x"]}` {
+		t.Errorf("preference value = %s, want it byte for byte", v)
+	}
+	if n := count(t, db, `SELECT count(*) FROM outbox WHERE user_id = $1`, s.User.ID); n != events {
+		t.Errorf("outbox rows = %d, want %d", n, events)
+	}
+	if n := count(t, db, `SELECT count(*) FROM audit_log WHERE user_id = $1`, s.User.ID); n != 3 {
+		t.Errorf("audit rows = %d, want 3", n)
+	}
+}
+
+func TestWriterRetriesAloneAfterManyBadMutations(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	w := newWriter(t, db, postgres.WriterConfig{BatchWait: 200 * time.Millisecond})
+	registered(t, w, "taken@example.com", "")
+	before := fallbacks(t)
+
+	var ms []*userservice.Mutation
+	for i := range 12 { // more failures than one batch retries around
+		ms = append(ms, apply(t, nil, newUser("taken@example.com", ""), metaAt(i)).Mutation)
+		if i%4 == 0 {
+			ms = append(ms, apply(t, nil, newUser(fmt.Sprintf("good%d@example.com", i), ""), metaAt(i)).Mutation)
+		}
+	}
+	errs := commitAll(t, w, ms...)
+	good := 0
+	for i, m := range ms {
+		switch {
+		case m.User.Email != "taken@example.com" && errs[i] != nil:
+			t.Errorf("good mutation %d: %v", i, errs[i])
+		case m.User.Email == "taken@example.com" && userservice.ErrorMessage(errs[i]) != "Email address is already registered":
+			t.Errorf("duplicate %d: err = %v", i, errs[i])
+		case errs[i] == nil:
+			good++
+		}
+	}
+	if got := count(t, db, `SELECT count(*) FROM users`); got != 1+good || good != 3 {
+		t.Errorf("users = %d with %d good mutations, want 4 with 3", got, good)
+	}
+	if after := fallbacks(t); after <= before {
+		t.Errorf("user_service_write_fallbacks_total = %v, was %v: the batch should have fallen back", after, before)
+	}
+}
+
+// fallbacks reads user_service_write_fallbacks_total from the exported metrics.
+func fallbacks(tb testing.TB) float64 {
+	tb.Helper()
+	var buf bytes.Buffer
+	metrics.WritePrometheus(&buf, false)
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, "user_service_write_fallbacks_total "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return f
+		}
+	}
+	tb.Fatal("user_service_write_fallbacks_total not exported")
+	return 0
+}

@@ -1,0 +1,198 @@
+package redis
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	userservice "github.com/lms-platform/userservice"
+)
+
+func TestSnapshotCodecRoundTrip(t *testing.T) {
+	typical := typicalState(t)
+	odd := func() *userservice.State {
+		// Values the service never makes but the codec must still keep exactly:
+		// non-UUID ids, upper-case UUIDs, empty strings, nil maps, zero and
+		// sub-millisecond times, nil and empty preference values.
+		s := &userservice.State{User: userservice.User{
+			ID: "not-a-uuid", AuthID: strings.ToUpper(userservice.NewID()), Email: "",
+			Username: ptr(""), Bio: ptr("not-a-uuid"), Version: math.MaxInt64, LoginCount: -1,
+			CreatedAt:    userservice.Time{Time: time.Unix(1705314600, 123456789).UTC()},
+			LastActiveAt: &userservice.Time{},
+		}}
+		s.Preferences = map[userservice.PrefKey]userservice.Preference{
+			{Category: "ui", Key: "a"}: {ID: "x", UserID: "not-a-uuid", Category: "ui", Key: "a", Value: nil},
+			{Category: "ui", Key: "b"}: {ID: "y", UserID: "someone-else", Category: "ui", Key: "b", Value: json.RawMessage{}},
+		}
+		s.Sessions = []userservice.Session{}
+		return s
+	}()
+	tests := []struct {
+		name string
+		s    *userservice.State
+	}{
+		{"newly registered user", registered(t, time.Now())},
+		{"typical user", typical},
+		{"hidden login fields and sessions", apply(t, typical, userservice.RecordLogin{
+			SessionID: "s2", UserAgent: ptr(strings.Repeat("ü", 300)), At: userservice.Now()}, time.Now())},
+		{"odd values", odd},
+		{"empty state", &userservice.State{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := appendSnapshot(nil, tt.s)
+			if err != nil {
+				t.Fatalf("appendSnapshot: %v", err)
+			}
+			got, err := decodeSnapshot(b)
+			if err != nil {
+				t.Fatalf("decodeSnapshot: %v", err)
+			}
+			if !reflect.DeepEqual(got, tt.s) {
+				t.Errorf("round trip differs\n got: %+v\nwant: %+v", got, tt.s)
+			}
+		})
+	}
+	t.Run("keeps what the API hides", func(t *testing.T) {
+		got, err := decodeSnapshot(must(appendSnapshot(nil, typical)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.User.LoginCount != 2 || got.User.LastLoginAt == nil || !got.User.LastLoginAt.Equal(typical.User.LastLoginAt.Time) {
+			t.Errorf("login bookkeeping lost: count %d, last %v", got.User.LoginCount, got.User.LastLoginAt)
+		}
+		if len(got.Sessions) != 2 || got.Sessions[0].EndedAt == nil || *got.Sessions[0].IPAddress != "203.0.113.7" {
+			t.Errorf("sessions lost: %+v", got.Sessions)
+		}
+		k := userservice.PrefKey{Category: userservice.CategoryUI, Key: "items_per_page"}
+		if string(got.Preferences[k].Value) != string(typical.Preferences[k].Value) {
+			t.Errorf("preference value %s, want byte-identical %s", got.Preferences[k].Value, typical.Preferences[k].Value)
+		}
+	})
+}
+
+func TestAppendSnapshotRefusesInconsistentMaps(t *testing.T) {
+	s := typicalState(t)
+	bad := *s
+	bad.Enrollments = map[string]userservice.Enrollment{"other-course": {CourseID: "course"}}
+	if _, err := appendSnapshot(nil, &bad); err == nil {
+		t.Error("enrollment under another course's key: want an error")
+	}
+	bad = *s
+	bad.Preferences = map[userservice.PrefKey]userservice.Preference{{Category: "ui", Key: "x"}: {Category: "ui", Key: "y"}}
+	if _, err := appendSnapshot(nil, &bad); err == nil {
+		t.Error("preference under another key: want an error")
+	}
+}
+
+func TestDecodeSnapshotRejectsBadInput(t *testing.T) {
+	valid := must(appendSnapshot(nil, typicalState(t)))
+	empty := must(appendSnapshot(nil, &userservice.State{}))
+	tests := []struct {
+		name string
+		b    []byte
+	}{
+		{"empty", nil},
+		{"unknown format", append([]byte{snapshotFormat + 1}, valid[1:]...)},
+		{"trailing byte", append(append([]byte{}, valid...), 0)},
+		{"huge count", append(append([]byte{}, empty[:len(empty)-3]...), 0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := decodeSnapshot(tt.b); !errors.Is(err, errCorrupt) {
+				t.Errorf("decodeSnapshot: err %v, want errCorrupt", err)
+			}
+		})
+	}
+	t.Run("every truncation", func(t *testing.T) {
+		for n := range len(valid) {
+			if _, err := decodeSnapshot(valid[:n]); !errors.Is(err, errCorrupt) {
+				t.Fatalf("decodeSnapshot of the first %d of %d bytes: err %v, want errCorrupt", n, len(valid), err)
+			}
+		}
+	})
+}
+
+// FuzzDecodeSnapshot: decoding bytes from Redis never panics, and whatever decodes
+// encodes back to the same state.
+func FuzzDecodeSnapshot(f *testing.F) {
+	f.Add(must(appendSnapshot(nil, typicalState(f))))
+	f.Add(must(appendSnapshot(nil, registered(f, time.Now()))))
+	f.Add(must(appendSnapshot(nil, &userservice.State{})))
+	f.Add([]byte{snapshotFormat})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := decodeSnapshot(b)
+		if err != nil {
+			return
+		}
+		again, err := decodeSnapshot(must(appendSnapshot(nil, s)))
+		if err != nil {
+			t.Fatalf("re-decoding a decoded snapshot: %v", err)
+		}
+		for _, e := range s.Enrollments {
+			if math.IsNaN(e.Progress) {
+				return // NaN != NaN defeats DeepEqual
+			}
+		}
+		if !reflect.DeepEqual(again, s) {
+			t.Fatalf("round trip differs\n got: %+v\nwant: %+v", again, s)
+		}
+	})
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// TestTypicalSnapshotSize records the size the final report quotes and guards it
+// against accidental growth.
+func TestTypicalSnapshotSize(t *testing.T) {
+	s := typicalState(t)
+	b := must(appendSnapshot(nil, s))
+	api, err := json.Marshal(struct {
+		User        userservice.User
+		Enrollments []userservice.Enrollment
+		Preferences []userservice.Preference
+		Sessions    []userservice.Session
+	}{s.User, s.SortedEnrollments(""), s.SortedPreferences(""), s.Sessions})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("typical user (%d preferences, %d enrollments, %d sessions): snapshot %d bytes, API JSON %d bytes",
+		len(s.Preferences), len(s.Enrollments), len(s.Sessions), len(b), len(api))
+	if len(b) > 3000 {
+		t.Errorf("typical snapshot is %d bytes; it was about 1.9 KB", len(b))
+	}
+}
+
+func BenchmarkSnapshotEncode(b *testing.B) {
+	s := typicalState(b)
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	var n int
+	for b.Loop() {
+		out, err := appendSnapshot(buf[:0], s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = len(out)
+	}
+	b.ReportMetric(float64(n), "bytes/snapshot")
+}
+
+func BenchmarkSnapshotDecode(b *testing.B) {
+	enc := must(appendSnapshot(nil, typicalState(b)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeSnapshot(enc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

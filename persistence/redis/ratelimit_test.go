@@ -1,0 +1,161 @@
+package redis
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+func newTestLimiter(tb testing.TB, c *Client, cfg RateLimitConfig) *RateLimiter {
+	tb.Helper()
+	r, err := NewRateLimiter(c, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+func TestRateLimiterSharesOneLimitAcrossProcesses(t *testing.T) {
+	prefix := randomPrefix()
+	cfg := RateLimitConfig{Max: 10, Window: time.Minute}
+	// Two clients: two processes sharing one Redis.
+	limiters := []*RateLimiter{
+		newTestLimiter(t, newTestClient(t, Config{KeyPrefix: prefix}), cfg),
+		newTestLimiter(t, newTestClient(t, Config{KeyPrefix: prefix}), cfg),
+	}
+	var (
+		mu                 sync.Mutex
+		allowed, rejected  int
+		remainingByAllowed = map[int]int{}
+		wg                 sync.WaitGroup
+	)
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := limiters[i%2].Allow(context.Background(), "user-1")
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				t.Errorf("Allow: %v", err)
+			case d.Allowed:
+				allowed++
+				remainingByAllowed[d.Remaining]++
+			default:
+				rejected++
+				if d.RetryAfter <= 0 || d.Remaining != 0 {
+					t.Errorf("rejected with RetryAfter %v, Remaining %d", d.RetryAfter, d.Remaining)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if allowed != 10 || rejected != 20 {
+		t.Errorf("allowed %d, rejected %d; want exactly 10 and 20", allowed, rejected)
+	}
+	for r := range 10 { // each count 1..10 went to exactly one request
+		if remainingByAllowed[r] != 1 {
+			t.Errorf("Remaining %d was answered %d times, want once", r, remainingByAllowed[r])
+		}
+	}
+}
+
+func TestRateLimiterDecision(t *testing.T) {
+	ctx := context.Background()
+	c := newTestClient(t, Config{})
+	window := time.Minute
+	r := newTestLimiter(t, c, RateLimitConfig{Max: 3, Window: window})
+	tests := []struct {
+		allowed   bool
+		remaining int
+	}{{true, 2}, {true, 1}, {true, 0}, {false, 0}, {false, 0}}
+	for i, tt := range tests {
+		start := time.Now()
+		d, err := r.Allow(ctx, "k")
+		if err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+		if d.Allowed != tt.allowed || d.Remaining != tt.remaining || d.Limit != 3 {
+			t.Errorf("request %d: %+v, want allowed %v remaining %d limit 3", i+1, d, tt.allowed, tt.remaining)
+		}
+		if until := d.Reset.Sub(start); until <= window-5*time.Second || until > window+time.Second {
+			t.Errorf("request %d: Reset in %v, want about %v", i+1, until, window)
+		}
+		if !d.Allowed && (d.RetryAfter <= window-5*time.Second || d.RetryAfter > window) {
+			t.Errorf("request %d: RetryAfter %v, want about %v", i+1, d.RetryAfter, window)
+		}
+		if d.Allowed && d.RetryAfter != 0 {
+			t.Errorf("request %d: allowed with RetryAfter %v", i+1, d.RetryAfter)
+		}
+	}
+	t.Run("keys are independent", func(t *testing.T) {
+		if d, err := r.Allow(ctx, "other"); err != nil || !d.Allowed || d.Remaining != 2 {
+			t.Errorf("first request of another key: %+v, %v", d, err)
+		}
+	})
+}
+
+func TestRateLimiterNewWindowResets(t *testing.T) {
+	ctx := context.Background()
+	r := newTestLimiter(t, newTestClient(t, Config{}), RateLimitConfig{Max: 2, Window: 300 * time.Millisecond})
+	var last Decision
+	for range 3 {
+		var err error
+		if last, err = r.Allow(ctx, "k"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if last.Allowed {
+		t.Fatal("third request in a window of 2 was allowed")
+	}
+	time.Sleep(time.Until(last.Reset) + 50*time.Millisecond)
+	d, err := r.Allow(ctx, "k")
+	if err != nil || !d.Allowed || d.Remaining != 1 {
+		t.Errorf("first request of the next window: %+v, %v; want allowed with 1 remaining", d, err)
+	}
+}
+
+func TestRateLimiterKeysAlwaysExpire(t *testing.T) {
+	ctx := context.Background()
+	c := newTestClient(t, Config{})
+	r := newTestLimiter(t, c, RateLimitConfig{Max: 5, Window: time.Minute})
+	// A counter left without expiry by the seed's INCR-then-EXPIRE.
+	immortal := c.cfg.KeyPrefix + "rl:legacy"
+	if err := c.rdb.Do(ctx, c.rdb.B().Set().Key(immortal).Value("3").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"a", "b", "c", "legacy", "a", "legacy"} {
+		if _, err := r.Allow(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys := scanKeys(t, c, c.cfg.KeyPrefix+"rl:*")
+	if len(keys) != 4 {
+		t.Errorf("found %d rate-limit keys %v, want 4", len(keys), keys)
+	}
+	for _, k := range keys {
+		pttl, err := c.rdb.Do(ctx, c.rdb.B().Pttl().Key(k).Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pttl <= 0 || pttl > time.Minute.Milliseconds() {
+			t.Errorf("%s has PTTL %d ms, want in (0, 60000]", k, pttl)
+		}
+	}
+}
+
+// BenchmarkRateLimiterAllow measures one Allow: one EVALSHA round trip to the test
+// Redis.
+func BenchmarkRateLimiterAllow(b *testing.B) {
+	c := newTestClient(b, Config{})
+	r := newTestLimiter(b, c, RateLimitConfig{Max: 1 << 30, Window: time.Minute})
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.Allow(ctx, "bench"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,230 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/redis/rueidis"
+
+	userservice "github.com/lms-platform/userservice"
+)
+
+var (
+	snapshotCoalesced   = metrics.GetOrCreateCounter(`user_service_snapshot_writes_coalesced_total`)
+	snapshotDroppedDown = metrics.GetOrCreateCounter(`user_service_snapshot_writes_dropped_total{reason="down"}`)
+	snapshotDroppedFull = metrics.GetOrCreateCounter(`user_service_snapshot_writes_dropped_total{reason="full"}`)
+	snapshotDroppedShut = metrics.GetOrCreateCounter(`user_service_snapshot_writes_dropped_total{reason="closed"}`)
+	snapshotBatchSize   = metrics.GetOrCreatePrometheusHistogramExt(`user_service_snapshot_write_batch_size`,
+		[]float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512})
+)
+
+// SaverConfig configures a [Saver].
+type SaverConfig struct {
+	// MaxPending bounds the users waiting for a snapshot write; past it Save drops.
+	MaxPending int
+	// BatchSize is the most snapshots written in one pipelined round trip.
+	BatchSize int
+}
+
+// Defaults of [SaverConfig].
+const (
+	DefaultSaverMaxPending = 10000
+	DefaultSaverBatchSize  = 256
+)
+
+// Saver refreshes snapshots after commits without ever blocking its caller (an
+// actor). Save only records the newest state per user; one background goroutine
+// writes what is pending, pipelined in batches. A write that is dropped (Redis
+// down, too much pending) costs only a slower next activation: a missing or older
+// snapshot is never served. Safe for concurrent use.
+type Saver struct {
+	snaps *Snapshots
+	cfg   SaverConfig
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	pending map[string]*userservice.State // by user id, newest version only
+	closed  bool
+
+	wake chan struct{} // capacity 1
+	stop chan struct{}
+	done chan struct{}
+}
+
+// NewSaver starts a saver writing through snaps. Close stops it.
+func NewSaver(snaps *Snapshots, cfg SaverConfig, log *slog.Logger) (*Saver, error) {
+	if snaps == nil {
+		return nil, errors.New("cannot create snapshot saver: nil snapshots")
+	}
+	if log == nil {
+		return nil, errors.New("cannot create snapshot saver: nil logger")
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = DefaultSaverMaxPending
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = DefaultSaverBatchSize
+	}
+	s := newSaver(snaps, cfg, log)
+	go s.run()
+	return s, nil
+}
+
+// newSaver returns a saver whose writer is not running yet.
+func newSaver(snaps *Snapshots, cfg SaverConfig, log *slog.Logger) *Saver {
+	return &Saver{
+		snaps: snaps, cfg: cfg, log: log,
+		pending: make(map[string]*userservice.State),
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+}
+
+// Save schedules st, a committed state, to become the user's snapshot. It never
+// blocks: it keeps only the newest pending state per user and drops (with a metric)
+// while Redis is down or too many users are pending.
+func (s *Saver) Save(st *userservice.State) {
+	if st == nil {
+		return
+	}
+	if !s.snaps.c.Up() {
+		snapshotDroppedDown.Inc()
+		return
+	}
+	s.mu.Lock()
+	switch old, ok := s.pending[st.User.ID]; {
+	case s.closed:
+		s.mu.Unlock()
+		snapshotDroppedShut.Inc()
+		return
+	case ok:
+		if st.User.Version >= old.User.Version {
+			s.pending[st.User.ID] = st
+		}
+		s.mu.Unlock()
+		snapshotCoalesced.Inc()
+		return
+	case len(s.pending) >= s.cfg.MaxPending:
+		s.mu.Unlock()
+		snapshotDroppedFull.Inc()
+		return
+	}
+	s.pending[st.User.ID] = st
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops taking states, writes what is pending and stops the saver. It waits
+// for that until ctx ends; each batch is bounded by the command timeout.
+func (s *Saver) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.stop)
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Saver) run() {
+	defer close(s.done)
+	for {
+		select {
+		case <-s.wake:
+			s.flush()
+		case <-s.stop:
+			s.flush()
+			return
+		}
+	}
+}
+
+// flush writes every pending state, BatchSize per round trip.
+func (s *Saver) flush() {
+	s.mu.Lock()
+	batch := s.pending
+	s.pending = make(map[string]*userservice.State, len(batch))
+	s.mu.Unlock()
+
+	states := make([]*userservice.State, 0, min(len(batch), s.cfg.BatchSize))
+	for _, st := range batch {
+		states = append(states, st)
+		if len(states) == s.cfg.BatchSize {
+			s.write(states)
+			states = states[:0]
+		}
+	}
+	if len(states) > 0 {
+		s.write(states)
+	}
+}
+
+// write stores states in one pipelined round trip.
+func (s *Saver) write(states []*userservice.State) {
+	c := s.snaps.c
+	if !c.Up() {
+		snapshotDroppedDown.AddInt64(int64(len(states)))
+		return
+	}
+	type item struct {
+		userID string
+		b      []byte // nil: too large, delete instead
+	}
+	items := make([]item, 0, len(states))
+	for _, st := range states {
+		b, err := s.snaps.encode(st)
+		if err != nil && !errors.Is(err, ErrSnapshotTooLarge) {
+			s.log.Warn("cannot encode snapshot", "userId", st.User.ID, "error", err.Error())
+			continue
+		}
+		items = append(items, item{st.User.ID, b})
+	}
+	if len(items) == 0 {
+		return
+	}
+	snapshotBatchSize.Update(float64(len(items)))
+	var results []rueidis.RedisResult
+	err := c.call(context.Background(), func(ctx context.Context) error {
+		// Built per attempt: rueidis recycles the commands it sent successfully.
+		cmds := make(rueidis.Commands, 0, len(items)+1)
+		cmds = append(cmds, s.snaps.loadScriptCommand())
+		for _, it := range items {
+			cmds = append(cmds, s.snaps.batchCommand(it.userID, it.b))
+		}
+		results = c.rdb.DoMulti(ctx, cmds...)
+		for _, r := range results {
+			if err := r.Error(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if results == nil { // not sent: Redis is down
+		snapshotDroppedDown.AddInt64(int64(len(items)))
+		return
+	}
+	for i, r := range results[1:] {
+		stored, rerr := r.AsInt64()
+		switch {
+		case rerr != nil:
+			snapshotWritesErr.Inc()
+		case items[i].b != nil: // not the DEL of an oversize one
+			countStored(stored)
+		}
+	}
+	if err != nil {
+		s.log.Debug("cannot write snapshots", "count", len(items), "error", err.Error())
+	}
+}
