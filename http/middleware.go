@@ -21,7 +21,7 @@ import (
 )
 
 // rateLimitErrors counts limiter failures; requests then pass (fail open).
-var rateLimitErrors = metrics.NewCounter(`user_service_ratelimit_errors_total`)
+var rateLimitErrors = metrics.NewCounter(`user_service_ratelimit_failopen_total`)
 
 // Route labels of requests that matched no route, and of CORS preflights.
 const (

@@ -170,6 +170,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(ln) }()
 	logger.Info("listening", slog.String("addr", ln.Addr().String()))
+	// METRICS_PORT has a default in the spec, so a separate metrics listener starts
+	// only when the variable is set explicitly: two instances on one host (tests,
+	// benchmarks) would otherwise fight over port 9090.
+	if cfg.MetricsEnabled && getenv("METRICS_PORT") != "" && cfg.MetricsPort != cfg.Port {
+		goBackground(func() { serveMetricsPort(background, cfg, logger) })
+	}
+	if addr := getenv("PPROF_ADDR"); addr != "" {
+		goBackground(func() { servePprof(background, addr, logger) })
+	}
 
 	select {
 	case <-ctx.Done():
