@@ -89,6 +89,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	writer.Start()
+	// The relay publishes the outbox; a commit that wrote events wakes it at once
+	// instead of at its next poll.
+	relay, err := messaging.NewRelay(db.Pool(), messaging.RelayConfig{URL: cfg.RabbitURL(), Exchange: cfg.RabbitMQExchange}, logger)
+	if err != nil {
+		return err
+	}
 	pgLoader, err := postgres.NewLoader(db)
 	if err != nil {
 		return err
@@ -99,7 +105,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	users, err := actors.New(actors.Config{
 		IdleTimeout: cfg.ActorIdleTimeout, MaxActive: cfg.ActorMaxActive, OnCommit: saver.Save,
-	}, loader, writer, logger)
+	}, loader, notifyingCommitter{writer, relay}, logger)
 	if err != nil {
 		return err
 	}
@@ -112,11 +118,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 
-	// Events: the relay publishes the outbox; the consumer applies Auth Service events.
-	relay, err := messaging.NewRelay(db.Pool(), messaging.RelayConfig{URL: cfg.RabbitURL(), Exchange: cfg.RabbitMQExchange}, logger)
-	if err != nil {
-		return err
-	}
+	// Events: the consumer applies Auth Service events through the actors.
 	consumer, err := messaging.NewConsumer(messaging.ConsumerConfig{
 		URL: cfg.RabbitURL(), Exchange: cfg.RabbitMQExchange, Queue: cfg.RabbitMQQueue,
 	}, users, directory, db, logger)
@@ -257,6 +259,22 @@ func joinComma(ss []string) string {
 		out += s
 	}
 	return out
+}
+
+// notifyingCommitter wakes the outbox relay after each commit that wrote events.
+type notifyingCommitter struct {
+	*postgres.Writer
+	relay *messaging.Relay
+}
+
+func (c notifyingCommitter) Commit(m *userservice.Mutation, done func(error)) {
+	hasEvents := len(m.Events) > 0
+	c.Writer.Commit(m, func(err error) {
+		if err == nil && hasEvents {
+			c.relay.Notify()
+		}
+		done(err)
+	})
 }
 
 // rateLimiter adapts the Redis limiter to the HTTP edge's interface.

@@ -1,0 +1,681 @@
+package messaging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/goccy/go-json"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Outbox metrics (CONTRACT.md, Observability). The gauges are refreshed by every
+// running relay, leader or not, every RelayConfig.GaugeInterval.
+var (
+	outboxBacklog      = metrics.NewGauge("user_service_outbox_backlog", nil)
+	outboxOldestAge    = metrics.NewGauge("user_service_outbox_oldest_age_seconds", nil)
+	outboxPublished    = metrics.NewCounter("user_service_outbox_published_total")
+	outboxFailures     = metrics.NewCounter("user_service_outbox_publish_failures_total")
+	outboxBatchSeconds = metrics.NewPrometheusHistogram("user_service_outbox_publish_batch_seconds")
+)
+
+// Defaults of RelayConfig.
+const (
+	DefaultRelayBatchSize     = 500
+	DefaultRelayConfirmWindow = 256
+	DefaultRelayPollInterval  = 50 * time.Millisecond
+	DefaultRelayConfirmWait   = 10 * time.Second
+	DefaultRelayPruneAfter    = time.Hour
+	DefaultRelayPruneInterval = time.Minute
+	DefaultRelayGaugeInterval = 5 * time.Second
+	DefaultRelayLeaderRetry   = time.Second
+	DefaultRelayQueryTimeout  = 5 * time.Second
+)
+
+// relayLockClass is the first key of the leader's advisory lock; the second is
+// hashtext(current_schema()), so that schemas sharing a database (tests) elect
+// their leaders independently.
+const relayLockClass = 0x5553524c // "USRL"
+
+// pruneChunk bounds one DELETE; pruneChunks bounds the chunks per prune round so
+// that a large backlog of old rows never holds up publishing.
+const (
+	pruneChunk  = 5000
+	pruneChunks = 20
+)
+
+// RelayConfig holds the relay's knobs. Zero values take the defaults above.
+type RelayConfig struct {
+	// URL is the AMQP URL of the broker (RABBITMQ_URL). Required.
+	URL string
+	// Exchange is the durable topic exchange to publish to (RABBITMQ_EXCHANGE).
+	Exchange string
+	// BatchSize is the number of rows read and marked per round.
+	BatchSize int
+	// ConfirmWindow is the number of publishes that may await their confirm at
+	// once. 1 makes the relay wait for each confirm before the next publish.
+	ConfirmWindow int
+	// PollInterval is how often an idle relay looks for new rows.
+	PollInterval time.Duration
+	// ConfirmTimeout bounds one batch's publishes and confirms; past it the
+	// connection is cut and the unconfirmed rows are published again later.
+	ConfirmTimeout time.Duration
+	// PruneAfter is how long published rows are kept; PruneInterval is how often
+	// the leader deletes older ones.
+	PruneAfter    time.Duration
+	PruneInterval time.Duration
+	// GaugeInterval is how often the backlog gauges are refreshed (one query).
+	GaugeInterval time.Duration
+	// LeaderRetry is how often a standby relay tries to become the leader.
+	LeaderRetry time.Duration
+	// ReconnectMax caps the exponential back-off after a failure.
+	ReconnectMax time.Duration
+	// DialTimeout bounds connecting to the broker.
+	DialTimeout time.Duration
+	// QueryTimeout bounds each outbox query.
+	QueryTimeout time.Duration
+}
+
+func (c *RelayConfig) withDefaults() (RelayConfig, error) {
+	out := *c
+	if out.URL == "" {
+		return out, errors.New("cannot create relay: no RabbitMQ URL")
+	}
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if out.Exchange == "" {
+		out.Exchange = DefaultExchange
+	}
+	if out.BatchSize <= 0 {
+		out.BatchSize = DefaultRelayBatchSize
+	}
+	if out.ConfirmWindow <= 0 {
+		out.ConfirmWindow = DefaultRelayConfirmWindow
+	}
+	def(&out.PollInterval, DefaultRelayPollInterval)
+	def(&out.ConfirmTimeout, DefaultRelayConfirmWait)
+	def(&out.PruneAfter, DefaultRelayPruneAfter)
+	def(&out.PruneInterval, DefaultRelayPruneInterval)
+	def(&out.GaugeInterval, DefaultRelayGaugeInterval)
+	def(&out.LeaderRetry, DefaultRelayLeaderRetry)
+	def(&out.ReconnectMax, DefaultReconnectMax)
+	def(&out.DialTimeout, DefaultDialTimeout)
+	def(&out.QueryTimeout, DefaultRelayQueryTimeout)
+	return out, nil
+}
+
+// Relay publishes outbox rows to RabbitMQ with publisher confirms (see the
+// package doc). Run must not be called twice at once; Drain, Notify, Leader,
+// Connected and Ping are safe for concurrent use.
+type Relay struct {
+	pool *pgxpool.Pool
+	cfg  RelayConfig
+	log  *slog.Logger
+
+	wake   chan struct{}
+	busy   atomic.Bool // Run or Drain is going
+	leader atomic.Bool
+
+	mu   sync.Mutex
+	link *link // current broker connection, read by Ping and Connected
+
+	// Owned by the goroutine in Run or Drain.
+	ch        *amqp.Channel
+	db        *pgxpool.Conn // the session holding the leader lock
+	lastPrune time.Time
+}
+
+// NewRelay returns a relay over the outbox table reachable through pool. It does
+// no I/O until Run.
+func NewRelay(pool *pgxpool.Pool, cfg RelayConfig, logger *slog.Logger) (*Relay, error) {
+	if pool == nil {
+		return nil, errors.New("cannot create relay: nil pool")
+	}
+	if logger == nil {
+		return nil, errors.New("cannot create relay: nil logger")
+	}
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Relay{pool: pool, cfg: c, log: logger.With("component", "outbox-relay"), wake: make(chan struct{}, 1)}, nil
+}
+
+// Notify wakes the relay at once instead of at its next poll. It never blocks;
+// the writer may call it after each commit that inserted outbox rows.
+func (r *Relay) Notify() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Leader reports whether this relay currently owns the outbox.
+func (r *Relay) Leader() bool { return r.leader.Load() }
+
+// Connected reports whether the relay has an open broker connection.
+func (r *Relay) Connected() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.link.alive()
+}
+
+// Ping checks the broker connection with one round trip. It returns an
+// ECodeUnavailable *userservice.Error when there is none or it does not answer.
+func (r *Relay) Ping(ctx context.Context) error {
+	r.mu.Lock()
+	l := r.link
+	r.mu.Unlock()
+	if l == nil {
+		return errNotConnected
+	}
+	return l.ping(ctx)
+}
+
+// Run relays until ctx ends, then returns nil. Failures of PostgreSQL or
+// RabbitMQ are logged and retried with back-off; Run never gives up.
+func (r *Relay) Run(ctx context.Context) error {
+	if !r.busy.CompareAndSwap(false, true) {
+		return errors.New("cannot run relay: already running")
+	}
+	defer r.busy.Store(false)
+	defer r.shutdown()
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.watchBacklog(ctx)
+	}()
+	defer wg.Wait()
+
+	r.log.Info("outbox relay started", "exchange", r.cfg.Exchange, "batch", r.cfg.BatchSize, "window", r.cfg.ConfirmWindow)
+	bo := backoff{base: reconnectBase, max: r.cfg.ReconnectMax}
+	for ctx.Err() == nil {
+		wait, wakeable, err := r.step(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			d := bo.next()
+			r.log.Warn("outbox relay failed, retrying", "error", err, "retry_in", d)
+			sleep(ctx, d)
+			continue
+		}
+		bo.reset()
+		if wait > 0 {
+			r.idle(ctx, wait, wakeable)
+		}
+	}
+	r.log.Info("outbox relay stopped")
+	return nil
+}
+
+// Drain publishes the rows pending now, then returns nil; it is meant for
+// SIGTERM, with a short deadline in ctx. While Run is going, Drain wakes it and
+// waits until the rows pending at the call are published; otherwise it publishes
+// them itself. When another process leads, Drain returns nil at once: the
+// leader publishes.
+func (r *Relay) Drain(ctx context.Context) error {
+	if !r.busy.CompareAndSwap(false, true) {
+		if err := r.awaitDrained(ctx); err != nil {
+			return fmt.Errorf("cannot drain the outbox: %w", err)
+		}
+		return nil
+	}
+	defer r.busy.Store(false)
+	defer r.shutdown()
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("cannot drain the outbox: %w", err)
+		}
+		if err := r.ensureLink(ctx); err != nil {
+			return fmt.Errorf("cannot drain the outbox: %w", err)
+		}
+		if !r.leader.Load() {
+			ok, err := r.tryLead(ctx)
+			if err != nil {
+				return fmt.Errorf("cannot drain the outbox: %w", err)
+			}
+			if !ok {
+				return nil
+			}
+		}
+		n, err := r.publishBatch(ctx)
+		if err != nil {
+			return fmt.Errorf("cannot drain the outbox: %w", err)
+		}
+		if n == 0 {
+			return nil
+		}
+	}
+}
+
+// awaitDrained waits until the running relay has published every row pending
+// now, or returns at once when it does not lead.
+func (r *Relay) awaitDrained(ctx context.Context) error {
+	query := func(sql string, args ...any) (int64, error) {
+		qctx, cancel := context.WithTimeout(ctx, r.cfg.QueryTimeout)
+		defer cancel()
+		var n int64
+		err := r.pool.QueryRow(qctx, sql, args...).Scan(&n)
+		return n, err
+	}
+	upTo, err := query(`SELECT coalesce(max(id), 0) FROM outbox WHERE published_at IS NULL`)
+	if err != nil {
+		return err
+	}
+	for r.leader.Load() {
+		r.Notify()
+		left, err := query(`SELECT count(*) FROM outbox WHERE published_at IS NULL AND id <= $1`, upTo)
+		if err != nil {
+			return err
+		}
+		if left == 0 {
+			return nil
+		}
+		if !sleep(ctx, min(r.cfg.PollInterval, 20*time.Millisecond)) {
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// step does one unit of work and says how long to wait before the next, and
+// whether Notify may cut that wait short.
+func (r *Relay) step(ctx context.Context) (wait time.Duration, wakeable bool, err error) {
+	if err := r.ensureLink(ctx); err != nil {
+		return 0, false, err
+	}
+	if !r.leader.Load() {
+		ok, err := r.tryLead(ctx)
+		if err != nil {
+			return 0, false, err
+		}
+		if !ok {
+			return r.cfg.LeaderRetry, false, nil
+		}
+	}
+	if time.Since(r.lastPrune) >= r.cfg.PruneInterval {
+		if _, err := r.prune(ctx); err != nil {
+			return 0, false, err
+		}
+	}
+	n, err := r.publishBatch(ctx)
+	if err != nil {
+		return 0, false, err
+	}
+	if n >= r.cfg.BatchSize {
+		return 0, false, nil // more is waiting
+	}
+	return r.cfg.PollInterval, true, nil
+}
+
+func (r *Relay) idle(ctx context.Context, d time.Duration, wakeable bool) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	var wake <-chan struct{}
+	if wakeable {
+		wake = r.wake
+	}
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-wake:
+	}
+}
+
+// ensureLink (re)connects to the broker and opens a confirm-mode channel.
+func (r *Relay) ensureLink(ctx context.Context) error {
+	if r.ch != nil && !r.ch.IsClosed() {
+		return nil
+	}
+	r.dropLink()
+	l, err := dial(ctx, r.cfg.URL, "user-service outbox relay", r.cfg.DialTimeout)
+	if err != nil {
+		return err
+	}
+	stop := l.guard(ctx, r.cfg.DialTimeout)
+	ch, err := l.conn.Channel()
+	if err == nil {
+		err = declareExchange(ch, r.cfg.Exchange)
+	}
+	if err == nil {
+		err = ch.Confirm(false)
+	}
+	if !stop() && err == nil {
+		err = errors.New("cannot set up the relay channel: timed out")
+	}
+	if err != nil {
+		l.close()
+		return fmt.Errorf("cannot set up the relay channel: %w", err)
+	}
+	r.mu.Lock()
+	r.link = l
+	r.mu.Unlock()
+	r.ch = ch
+	r.log.Info("outbox relay connected to RabbitMQ")
+	return nil
+}
+
+func (r *Relay) dropLink() {
+	r.mu.Lock()
+	l := r.link
+	r.link = nil
+	r.mu.Unlock()
+	r.ch = nil
+	if l != nil {
+		l.close()
+	}
+}
+
+// tryLead tries to take the leader lock on a connection of its own.
+func (r *Relay) tryLead(ctx context.Context) (bool, error) {
+	qctx, cancel := context.WithTimeout(ctx, r.cfg.QueryTimeout)
+	defer cancel()
+	c, err := r.pool.Acquire(qctx)
+	if err != nil {
+		return false, fmt.Errorf("cannot acquire a connection: %w", err)
+	}
+	var ok bool
+	err = c.QueryRow(qctx, `SELECT pg_try_advisory_lock($1, hashtext(current_schema()))`, relayLockClass).Scan(&ok)
+	if err != nil {
+		// The lock may have been granted before the error: never hand the session back.
+		closeConn(c)
+		return false, fmt.Errorf("cannot take the outbox leader lock: %w", err)
+	}
+	if !ok {
+		c.Release()
+		return false, nil
+	}
+	r.db = c
+	r.leader.Store(true)
+	r.log.Info("outbox relay is the leader")
+	return true, nil
+}
+
+// resign gives up leadership by closing the session, which releases the lock
+// even when PostgreSQL cannot be reached to unlock it.
+func (r *Relay) resign() {
+	if r.db == nil {
+		return
+	}
+	closeConn(r.db)
+	r.db = nil
+	r.leader.Store(false)
+	r.log.Info("outbox relay resigned leadership")
+}
+
+func closeConn(c *pgxpool.Conn) {
+	conn := c.Hijack()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = conn.Close(ctx)
+}
+
+func (r *Relay) shutdown() {
+	r.resign()
+	r.dropLink()
+}
+
+// outboxRow is one unpublished outbox row.
+type outboxRow struct {
+	id         int64
+	eventID    string
+	userID     string
+	routingKey string
+	payload    []byte
+	createdAt  time.Time
+}
+
+// publishBatch publishes one batch of unpublished rows and marks what the broker
+// confirmed. It returns how many rows it read.
+func (r *Relay) publishBatch(ctx context.Context) (int, error) {
+	rows, err := r.claim(ctx)
+	if err != nil {
+		r.resign()
+		return 0, err
+	}
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	start := time.Now()
+	acked, failed, perr := r.publish(ctx, rows)
+	// Marking must outlive a cancelled ctx: confirmed rows left unmarked would be
+	// published again.
+	if err := r.mark(context.WithoutCancel(ctx), acked, failed); err != nil {
+		r.resign()
+		return 0, err
+	}
+	outboxBatchSeconds.UpdateDuration(start)
+	outboxPublished.Add(len(acked))
+	outboxFailures.Add(len(failed))
+	if perr != nil {
+		return len(rows), perr
+	}
+	return len(rows), nil
+}
+
+func (r *Relay) claim(ctx context.Context) ([]outboxRow, error) {
+	qctx, cancel := context.WithTimeout(ctx, r.cfg.QueryTimeout)
+	defer cancel()
+	// Only the leader's session runs this, so no row lock is needed.
+	rows, err := r.db.Query(qctx, `
+		SELECT id, event_id::text, user_id::text, routing_key, payload, created_at
+		FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1`, r.cfg.BatchSize)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the outbox: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (outboxRow, error) {
+		var o outboxRow
+		err := row.Scan(&o.id, &o.eventID, &o.userID, &o.routingKey, &o.payload, &o.createdAt)
+		return o, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the outbox: %w", err)
+	}
+	return out, nil
+}
+
+// inflight is a published row awaiting its confirm.
+type inflight struct {
+	id int64
+	dc *amqp.DeferredConfirmation
+}
+
+// publish sends rows in id order with at most ConfirmWindow unconfirmed and at
+// most one unconfirmed per user, and returns the ids the broker acked and those
+// sent but not acked. After the first failure it sends nothing more.
+func (r *Relay) publish(ctx context.Context, rows []outboxRow) (acked, failed []int64, err error) {
+	r.mu.Lock()
+	l := r.link
+	r.mu.Unlock()
+	ch := r.ch
+	stop := l.guard(context.WithoutCancel(ctx), r.cfg.ConfirmTimeout)
+
+	window := make([]inflight, 0, min(r.cfg.ConfirmWindow, len(rows)))
+	last := make(map[string]*amqp.DeferredConfirmation, len(rows))
+	ok := true
+	settle := func() { // pops the head once its confirm is in
+		f := window[0]
+		window = window[1:]
+		if f.dc.Acked() {
+			acked = append(acked, f.id)
+			return
+		}
+		failed = append(failed, f.id)
+		ok = false
+	}
+	reap := func() {
+		for len(window) > 0 {
+			select {
+			case <-window[0].dc.Done():
+				settle()
+			default:
+				return
+			}
+		}
+	}
+	waitHead := func() {
+		<-window[0].dc.Done() // bounded: the guard cuts the link, which settles every confirm
+		settle()
+	}
+
+	for i := range rows {
+		row := &rows[i]
+		if ctx.Err() != nil {
+			break // shutting down: settle what was sent, leave the rest for Drain
+		}
+		if dc := last[row.userID]; dc != nil {
+			// Never two unconfirmed events of one user: a nack of the first must
+			// not let the second overtake it.
+			<-dc.Done()
+			if !dc.Acked() {
+				ok = false
+			}
+			reap()
+		}
+		for ok && len(window) >= r.cfg.ConfirmWindow {
+			waitHead()
+		}
+		if !ok {
+			break
+		}
+		dc, perr := ch.PublishWithDeferredConfirm(r.cfg.Exchange, row.routingKey, false, false, publishing(row))
+		if perr != nil {
+			err = fmt.Errorf("cannot publish outbox row %d: %w", row.id, perr)
+			break
+		}
+		window = append(window, inflight{id: row.id, dc: dc})
+		last[row.userID] = dc
+		reap()
+	}
+	for len(window) > 0 {
+		waitHead()
+	}
+	if !stop() {
+		err = errors.Join(err, fmt.Errorf("cannot publish the outbox: confirms took longer than %s", r.cfg.ConfirmTimeout))
+	}
+	if err != nil {
+		r.dropLink() // cut, or a failed publish: the channel's state is unknown
+	}
+	if err == nil && len(failed) > 0 {
+		err = fmt.Errorf("cannot publish the outbox: %d of %d messages not acked by the broker", len(failed), len(acked)+len(failed))
+	}
+	return acked, failed, err
+}
+
+// publishing builds the AMQP message of a row: the payload as stored, with the
+// envelope's correlationId and timestamp copied into the properties.
+func publishing(row *outboxRow) amqp.Publishing {
+	var env struct {
+		CorrelationID string `json:"correlationId"`
+		Timestamp     string `json:"timestamp"`
+	}
+	// The payload was written by this service; if it does not parse, the
+	// message only lacks these two optional properties.
+	_ = json.Unmarshal(row.payload, &env)
+	ts := row.createdAt
+	if t, err := time.Parse(time.RFC3339Nano, env.Timestamp); err == nil {
+		ts = t
+	}
+	return amqp.Publishing{
+		ContentType:   "application/json",
+		DeliveryMode:  amqp.Persistent,
+		MessageId:     row.eventID,
+		CorrelationId: env.CorrelationID,
+		Timestamp:     ts.UTC(),
+		Type:          row.routingKey,
+		Body:          row.payload,
+	}
+}
+
+// mark stamps acked rows published and counts an attempt on failed ones, in one
+// round trip.
+func (r *Relay) mark(ctx context.Context, acked, failed []int64) error {
+	if len(acked) == 0 && len(failed) == 0 {
+		return nil
+	}
+	qctx, cancel := context.WithTimeout(ctx, r.cfg.QueryTimeout)
+	defer cancel()
+	b := &pgx.Batch{}
+	if len(acked) > 0 {
+		b.Queue(`UPDATE outbox SET published_at = now() WHERE id = ANY($1)`, acked)
+	}
+	if len(failed) > 0 {
+		b.Queue(`UPDATE outbox SET attempts = attempts + 1 WHERE id = ANY($1)`, failed)
+	}
+	if err := r.db.SendBatch(qctx, b).Close(); err != nil {
+		return fmt.Errorf("cannot mark %d outbox rows published: %w", len(acked), err)
+	}
+	return nil
+}
+
+// prune deletes rows published more than PruneAfter ago, in bounded chunks.
+func (r *Relay) prune(ctx context.Context) (int64, error) {
+	r.lastPrune = time.Now()
+	var total int64
+	for range pruneChunks {
+		qctx, cancel := context.WithTimeout(ctx, r.cfg.QueryTimeout)
+		tag, err := r.db.Exec(qctx, `
+			DELETE FROM outbox WHERE id IN (
+				SELECT id FROM outbox
+				WHERE published_at IS NOT NULL AND published_at < now() - $1 * interval '1 second'
+				ORDER BY published_at LIMIT $2)`, r.cfg.PruneAfter.Seconds(), pruneChunk)
+		cancel()
+		if err != nil {
+			r.resign()
+			return total, fmt.Errorf("cannot prune the outbox: %w", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < pruneChunk {
+			break
+		}
+	}
+	if total > 0 {
+		r.log.Debug("outbox pruned", "rows", total)
+	}
+	return total, nil
+}
+
+// watchBacklog refreshes the backlog gauges until ctx ends.
+func (r *Relay) watchBacklog(ctx context.Context) {
+	t := time.NewTicker(r.cfg.GaugeInterval)
+	defer t.Stop()
+	for {
+		r.refreshGauges(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Relay) refreshGauges(ctx context.Context) {
+	qctx, cancel := context.WithTimeout(ctx, r.cfg.QueryTimeout)
+	defer cancel()
+	var n int64
+	var age float64
+	err := r.pool.QueryRow(qctx, `
+		SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
+		FROM outbox WHERE published_at IS NULL`).Scan(&n, &age)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Debug("cannot refresh the outbox gauges", "error", err)
+		}
+		return
+	}
+	outboxBacklog.Set(float64(n))
+	outboxOldestAge.Set(max(age, 0))
+}
