@@ -20,7 +20,7 @@ func (s *Server) routes(r *router.Router) {
 	s.public(r, GET, "/health/ready", s.healthReady)
 	s.public(r, GET, "/health/detailed", s.healthDetailed)
 	s.public(r, GET, "/metrics", s.metrics)
-	// DOCS: /docs and /docs/openapi.json are registered here, with s.public, by http/docs.go.
+	s.docsRoutes(r) // /docs, /docs/openapi.json and the Swagger UI assets (docs.go)
 
 	const users = "/api/v1/users"
 	s.api(r, GET, users, s.searchUsers)

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/lms-platform/userservice"
 	"github.com/lms-platform/userservice/actors"
 	httpapi "github.com/lms-platform/userservice/http"
@@ -30,6 +32,8 @@ const version = "1.0.0"
 // the connections. It returns nil after a clean shutdown.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	started := time.Now()
+	// TYPE lines let Prometheus tooling (promtool, scrapers) read the histograms as such.
+	metrics.ExposeMetadata(true)
 	cfg, err := LoadConfig(getenv)
 	if err != nil {
 		return err
