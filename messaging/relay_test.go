@@ -393,9 +393,9 @@ func TestRelayDrainPublishesPendingRows(t *testing.T) {
 	})
 }
 
-// TestRelayBrokerOutage stops the test stack's RabbitMQ while rows are written.
+// TestOutageRelayBroker stops the test stack's RabbitMQ while rows are written.
 // It disturbs every other test using that broker at the same time.
-func TestRelayBrokerOutage(t *testing.T) {
+func TestOutageRelayBroker(t *testing.T) {
 	devstack, profile := os.Getenv("DEVSTACK"), os.Getenv("DEVSTACK_PROFILE")
 	if devstack == "" || profile == "" {
 		t.Fatal("DEVSTACK and DEVSTACK_PROFILE are not set: run the tests with `make test`")

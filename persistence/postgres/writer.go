@@ -247,10 +247,11 @@ func (w *Writer) commitLoop() {
 }
 
 // commitBatch commits batch in one transaction. When that fails because of one
-// mutation (a constraint, a fence), that mutation gets its error and the rest is
-// retried as a batch; when the cause is unclear, each mutation is retried alone, so
-// that one bad mutation never fails the others. When COMMIT itself fails without an
-// answer from the server, the outcome is unknown and nothing is retried.
+// mutation (a constraint, a fence), the rest is retried as a batch and that
+// mutation is then tried alone, which gives its answer; when the cause is
+// unclear, each mutation is retried alone, so that one bad mutation never fails
+// the others. When COMMIT itself fails without an answer from the server, the
+// outcome is unknown and nothing is retried.
 func (w *Writer) commitBatch(batch []pending) {
 	start := time.Now()
 	writeBatchSize.Update(float64(len(batch)))
@@ -272,6 +273,13 @@ func (w *Writer) commitBatch(batch []pending) {
 			w.finish(it.p, unavailable("cannot commit", err))
 		}
 	}
+	// A culprit's conflict may be with a sibling of the same transaction (two
+	// requests with one Idempotency-Key, or one email, in one batch), and that
+	// sibling is not committed yet when the rest is retried. Its answer is decided
+	// alone, once the rest is settled, so that a "taken" error names a committed
+	// row: the HTTP edge replays the Idempotency-Key's stored answer at once.
+	var excluded []*txItem
+	defer func() { w.commitEach(excluded) }()
 	retried := false
 	for round := 0; ; round++ {
 		if len(items) == 0 {
@@ -289,7 +297,7 @@ func (w *Writer) commitBatch(batch []pending) {
 			failAll(res.err)
 			return
 		case res.culprit >= 0 && attributable(res.culpritErr) && round < maxExcludeRounds:
-			w.finish(items[res.culprit].p, mapError(res.culpritErr))
+			excluded = append(excluded, items[res.culprit])
 			items = slices.Delete(items, res.culprit, res.culprit+1)
 			continue
 		case !res.answered():
@@ -307,6 +315,12 @@ func (w *Writer) commitBatch(batch []pending) {
 		break
 	}
 	writeFallbacks.Inc()
+	w.commitEach(items)
+}
+
+// commitEach commits each item in a transaction of its own and reports its
+// outcome; once PostgreSQL stops answering, the rest fail unavailable.
+func (w *Writer) commitEach(items []*txItem) {
 	for i, it := range items {
 		res := w.runTx(items[i : i+1])
 		if res.err == nil {
