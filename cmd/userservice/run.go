@@ -131,10 +131,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	relayCtx, stopRelay := context.WithCancel(background)
 	defer stopRelay()
-	goBackground(func() { logIfFailed(logger, "outbox relay", relay.Run(relayCtx)) })
+	// The relay and the consumer start once the tables exist.
+	goBackground(func() {
+		if waitMigrated(relayCtx, db) {
+			logIfFailed(logger, "outbox relay", relay.Run(relayCtx))
+		}
+	})
 	consumerCtx, stopConsumer := context.WithCancel(background)
 	defer stopConsumer()
-	goBackground(func() { logIfFailed(logger, "event consumer", consumer.Run(consumerCtx)) })
+	goBackground(func() {
+		if waitMigrated(consumerCtx, db) {
+			logIfFailed(logger, "event consumer", consumer.Run(consumerCtx))
+		}
+	})
 
 	server, err := httpapi.NewServer(httpapi.Config{
 		JWTSecret:       []byte(cfg.JWTSecret),
@@ -239,6 +248,20 @@ func migrateUntilDone(ctx context.Context, db *postgres.DB, logger *slog.Logger)
 		}
 		wait = min(wait*2, 5*time.Second)
 	}
+}
+
+// waitMigrated waits until the migrations ran; false if ctx ended first.
+func waitMigrated(ctx context.Context, db *postgres.DB) bool {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for !db.Migrated() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
 }
 
 func logIfFailed(logger *slog.Logger, what string, err error) {

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/lms-platform/userservice"
+)
+
+// snapshotVersion reads the user's snapshot from Redis: its bytes and the
+// version it holds (byte 0 is the format, bytes 1–8 the big-endian version).
+func (s *stack) snapshotVersion(tb testing.TB, userID string) ([]byte, int64) {
+	tb.Helper()
+	rdb := s.redis(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	b, err := rdb.Do(ctx, rdb.B().Get().Key(s.prefix+"snap:"+userID).Build()).AsBytes()
+	if err != nil || len(b) < 9 {
+		return nil, 0
+	}
+	return b, int64(binary.BigEndian.Uint64(b[1:9]))
+}
+
+// waitSnapshot waits until Redis holds the user's snapshot of the version.
+func (s *stack) waitSnapshot(tb testing.TB, userID string, version int64) []byte {
+	tb.Helper()
+	var b []byte
+	eventually(tb, fmt.Sprintf("snapshot version %d in Redis", version), func() error {
+		var v int64
+		if b, v = s.snapshotVersion(tb, userID); v != version {
+			return fmt.Errorf("Redis holds version %d", v)
+		}
+		return nil
+	})
+	return b
+}
+
+// waitPassivated waits until the service holds no more actors than before its
+// first request (user_service_actors_active back to its baseline).
+func (svc *service) waitPassivated(tb testing.TB, baseline float64) {
+	tb.Helper()
+	eventually(tb, "every actor passivated", func() error {
+		if n := svc.metric(tb, "user_service_actors_active"); n > baseline {
+			return fmt.Errorf("%v actors active, baseline %v", n, baseline)
+		}
+		return nil
+	})
+}
+
+// TestSnapshots checks activation from a Redis snapshot and that Redis never
+// serves a state older than an acknowledged write. It is not parallel: the
+// metrics it reads are the process's, so no other service may run meanwhile.
+func TestSnapshots(t *testing.T) {
+	st := newStack(t)
+	svc := st.start(t, map[string]string{"ACTOR_IDLE_TIMEOUT": "300ms"})
+	baseline := svc.metric(t, "user_service_actors_active")
+	u := svc.createUser(t, st.adminToken(t), newUserBody(t))
+	tok := st.tokenFor(t, u)
+	svc.do(t, "PUT", "/api/v1/users/me", tok, map[string]any{"bio": "first"}).data(t, http.StatusOK, nil)
+	old := st.waitSnapshot(t, u.ID, 2)
+
+	// activate waits until the user's actor has passivated, reads the user (one
+	// activation) and returns where the state came from. A snapshot read that
+	// fails (Redis slower than its 200 ms command timeout on a loaded machine)
+	// says nothing about staleness: then it tries again, up to three times.
+	type loads struct{ redis, postgres, stale float64 }
+	activate := func(t *testing.T, before func()) (loads, apiUser) {
+		t.Helper()
+		read := func() (loads, float64) {
+			return loads{
+				redis:    svc.metric(t, `user_service_snapshot_loads_total{source="redis"}`),
+				postgres: svc.metric(t, `user_service_snapshot_loads_total{source="postgres"}`),
+				stale:    svc.metric(t, `user_service_cache_misses_total{cache="snapshot",reason="stale"}`),
+			}, svc.metric(t, `user_service_cache_misses_total{cache="snapshot",reason="error"}`)
+		}
+		for attempt := 1; ; attempt++ {
+			if before != nil {
+				before()
+			}
+			svc.waitPassivated(t, baseline)
+			l0, e0 := read()
+			var got apiUser
+			svc.do(t, "GET", "/api/v1/users/me", tok, nil).data(t, http.StatusOK, &got)
+			l1, e1 := read()
+			if e1 == e0 || attempt == 3 {
+				return loads{l1.redis - l0.redis, l1.postgres - l0.postgres, l1.stale - l0.stale}, got
+			}
+			t.Logf("attempt %d: the snapshot read failed; trying again", attempt)
+		}
+	}
+
+	t.Run("an activation after passivation is served from the snapshot", func(t *testing.T) {
+		d, got := activate(t, nil)
+		if got.Version != 2 || got.Bio == nil || *got.Bio != "first" {
+			t.Errorf("after activation: version %d bio %v", got.Version, strPtr(got.Bio))
+		}
+		if d != (loads{redis: 1}) {
+			t.Errorf("activations %+v, want one from Redis", d)
+		}
+	})
+
+	t.Run("an older snapshot put back after a write is not served", func(t *testing.T) {
+		svc.do(t, "PUT", "/api/v1/users/me", tok, map[string]any{"bio": "newest"}).data(t, http.StatusOK, nil)
+		st.waitSnapshot(t, u.ID, 3)
+		// As if the process had died between the commit and the cache update.
+		putOld := func() {
+			rdb := st.redis(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			key := st.prefix + "snap:" + u.ID
+			if err := rdb.Do(ctx, rdb.B().Set().Key(key).Value(string(old)).PxMilliseconds(600_000).Build()).Error(); err != nil {
+				t.Fatalf("cannot put the old snapshot back: %v", err)
+			}
+			if _, v := st.snapshotVersion(t, u.ID); v != 2 {
+				t.Fatalf("Redis holds version %d, want the old 2", v)
+			}
+		}
+		d, got := activate(t, putOld)
+		if got.Version != 3 || got.Bio == nil || *got.Bio != "newest" {
+			t.Errorf("after activation over an old snapshot: version %d bio %v, want 3 newest", got.Version, strPtr(got.Bio))
+		}
+		if d != (loads{postgres: 1, stale: 1}) {
+			t.Errorf("activations %+v, want one from PostgreSQL after a stale snapshot", d)
+		}
+		st.waitSnapshot(t, u.ID, 3) // refreshed after the load
+	})
+}
+
+// TestRateLimitAcrossInstances runs two instances sharing Redis and one key
+// prefix with RATE_LIMIT_MAX=20: 40 requests of one user split across both get
+// exactly 20 answers, and 20 429s with Retry-After and X-RateLimit-* headers.
+func TestRateLimitAcrossInstances(t *testing.T) {
+	t.Parallel()
+	st := newStack(t)
+	env := map[string]string{"RATE_LIMIT_MAX": "20", "RATE_LIMIT_WINDOW": "60000"}
+	a := st.start(t, env)
+	b := st.start(t, env)
+	admin := st.adminToken(t)
+
+	// The limiter fails open when Redis answers slower than its command timeout
+	// (200 ms), which a loaded test machine can cause: such a burst is repeated
+	// with a fresh user; the limits are checked on a burst the limiter answered.
+	const n = 40
+	var (
+		tok string
+		rs  []*response
+	)
+	for attempt := 1; ; attempt++ {
+		u := a.createUser(t, admin, newUserBody(t))
+		tok = st.tokenFor(t, u)
+		rs = make([]*response, n)
+		errs := make([]error, n)
+		parallel(n, n, func(i int) {
+			svc := a
+			if i%2 == 1 {
+				svc = b
+			}
+			rs[i], errs[i] = svc.send("GET", "/api/v1/users/me", tok, nil)
+		})
+		unlimited := 0
+		for i, r := range rs {
+			if errs[i] != nil {
+				t.Fatalf("request %d: %v", i, errs[i])
+			}
+			if r.Header.Get("X-RateLimit-Limit") == "" {
+				unlimited++
+			}
+		}
+		if unlimited == 0 {
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("the limiter let %d of %d requests through unchecked in each of %d bursts", unlimited, n, attempt)
+		}
+		t.Logf("burst %d: the limiter failed open for %d of %d requests; trying again", attempt, unlimited, n)
+		time.Sleep(time.Second)
+	}
+	ok, limited := 0, 0
+	remaining := map[string]bool{}
+	for i, r := range rs {
+		if r.Header.Get("X-RateLimit-Limit") != "20" || r.Header.Get("X-RateLimit-Remaining") == "" {
+			t.Errorf("%s: X-RateLimit-Limit %q, X-RateLimit-Remaining %q", r, r.Header.Get("X-RateLimit-Limit"), r.Header.Get("X-RateLimit-Remaining"))
+		}
+		if reset, err := strconv.Atoi(r.Header.Get("X-RateLimit-Reset")); err != nil || reset < 0 || reset > 60 {
+			t.Errorf("%s: X-RateLimit-Reset %q", r, r.Header.Get("X-RateLimit-Reset"))
+		}
+		switch r.Status {
+		case http.StatusOK:
+			ok++
+			remaining[r.Header.Get("X-RateLimit-Remaining")] = true
+		case http.StatusTooManyRequests:
+			limited++
+			e := r.fail(t, http.StatusTooManyRequests, "RATE_LIMIT_EXCEEDED")
+			retry, err := strconv.Atoi(r.Header.Get("Retry-After"))
+			if err != nil || retry < 1 || retry > 60 {
+				t.Errorf("%s: Retry-After %q", r, r.Header.Get("Retry-After"))
+			}
+			if e.RetryAfter == nil || *e.RetryAfter != int64(retry) {
+				t.Errorf("%s: retryAfter in the body differs from Retry-After %d", r, retry)
+			}
+			if r.Header.Get("X-RateLimit-Remaining") != "0" {
+				t.Errorf("%s: X-RateLimit-Remaining %q on a 429", r, r.Header.Get("X-RateLimit-Remaining"))
+			}
+		default:
+			t.Errorf("request %d: %s", i, r)
+		}
+	}
+	if ok != 20 || limited != 20 {
+		t.Errorf("%d answered, %d limited; want 20 and 20", ok, limited)
+	}
+	if len(remaining) != 20 {
+		t.Errorf("X-RateLimit-Remaining of the 2xx answers: %v, want 20 distinct values", remaining)
+	}
+
+	// The limit is per user, and /health*, /metrics are not limited.
+	for _, svc := range []*service{a, b} {
+		svc.do(t, "GET", "/api/v1/users/me", tok, nil).fail(t, http.StatusTooManyRequests, "RATE_LIMIT_EXCEEDED")
+		var users []apiUser
+		svc.do(t, "GET", "/api/v1/users?limit=5", admin, nil).data(t, http.StatusOK, &users)
+		for _, path := range []string{"/health", "/health/ready", "/health/live", "/metrics"} {
+			if r := svc.do(t, "GET", path, tok, nil); r.Status != http.StatusOK {
+				t.Errorf("%s", r)
+			}
+		}
+	}
+	other := st.token(t, userservice.NewID(), userservice.NewID(), "o@example.com", userservice.RoleStudent)
+	a.do(t, "GET", "/api/v1/users/me", other, nil).fail(t, http.StatusNotFound, "NOT_FOUND")
+}
