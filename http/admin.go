@@ -22,8 +22,8 @@ func (s *Server) searchUsers(r *request) error {
 	if err != nil {
 		return err
 	}
-	if q.Limit > s.cfg.MaxPageSize {
-		return userservice.ValidationError([]userservice.FieldError{{Field: "limit", Message: "must be an integer from 1 to " + strconv.Itoa(s.cfg.MaxPageSize)}})
+	if err := s.checkLimit(q.Limit); err != nil {
+		return err
 	}
 	if err := r.requireAdmin(); err != nil {
 		return err
@@ -43,6 +43,15 @@ type roleBody struct {
 	Role *userservice.Role `json:"role"`
 }
 
+// Validate requires a known role.
+func (b *roleBody) Validate() error {
+	if d := validRole(b.Role); d != nil {
+		return userservice.ValidationError(d)
+	}
+	return nil
+}
+
+// validRole says what is wrong with a role field, nil when nothing is.
 func validRole(role *userservice.Role) []userservice.FieldError {
 	switch {
 	case role == nil:
@@ -63,24 +72,28 @@ func (s *Server) changeRole(r *request) error {
 	if err != nil {
 		return err
 	}
-	var in roleBody
-	if err := r.decode(&in); err != nil {
-		return err
-	}
-	if d := validRole(in.Role); d != nil {
-		return userservice.ValidationError(d)
-	}
-	target, err := r.authorize(id, adminOnly)
+	in, err := decodeValid[roleBody](r)
 	if err != nil {
 		return err
 	}
-	out, err := s.deps.Users.Execute(r.ctx, target, userservice.ChangeRole{Role: *in.Role}, r.meta(ifMatch))
-	return r.respondWrite(out, err, renderResult(fasthttp.StatusOK, "User role updated successfully"))
+	cmd := userservice.ChangeRole{Role: *in.Role}
+	return s.writeUser(r, id, adminOnly, ifMatch, cmd, renderResult(fasthttp.StatusOK, "User role updated successfully"))
 }
 
 // statusBody is the body of PUT /users/{id}/status.
 type statusBody struct {
 	Status *userservice.Status `json:"status"`
+}
+
+// Validate requires a known status.
+func (b *statusBody) Validate() error {
+	switch {
+	case b.Status == nil:
+		return userservice.ValidationError([]userservice.FieldError{{Field: "status", Message: "is required"}})
+	case !b.Status.Valid():
+		return userservice.ValidationError([]userservice.FieldError{{Field: "status", Message: "must be one of active, inactive, suspended, deleted"}})
+	}
+	return nil
 }
 
 // changeStatus answers PUT /users/{id}/status (admin).
@@ -93,22 +106,12 @@ func (s *Server) changeStatus(r *request) error {
 	if err != nil {
 		return err
 	}
-	var in statusBody
-	if err := r.decode(&in); err != nil {
-		return err
-	}
-	switch {
-	case in.Status == nil:
-		return userservice.ValidationError([]userservice.FieldError{{Field: "status", Message: "is required"}})
-	case !in.Status.Valid():
-		return userservice.ValidationError([]userservice.FieldError{{Field: "status", Message: "must be one of active, inactive, suspended, deleted"}})
-	}
-	target, err := r.authorize(id, adminOnly)
+	in, err := decodeValid[statusBody](r)
 	if err != nil {
 		return err
 	}
-	out, err := s.deps.Users.Execute(r.ctx, target, userservice.ChangeStatus{Status: *in.Status}, r.meta(ifMatch))
-	return r.respondWrite(out, err, renderResult(fasthttp.StatusOK, "User status updated successfully"))
+	cmd := userservice.ChangeStatus{Status: *in.Status}
+	return s.writeUser(r, id, adminOnly, ifMatch, cmd, renderResult(fasthttp.StatusOK, "User status updated successfully"))
 }
 
 // bulkRoleBody is the body of PUT /users/bulk/role.
@@ -124,6 +127,7 @@ type bulkResult struct {
 	Errors     []bulkError `json:"errors"`
 }
 
+// bulkError is the failure of one user of a bulk role change.
 type bulkError struct {
 	ID    string `json:"id"`
 	Error string `json:"error"`

@@ -22,16 +22,11 @@ func (s *Server) listEnrollments(r *request) error {
 	if status != "" && !status.Valid() {
 		return userservice.ValidationError([]userservice.FieldError{{Field: "status", Message: "must be one of active, completed, dropped, suspended"}})
 	}
-	target, err := r.authorize(id, ownerOrAdmin)
-	if err != nil {
-		return err
-	}
-	st, err := r.state(target)
+	st, err := r.readUser(id)
 	if err != nil {
 		return err
 	}
 	items, page := paginate(st.SortedEnrollments(status), p)
-	r.etag(st.User.Version)
 	return r.ok(fasthttp.StatusOK, items, "", &page)
 }
 
@@ -54,35 +49,20 @@ func (s *Server) enroll(r *request) error {
 	if err != nil {
 		return err
 	}
-	var in userservice.CreateEnrollment
-	if err := r.decode(&in); err != nil {
-		return err
-	}
-	if err := in.Validate(); err != nil {
+	in, err := decodeValid[userservice.CreateEnrollment](r)
+	if err != nil {
 		return err
 	}
 	target, err := r.authorize(id, ownerOrAdmin)
 	if err != nil {
 		return err
 	}
-	if key != "" {
-		if done, err := r.beginIdempotent(key); done {
-			return err
-		}
-	}
-	meta := r.meta(nil)
-	meta.Idempotency = r.idempotencyRequest(renderEnrollment)
-	out, err := s.deps.Users.Execute(r.ctx, target, userservice.Enroll{CourseID: in.CourseID}, meta)
-	return r.respondWrite(out, err, renderEnrollment)
+	return s.executeOnce(r, key, target, userservice.Enroll{CourseID: in.CourseID}, renderEnrollment)
 }
 
 // updateEnrollment answers PUT /users/{id}/enrollments/{courseId}.
 func (s *Server) updateEnrollment(r *request) error {
-	id, err := r.userIDParam()
-	if err != nil {
-		return err
-	}
-	course, err := r.uuidParam("courseId")
+	id, course, err := r.userCourseParams()
 	if err != nil {
 		return err
 	}
@@ -90,28 +70,17 @@ func (s *Server) updateEnrollment(r *request) error {
 	if err != nil {
 		return err
 	}
-	var in userservice.UpdateEnrollment
-	if err := r.decode(&in); err != nil {
-		return err
-	}
-	if err := in.Validate(); err != nil {
-		return err
-	}
-	target, err := r.authorize(id, ownerOrAdmin)
+	in, err := decodeValid[userservice.UpdateEnrollment](r)
 	if err != nil {
 		return err
 	}
-	out, err := s.deps.Users.Execute(r.ctx, target, userservice.EditEnrollment{CourseID: course, Input: in}, r.meta(ifMatch))
-	return r.respondWrite(out, err, renderResult(fasthttp.StatusOK, "Enrollment updated successfully"))
+	cmd := userservice.EditEnrollment{CourseID: course, Input: in}
+	return s.writeUser(r, id, ownerOrAdmin, ifMatch, cmd, renderResult(fasthttp.StatusOK, "Enrollment updated successfully"))
 }
 
 // updateProgress answers PUT /users/{id}/enrollments/{courseId}/progress.
 func (s *Server) updateProgress(r *request) error {
-	id, err := r.userIDParam()
-	if err != nil {
-		return err
-	}
-	course, err := r.uuidParam("courseId")
+	id, course, err := r.userCourseParams()
 	if err != nil {
 		return err
 	}
@@ -119,28 +88,17 @@ func (s *Server) updateProgress(r *request) error {
 	if err != nil {
 		return err
 	}
-	var in userservice.UpdateProgress
-	if err := r.decode(&in); err != nil {
-		return err
-	}
-	if err := in.Validate(); err != nil {
-		return err
-	}
-	target, err := r.authorize(id, ownerOrAdmin)
+	in, err := decodeValid[userservice.UpdateProgress](r)
 	if err != nil {
 		return err
 	}
-	out, err := s.deps.Users.Execute(r.ctx, target, userservice.SetProgress{CourseID: course, Input: in}, r.meta(ifMatch))
-	return r.respondWrite(out, err, renderResult(fasthttp.StatusOK, "Enrollment progress updated successfully"))
+	cmd := userservice.SetProgress{CourseID: course, Input: in}
+	return s.writeUser(r, id, ownerOrAdmin, ifMatch, cmd, renderResult(fasthttp.StatusOK, "Enrollment progress updated successfully"))
 }
 
 // unenroll answers DELETE /users/{id}/enrollments/{courseId}.
 func (s *Server) unenroll(r *request) error {
-	id, err := r.userIDParam()
-	if err != nil {
-		return err
-	}
-	course, err := r.uuidParam("courseId")
+	id, course, err := r.userCourseParams()
 	if err != nil {
 		return err
 	}
@@ -148,28 +106,11 @@ func (s *Server) unenroll(r *request) error {
 	if err != nil {
 		return err
 	}
-	target, err := r.authorize(id, ownerOrAdmin)
-	if err != nil {
-		return err
-	}
-	out, err := s.deps.Users.Execute(r.ctx, target, userservice.Unenroll{CourseID: course}, r.meta(ifMatch))
-	return r.respondWrite(out, err, renderResult(fasthttp.StatusOK, "Enrollment deleted successfully"))
+	cmd := userservice.Unenroll{CourseID: course}
+	return s.writeUser(r, id, ownerOrAdmin, ifMatch, cmd, renderResult(fasthttp.StatusOK, "Enrollment deleted successfully"))
 }
 
 // enrollmentStats answers GET /users/{id}/enrollments/stats.
 func (s *Server) enrollmentStats(r *request) error {
-	id, err := r.userIDParam()
-	if err != nil {
-		return err
-	}
-	target, err := r.authorize(id, ownerOrAdmin)
-	if err != nil {
-		return err
-	}
-	st, err := r.state(target)
-	if err != nil {
-		return err
-	}
-	r.etag(st.User.Version)
-	return r.ok(fasthttp.StatusOK, st.EnrollmentStats(), "", nil)
+	return r.showUser(func(st *userservice.State) any { return st.EnrollmentStats() })
 }

@@ -19,39 +19,34 @@ func preferenceFormat(r *request) (object bool, err error) {
 
 // listPreferences answers GET /users/{id}/preferences.
 func (s *Server) listPreferences(r *request) error {
-	return s.readPreferences(r, "")
+	id, err := r.userIDParam()
+	if err != nil {
+		return err
+	}
+	return s.readPreferences(r, id, "")
 }
 
 // categoryPreferences answers GET /users/{id}/preferences/{category}; a
 // category without keys is an empty list.
 func (s *Server) categoryPreferences(r *request) error {
-	return s.readPreferences(r, "category")
-}
-
-func (s *Server) readPreferences(r *request, categoryParam string) error {
-	id, err := r.userIDParam()
+	id, category, err := r.userCategoryParams()
 	if err != nil {
 		return err
 	}
-	category := ""
-	if categoryParam != "" {
-		if category, err = r.categoryParam(); err != nil {
-			return err
-		}
-	}
+	return s.readPreferences(r, id, category)
+}
+
+// readPreferences answers a read of the preferences of the user that pathID
+// names: of one category, or of all when category is "".
+func (s *Server) readPreferences(r *request, pathID, category string) error {
 	object, err := preferenceFormat(r)
 	if err != nil {
 		return err
 	}
-	target, err := r.authorize(id, ownerOrAdmin)
+	st, err := r.readUser(pathID)
 	if err != nil {
 		return err
 	}
-	st, err := r.state(target)
-	if err != nil {
-		return err
-	}
-	r.etag(st.User.Version)
 	if object {
 		return r.ok(fasthttp.StatusOK, st.PreferencesObject(category), "", nil)
 	}
@@ -61,25 +56,25 @@ func (s *Server) readPreferences(r *request, categoryParam string) error {
 // setPreferences answers PUT /users/{id}/preferences: every item names its
 // category; all or nothing.
 func (s *Server) setPreferences(r *request) error {
-	return s.writePreferences(r, false)
-}
-
-// setCategoryPreferences answers PUT /users/{id}/preferences/{category}.
-func (s *Server) setCategoryPreferences(r *request) error {
-	return s.writePreferences(r, true)
-}
-
-func (s *Server) writePreferences(r *request, inPath bool) error {
 	id, err := r.userIDParam()
 	if err != nil {
 		return err
 	}
-	category := ""
-	if inPath {
-		if category, err = r.categoryParam(); err != nil {
-			return err
-		}
+	return s.writePreferences(r, id, "")
+}
+
+// setCategoryPreferences answers PUT /users/{id}/preferences/{category}.
+func (s *Server) setCategoryPreferences(r *request) error {
+	id, category, err := r.userCategoryParams()
+	if err != nil {
+		return err
 	}
+	return s.writePreferences(r, id, category)
+}
+
+// writePreferences upserts the preferences in the body for the user that
+// pathID names; with a category from the path, every item is of that category.
+func (s *Server) writePreferences(r *request, pathID, category string) error {
 	ifMatch, err := r.ifMatch()
 	if err != nil {
 		return err
@@ -91,22 +86,13 @@ func (s *Server) writePreferences(r *request, inPath bool) error {
 	if err := in.Validate(category); err != nil {
 		return err
 	}
-	target, err := r.authorize(id, ownerOrAdmin)
-	if err != nil {
-		return err
-	}
 	cmd := userservice.SetPreferences{Category: category, Input: in}
-	out, err := s.deps.Users.Execute(r.ctx, target, cmd, r.meta(ifMatch))
-	return r.respondWrite(out, err, renderResult(fasthttp.StatusOK, "Preferences updated successfully"))
+	return s.writeUser(r, pathID, ownerOrAdmin, ifMatch, cmd, renderResult(fasthttp.StatusOK, "Preferences updated successfully"))
 }
 
 // deletePreference answers DELETE /users/{id}/preferences/{category}/{key}.
 func (s *Server) deletePreference(r *request) error {
-	id, err := r.userIDParam()
-	if err != nil {
-		return err
-	}
-	category, err := r.categoryParam()
+	id, category, err := r.userCategoryParams()
 	if err != nil {
 		return err
 	}
@@ -118,22 +104,13 @@ func (s *Server) deletePreference(r *request) error {
 	if err != nil {
 		return err
 	}
-	target, err := r.authorize(id, ownerOrAdmin)
-	if err != nil {
-		return err
-	}
 	cmd := userservice.RemovePreference{Category: category, Key: key}
-	out, err := s.deps.Users.Execute(r.ctx, target, cmd, r.meta(ifMatch))
-	return r.respondWrite(out, err, renderResult(fasthttp.StatusOK, "Preference deleted successfully"))
+	return s.writeUser(r, id, ownerOrAdmin, ifMatch, cmd, renderResult(fasthttp.StatusOK, "Preference deleted successfully"))
 }
 
 // deleteCategory answers DELETE /users/{id}/preferences/{category}.
 func (s *Server) deleteCategory(r *request) error {
-	id, err := r.userIDParam()
-	if err != nil {
-		return err
-	}
-	category, err := r.categoryParam()
+	id, category, err := r.userCategoryParams()
 	if err != nil {
 		return err
 	}
@@ -141,10 +118,6 @@ func (s *Server) deleteCategory(r *request) error {
 	if err != nil {
 		return err
 	}
-	target, err := r.authorize(id, ownerOrAdmin)
-	if err != nil {
-		return err
-	}
-	out, err := s.deps.Users.Execute(r.ctx, target, userservice.RemoveCategory{Category: category}, r.meta(ifMatch))
-	return r.respondWrite(out, err, renderResult(fasthttp.StatusOK, "Preferences deleted successfully"))
+	cmd := userservice.RemoveCategory{Category: category}
+	return s.writeUser(r, id, ownerOrAdmin, ifMatch, cmd, renderResult(fasthttp.StatusOK, "Preferences deleted successfully"))
 }

@@ -121,6 +121,30 @@ func (r *request) categoryParam() (string, error) {
 	return c, nil
 }
 
+// userCourseParams returns the {id} and {courseId} path parameters, checked in
+// that order.
+func (r *request) userCourseParams() (id, course string, err error) {
+	if id, err = r.userIDParam(); err != nil {
+		return "", "", err
+	}
+	if course, err = r.uuidParam("courseId"); err != nil {
+		return "", "", err
+	}
+	return id, course, nil
+}
+
+// userCategoryParams returns the {id} and {category} path parameters, checked
+// in that order.
+func (r *request) userCategoryParams() (id, category string, err error) {
+	if id, err = r.userIDParam(); err != nil {
+		return "", "", err
+	}
+	if category, err = r.categoryParam(); err != nil {
+		return "", "", err
+	}
+	return id, category, nil
+}
+
 // query copies the query string out of the request.
 func (r *request) query() url.Values {
 	q := url.Values{}
@@ -136,10 +160,15 @@ func (r *request) page(q url.Values) (userservice.PageQuery, error) {
 	if err != nil {
 		return p, err
 	}
-	if p.Limit > r.s.cfg.MaxPageSize {
-		return p, userservice.ValidationError([]userservice.FieldError{{Field: "limit", Message: "must be an integer from 1 to " + strconv.Itoa(r.s.cfg.MaxPageSize)}})
+	return p, r.s.checkLimit(p.Limit)
+}
+
+// checkLimit refuses a page size over the configured maximum (400).
+func (s *Server) checkLimit(limit int) error {
+	if limit > s.cfg.MaxPageSize {
+		return userservice.ValidationError([]userservice.FieldError{{Field: "limit", Message: "must be an integer from 1 to " + strconv.Itoa(s.cfg.MaxPageSize)}})
 	}
-	return p, nil
+	return nil
 }
 
 // ifMatch parses If-Match: `"5"`, `W/"5"` or `*` (any version). Nil means no

@@ -8,20 +8,7 @@ import (
 
 // getUser answers GET /users/{id} and /users/me.
 func (s *Server) getUser(r *request) error {
-	id, err := r.userIDParam()
-	if err != nil {
-		return err
-	}
-	target, err := r.authorize(id, ownerOrAdmin)
-	if err != nil {
-		return err
-	}
-	st, err := r.state(target)
-	if err != nil {
-		return err
-	}
-	r.etag(st.User.Version)
-	return r.ok(fasthttp.StatusOK, st.User, "", nil)
+	return r.showUser(func(st *userservice.State) any { return st.User })
 }
 
 // updateUser answers PUT /users/{id} and /users/me.
@@ -34,19 +21,12 @@ func (s *Server) updateUser(r *request) error {
 	if err != nil {
 		return err
 	}
-	var in userservice.UpdateUser
-	if err := r.decode(&in); err != nil {
-		return err
-	}
-	if err := in.Validate(); err != nil {
-		return err
-	}
-	target, err := r.authorize(id, ownerOrAdmin)
+	in, err := decodeValid[userservice.UpdateUser](r)
 	if err != nil {
 		return err
 	}
-	out, err := s.deps.Users.Execute(r.ctx, target, userservice.EditProfile{Input: in}, r.meta(ifMatch))
-	return r.respondWrite(out, err, renderResult(fasthttp.StatusOK, "User updated successfully"))
+	cmd := userservice.EditProfile{Input: in}
+	return s.writeUser(r, id, ownerOrAdmin, ifMatch, cmd, renderResult(fasthttp.StatusOK, "User updated successfully"))
 }
 
 // createUser answers POST /users (admin): a new profile with default
@@ -56,27 +36,16 @@ func (s *Server) createUser(r *request) error {
 	if err != nil {
 		return err
 	}
-	var in userservice.CreateUser
-	if err := r.decode(&in); err != nil {
-		return err
-	}
-	if err := in.Validate(); err != nil {
+	in, err := decodeValid[userservice.CreateUser](r)
+	if err != nil {
 		return err
 	}
 	if err := r.requireAdmin(); err != nil {
 		return err
 	}
-	if key != "" {
-		if done, err := r.beginIdempotent(key); done {
-			return err
-		}
-	}
 	id := userservice.NewID()
-	render := renderResult(fasthttp.StatusCreated, "User created successfully")
-	meta := r.meta(nil)
-	meta.Idempotency = r.idempotencyRequest(render)
-	out, err := s.deps.Users.Execute(r.ctx, id, userservice.Register{ID: id, Input: in}, meta)
-	return r.respondWrite(out, err, render)
+	cmd := userservice.Register{ID: id, Input: in}
+	return s.executeOnce(r, key, id, cmd, renderResult(fasthttp.StatusCreated, "User created successfully"))
 }
 
 // deleteUser answers DELETE /users/{id} (admin): soft delete.
@@ -89,28 +58,10 @@ func (s *Server) deleteUser(r *request) error {
 	if err != nil {
 		return err
 	}
-	target, err := r.authorize(id, adminOnly)
-	if err != nil {
-		return err
-	}
-	out, err := s.deps.Users.Execute(r.ctx, target, userservice.SoftDelete{}, r.meta(ifMatch))
-	return r.respondWrite(out, err, renderResult(fasthttp.StatusOK, "User deleted successfully"))
+	return s.writeUser(r, id, adminOnly, ifMatch, userservice.SoftDelete{}, renderResult(fasthttp.StatusOK, "User deleted successfully"))
 }
 
 // userStats answers GET /users/{id}/stats.
 func (s *Server) userStats(r *request) error {
-	id, err := r.userIDParam()
-	if err != nil {
-		return err
-	}
-	target, err := r.authorize(id, ownerOrAdmin)
-	if err != nil {
-		return err
-	}
-	st, err := r.state(target)
-	if err != nil {
-		return err
-	}
-	r.etag(st.User.Version)
-	return r.ok(fasthttp.StatusOK, st.UserStats(), "", nil)
+	return r.showUser(func(st *userservice.State) any { return st.UserStats() })
 }
