@@ -48,14 +48,14 @@ run: ## start PostgreSQL/Redis/RabbitMQ (profile run) and serve :3002; Ctrl-C st
 	$(DEVSTACK) serve run
 
 # Tests named TestOutage* stop and restart a shared test server (Redis, RabbitMQ), so
-# they run in a second pass, one package at a time, after everything else.
+# they run in a pass of their own, one package at a time, before everything else.
 OUTAGE_TESTS := ^TestOutage
 
 test: ## start the test stack (other ports) and run go test -race ./...
 	$(DEVSTACK) up test
 	eval "$$($(DEVSTACK) env test)"; \
-	$(GO) test -race -count=1 -timeout 25m -skip '$(OUTAGE_TESTS)' $(TESTFLAGS) $(PKGS) && \
-	$(GO) test -race -count=1 -timeout 15m -p 1 -run '$(OUTAGE_TESTS)' $(TESTFLAGS) $(PKGS)
+	$(GO) test -race -count=1 -timeout 15m -p 1 -run '$(OUTAGE_TESTS)' $(TESTFLAGS) $(PKGS) && \
+	$(GO) test -race -count=1 -timeout 25m -skip '$(OUTAGE_TESTS)' $(TESTFLAGS) $(PKGS)
 
 stop: ## stop both stacks (run and test)
 	rc=0; $(DEVSTACK) down run || rc=1; $(DEVSTACK) down test || rc=1; exit $$rc
@@ -106,3 +106,51 @@ clean-data: ## stop both stacks and delete their data (.devstack)
 	$(DEVSTACK) destroy run
 	$(DEVSTACK) destroy test
 	rm -rf .devstack
+
+# ---------------------------------------------------------------------------------------
+# Evidence (issue 7): seeding, k6 load tests, the whole-stack benchmark and the fault
+# tests. docs/benchmarks.md explains each.
+
+# `make seed` fills the database that `make run` serves (profile run, its default
+# schema); SEED_PROFILE=test SEED_SCHEMA=bench seeds the test stack instead.
+USERS        ?= 100000
+SEED_PROFILE ?= run
+SEED_SCHEMA  ?=
+TOKENS       ?= $(CURDIR)/loadtest/.data/tokens.json
+# `make loadtest` knobs: SCENARIO is a loadtest/*.js name or "all"; MODE closed|rate.
+SCENARIO     ?= mix
+MODE         ?= closed
+BASE_URL     ?= http://127.0.0.1:3002
+DURATION     ?= 20s
+VUS          ?= 64
+RATE         ?= 1000
+K6           ?= $(shell command -v k6 2>/dev/null)
+LOADTESTS    := get_me get_preferences put_me put_preference post_enrollment put_progress admin_search mix
+
+.PHONY: seed bench loadtest faulttest
+
+seed: ## seed USERS (100000) users with tokens in loadtest/.data/ (for make run; see docs/benchmarks.md)
+	$(DEVSTACK) up $(SEED_PROFILE)
+	eval "$$($(DEVSTACK) env $(SEED_PROFILE) | sed 's/^export TEST_/export /')"; \
+	$(GO) run ./cmd/seed -database-url "$$DATABASE_URL" $(if $(SEED_SCHEMA),-schema $(SEED_SCHEMA)) \
+		-users $(USERS) -out $(TOKENS)
+
+loadtest: ## k6 against a running service: make loadtest SCENARIO=get_me|…|mix|all MODE=closed|rate
+	@k6='$(K6)'; \
+	if [ -z "$$k6" ]; then \
+		k6="$$($(GO) env GOPATH)/bin/k6"; \
+		[ -x "$$k6" ] || { echo 'installing k6 (about 3 minutes)'; $(GO) install go.k6.io/k6@v1.8.1; }; \
+	fi; \
+	for s in $(if $(filter all,$(SCENARIO)),$(LOADTESTS),$(SCENARIO)); do \
+		echo "== $$s ($(MODE))"; \
+		MODE=$(MODE) BASE_URL=$(BASE_URL) TOKENS=$(TOKENS) DURATION=$(DURATION) VUS=$(VUS) RATE=$(RATE) \
+			"$$k6" run loadtest/$$s.js; \
+	done
+
+bench: ## whole-stack benchmark against a bare fasthttp baseline: bench/results/<date>-<host>.md
+	bench/run.sh
+
+faulttest: ## kill -9, outages, SIGTERM, fuzzing (stops shared test servers: not beside make test)
+	$(DEVSTACK) up test
+	eval "$$($(DEVSTACK) env test)"; \
+	$(GO) test -tags faulttest -count=1 -v -timeout 20m $(TESTFLAGS) ./faulttest/
