@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestReport(t *testing.T) {
+	r, err := load("testdata/run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	r.write(&buf)
+	out := buf.String()
+	for _, want := range []string{
+		"| GET /me ≥ 50× Node (359 req/s) | 20000 req/s = 56× | yes |",
+		"| GET /me ≥ 40% of bare fasthttp (same run) | 20000 of 40000 req/s = 50.00% | yes |",
+		// ratios to the baseline: rps 0.5, p95 6/3, CPU per request (20/400k)/(10/800k), RSS 64/8 MiB
+		"| GET /me | 40000 | 0.50× | 2.00× | 2.00× | 2.25× | 4.00× | 8.00× |",
+		"| mix at 1000 req/s: p95 < 5 ms | 4.50 ms | yes |",
+		"| mix at 1000 req/s: 0 errors (Node: 19% failed) | 2 (0.01%), 10 dropped | **no** |",
+		"**fail**: `http_req_failed rate==0`",
+		"| search | 15.0 ms | 41.0 ms | 60.0 ms | 90.0 ms | 500 ms |",
+		"| idle actor ≤ 2 KB | 1234 bytes | yes |",
+		"about 4.1 KiB",
+		"10.0 mutations per PostgreSQL commit",
+		"| actors | BenchmarkActorRoundTrip-2 | 500000 | 2100 ns/op, 320 B/op, 6 allocs/op |",
+		"| persistence/postgres | BenchmarkWriterBatch-2 | 20000 | 55000 ns/op, 18000 mutations/s, 12.5 mutations/batch |",
+		"| 99.00% |",
+		"| GET /me | k6=0.80, userservice=0.62, redis-server=0.16 | – | – |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(out)
+	}
+}
+
+func TestRunWritesFile(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "r.md")
+	if err := run([]string{"-dir", "testdata/run", "-out", out}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(b, []byte("# Benchmark results: 2026-01-02T03:04:05Z on box")) {
+		t.Errorf("unexpected start: %.80q", b)
+	}
+	if err := run([]string{"-dir", filepath.Join(t.TempDir(), "missing")}, io.Discard); err == nil {
+		t.Error("a folder without meta.env was accepted")
+	}
+}
