@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Search limits.
@@ -93,6 +94,8 @@ func ParseUserSearch(q url.Values, defaultLimit int) (UserSearch, error) {
 	s.Search = strings.TrimSpace(q.Get("search"))
 	if len(s.Search) > MaxSearchLength {
 		v.add("search", "must be at most "+strconv.Itoa(MaxSearchLength)+" characters")
+	} else if hasNUL(s.Search) || !utf8.ValidString(s.Search) {
+		v.add("search", "must be valid UTF-8 without NUL characters")
 	}
 	if r := q.Get("role"); r != "" {
 		s.Role = Role(r)

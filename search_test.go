@@ -150,3 +150,15 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+func TestParseUserSearchRefusesNUL(t *testing.T) {
+	for _, raw := range []string{"search=%00", "search=ab%00c", "search=%ff%fe"} {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ParseUserSearch(q, DefaultPageSize); ErrorCode(err) != ECodeValidation {
+			t.Errorf("ParseUserSearch(%q): err = %v, want a validation error", raw, err)
+		}
+	}
+}

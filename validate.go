@@ -68,6 +68,8 @@ func (v *validator) name(field, s string, max int) {
 	switch {
 	case !utf8.ValidString(s):
 		v.add(field, "must be valid UTF-8")
+	case hasNUL(s):
+		v.add(field, "must not contain NUL characters")
 	case n < 1:
 		v.add(field, "must not be empty")
 	case utf8.RuneCountInString(s) > max:
@@ -78,6 +80,8 @@ func (v *validator) name(field, s string, max int) {
 func (v *validator) maxLen(field, s string, max int) {
 	if !utf8.ValidString(s) {
 		v.add(field, "must be valid UTF-8")
+	} else if hasNUL(s) {
+		v.add(field, "must not contain NUL characters")
 	} else if utf8.RuneCountInString(s) > max {
 		v.add(field, "must be at most "+strconv.Itoa(max)+" characters")
 	}
@@ -122,7 +126,7 @@ func (v *validator) language(field, s string) {
 // ValidEmail reports whether s is a plain address (no display name) that net/mail
 // parses, with a dotted domain, at most 255 bytes.
 func ValidEmail(s string) bool {
-	if len(s) == 0 || len(s) > 255 || strings.ContainsAny(s, " \t\r\n<>") {
+	if len(s) == 0 || len(s) > 255 || strings.ContainsAny(s, " \t\r\n<>\x00") {
 		return false
 	}
 	a, err := mail.ParseAddress(s)
@@ -137,7 +141,7 @@ func ValidEmail(s string) bool {
 // ValidAvatarURL reports whether s is an absolute http or https URL with a host, at
 // most 2048 bytes.
 func ValidAvatarURL(s string) bool {
-	if len(s) == 0 || len(s) > 2048 {
+	if len(s) == 0 || len(s) > 2048 || hasNUL(s) {
 		return false
 	}
 	u, err := url.Parse(s)
@@ -172,6 +176,10 @@ func ValidLanguage(s string) bool {
 	_, err := language.Parse(s)
 	return err == nil
 }
+
+// hasNUL reports whether s contains a NUL character, which PostgreSQL text cannot
+// store: such input is refused as invalid rather than failing at the database.
+func hasNUL(s string) bool { return strings.IndexByte(s, 0) >= 0 }
 
 // ValidPreferenceKey reports whether k matches ^[a-z0-9_]{1,64}$.
 func ValidPreferenceKey(k string) bool { return prefKeyRE.MatchString(k) }

@@ -398,3 +398,25 @@ func TestParseID(t *testing.T) {
 		t.Error("NewID() does not parse")
 	}
 }
+
+func TestNULIsRefusedInText(t *testing.T) {
+	nul := "Ada\x00"
+	c := CreateUser{AuthID: NewID(), Email: "a\x00@example.com", FirstName: nul, LastName: "L", Bio: &nul}
+	err := c.Validate()
+	var e *Error
+	if !errors.As(err, &e) || e.Code != ECodeValidation {
+		t.Fatalf("Validate: %v, want a validation error", err)
+	}
+	fields := map[string]bool{}
+	for _, d := range e.Details {
+		fields[d.Field] = true
+	}
+	for _, f := range []string{"email", "firstName", "bio"} {
+		if !fields[f] {
+			t.Errorf("no error for %s: %+v", f, e.Details)
+		}
+	}
+	if ValidAvatarURL("https://example.com/a\x00.png") {
+		t.Error("avatar URL with NUL accepted")
+	}
+}

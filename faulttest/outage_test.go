@@ -103,11 +103,12 @@ func waitHealth(t *testing.T, c *client, timeout time.Duration, what string, wan
 // change is published. (A user whose write failed with an unknown outcome must
 // reload its state, so its reads may answer 503 while PostgreSQL is down.)
 //
-// The writers slow down while PostgreSQL is down and pause while it starts again:
-// the test profile's port lies in the ephemeral range, and the service dials
-// PostgreSQL for every write while it is down, so one of those dials can connect to
-// itself and hold the port in TIME_WAIT, which keeps PostgreSQL from binding it for
-// a minute (see stack.ctl). Fewer dials make that less likely.
+// The writers slow down while PostgreSQL stops and pause once some of their writes
+// have been answered 503: the test profile's port lies in the ephemeral range, and
+// the service dials PostgreSQL for every write (and every reload) while it is down,
+// so one of those dials can connect to itself and hold the port in TIME_WAIT, which
+// keeps PostgreSQL from binding it for a minute (see stack.ctl). Readers of settled
+// users go on throughout: they need no connection.
 func TestPostgresRestartUnderLoad(t *testing.T) {
 	sum := newSummary(t)
 	st := needStack(t)
@@ -131,9 +132,12 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 	w.writersSlow.Store(true)
 	st.ctl(t, "stop-postgres")
 	down := time.Now()
-	time.Sleep(5 * time.Second)
-	starting := time.Now()
+	for time.Since(down) < 3*time.Second && count503(w, down) < 50 {
+		time.Sleep(20 * time.Millisecond)
+	}
 	w.writersPaused.Store(true)
+	time.Sleep(5*time.Second - time.Since(down))
+	starting := time.Now()
 	st.ctl(t, "start-postgres")
 	w.writersPaused.Store(false)
 	w.writersSlow.Store(false)
@@ -193,6 +197,19 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 	sum.add("stop took %s, down %s; while down: writes %s, reads %s, p99 %s; writes back %s after start; %d acked, %d unknown (%d committed), %d rejected; %d events (%d redelivered)",
 		down.Sub(stopping).Round(time.Millisecond), starting.Sub(down).Round(time.Millisecond), statusCounts(writesDown),
 		statusCounts(readsDown), p99(whileDown), recovered.Round(time.Millisecond), ack, unk, v.unknownCommited, rej, events, dups)
+}
+
+// count503 counts the writes answered 503 that started after since.
+func count503(w *workload, since time.Time) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, c := range w.calls {
+		if c.write && c.status == http.StatusServiceUnavailable && c.at.After(since) {
+			n++
+		}
+	}
+	return n
 }
 
 // TestRabbitMQOutageUnderLoad stops RabbitMQ for 30 s under load: writes keep

@@ -226,7 +226,10 @@ func NewServer(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		IdleTimeout:           c.IdleTimeout,
 		NoDefaultServerHeader: true,
 		CloseOnShutdown:       true,
-		Logger:                fasthttpLogger{logger},
+		// Every body is JSON: a multipart body must reach the handler to get its 415,
+		// not be parsed (and refused with a reset) by the server first.
+		DisablePreParseMultipartForm: true,
+		Logger:                       fasthttpLogger{logger},
 	}
 	return s, nil
 }

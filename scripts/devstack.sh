@@ -26,7 +26,11 @@
 #
 #   profile  PostgreSQL  Redis  AMQP   Erlang dist  RabbitMQ node
 #   run      5432        6379   5672   25672        userservice-run@localhost
-#   test     55432       56379  55672  55673        userservice-test@localhost
+#   test     15432       16379  15673  15674        userservice-test@localhost
+#
+# The test ports sit below Linux's ephemeral range (32768-60999): a client that keeps
+# dialling a stopped server could otherwise connect to itself on that port and keep
+# the server from binding it again.
 #
 # Commands that change a profile's servers take a per-profile lock, so concurrent calls
 # (e.g. fault tests stopping a server while `up` runs) are serialized, not interleaved.
@@ -70,7 +74,7 @@ set_profile() {
 		PG_DB=lms_users PG_ROLE_ATTRS="LOGIN CREATEDB NOSUPERUSER"
 		;;
 	test)
-		PG_PORT=55432 REDIS_PORT=56379 AMQP_PORT=55672 DIST_PORT=55673
+		PG_PORT=15432 REDIS_PORT=16379 AMQP_PORT=15673 DIST_PORT=15674
 		# SUPERUSER so tests can create extensions, schemas and databases freely.
 		PG_DB=userservice_test PG_ROLE_ATTRS="LOGIN CREATEDB SUPERUSER"
 		;;
