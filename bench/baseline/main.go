@@ -25,6 +25,8 @@ import (
 
 	json "github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
+
+	"github.com/lms-platform/userservice"
 )
 
 func main() {
@@ -36,44 +38,21 @@ func main() {
 	}
 }
 
-// user mirrors the fields of a user profile, so the body costs what the
-// service's GET /me body costs to encode and send.
-type user struct {
-	ID               string  `json:"id"`
-	AuthID           string  `json:"authId"`
-	Email            string  `json:"email"`
-	Username         *string `json:"username"`
-	FirstName        string  `json:"firstName"`
-	LastName         string  `json:"lastName"`
-	DisplayName      *string `json:"displayName"`
-	AvatarURL        *string `json:"avatarUrl"`
-	Bio              *string `json:"bio"`
-	Phone            *string `json:"phone"`
-	Timezone         string  `json:"timezone"`
-	Language         string  `json:"language"`
-	Role             string  `json:"role"`
-	Status           string  `json:"status"`
-	EmailVerified    bool    `json:"emailVerified"`
-	ProfileCompleted bool    `json:"profileCompleted"`
-	LastActiveAt     *string `json:"lastActiveAt"`
-	CreatedAt        string  `json:"createdAt"`
-	UpdatedAt        string  `json:"updatedAt"`
-	Version          int64   `json:"version"`
-}
-
 type envelope struct {
-	Success   bool   `json:"success"`
-	Data      user   `json:"data"`
-	Timestamp string `json:"timestamp"`
+	Success   bool             `json:"success"`
+	Data      userservice.User `json:"data"`
+	Timestamp string           `json:"timestamp"`
 }
 
 func handler() fasthttp.RequestHandler {
 	username, bio := "mario_bauer_0", "Lifelong learner."
-	u := user{
+	created := userservice.NewTime(time.Date(2026, 8, 28, 5, 59, 12, 862e6, time.UTC))
+	// The service's own User type, so the body costs what GET /me's costs to encode.
+	u := userservice.User{
 		ID: "01a2166f-c2e1-77b2-bc76-6c1c65e1e4c4", AuthID: "01a2166f-c2e1-775a-9ff9-041298ef3f2d",
 		Email: "mario.bauer.0@example.com", Username: &username, FirstName: "Mario", LastName: "Bauer",
-		Bio: &bio, Timezone: "UTC", Language: "en", Role: "student", Status: "active",
-		CreatedAt: "2026-08-28T05:59:12.862Z", UpdatedAt: "2026-08-28T05:59:12.862Z", Version: 3,
+		Bio: &bio, Timezone: "UTC", Language: "en", Role: userservice.RoleStudent, Status: userservice.StatusActive,
+		CreatedAt: created, UpdatedAt: created, Version: 3,
 	}
 	return func(ctx *fasthttp.RequestCtx) {
 		b, err := json.Marshal(envelope{Success: true, Data: u, Timestamp: time.Now().UTC().Format("2006-01-02T15:04:05.000Z")})
