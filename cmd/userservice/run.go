@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -151,7 +152,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		DefaultPageSize: cfg.DefaultPageSize,
 		MaxPageSize:     cfg.MaxPageSize,
 		CORS: httpapi.CORS{
-			Origin: joinComma(cfg.CORSOrigin), Credentials: cfg.CORSCredentials,
+			Origin: strings.Join(cfg.CORSOrigin, ","), Credentials: cfg.CORSCredentials,
 			Methods: cfg.CORSMethods, AllowedHeaders: cfg.CORSAllowedHeaders,
 		},
 		SecurityHeaders:    cfg.HelmetEnabled,
@@ -275,17 +276,6 @@ func ignoreCancel(err error) error {
 		return nil
 	}
 	return err
-}
-
-func joinComma(ss []string) string {
-	out := ""
-	for i, s := range ss {
-		if i > 0 {
-			out += ","
-		}
-		out += s
-	}
-	return out
 }
 
 // notifyingCommitter wakes the outbox relay after each commit that wrote events.
