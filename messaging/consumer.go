@@ -148,9 +148,8 @@ type Consumer struct {
 	processed ProcessedChecker
 	log       *slog.Logger
 
-	busy atomic.Bool
-	mu   sync.Mutex
-	link *link
+	busy     atomic.Bool
+	linkSlot // current broker connection: Connected and Ping
 }
 
 // NewConsumer returns a consumer. It does no I/O until Run.
@@ -170,31 +169,6 @@ func NewConsumer(cfg ConsumerConfig, users userservice.Users, dir userservice.Di
 		return nil, err
 	}
 	return &Consumer{cfg: c, users: users, dir: dir, processed: processed, log: logger.With("component", "event-consumer")}, nil
-}
-
-// Connected reports whether the consumer has an open broker connection.
-func (c *Consumer) Connected() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.link.alive()
-}
-
-// Ping checks the broker connection with one round trip. It returns an
-// ECodeUnavailable *userservice.Error when there is none or it does not answer.
-func (c *Consumer) Ping(ctx context.Context) error {
-	c.mu.Lock()
-	l := c.link
-	c.mu.Unlock()
-	if l == nil {
-		return errNotConnected
-	}
-	return l.ping(ctx)
-}
-
-func (c *Consumer) setLink(l *link) {
-	c.mu.Lock()
-	c.link = l
-	c.mu.Unlock()
 }
 
 // Run consumes until ctx ends, then returns nil. It reconnects with back-off
@@ -255,8 +229,8 @@ func (c *Consumer) session(ctx context.Context, connected func()) error {
 	if err != nil {
 		return fmt.Errorf("cannot set up consuming: %w", err)
 	}
-	c.setLink(l)
-	defer c.setLink(nil)
+	c.swap(l)
+	defer c.swap(nil)
 	connected()
 	c.log.Info("event consumer connected", "queue", c.cfg.Queue, "prefetch", c.cfg.Prefetch)
 

@@ -183,3 +183,42 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
+
+// linkSlot holds the current broker connection of a relay or a consumer, for the
+// health checks that read it from other goroutines. Safe for concurrent use.
+type linkSlot struct {
+	mu   sync.Mutex
+	link *link
+}
+
+// Connected reports whether there is an open broker connection.
+func (s *linkSlot) Connected() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.link.alive()
+}
+
+// Ping checks the broker connection with one round trip. It returns an
+// ECodeUnavailable *userservice.Error when there is none or it does not answer.
+func (s *linkSlot) Ping(ctx context.Context) error {
+	l := s.current()
+	if l == nil {
+		return errNotConnected
+	}
+	return l.ping(ctx)
+}
+
+func (s *linkSlot) current() *link {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.link
+}
+
+// swap installs l as the current connection and returns the previous one.
+func (s *linkSlot) swap(l *link) *link {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.link
+	s.link = l
+	return old
+}

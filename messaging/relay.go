@@ -126,8 +126,7 @@ type Relay struct {
 	busy   atomic.Bool // Run or Drain is going
 	leader atomic.Bool
 
-	mu   sync.Mutex
-	link *link // current broker connection, read by Ping and Connected
+	linkSlot // current broker connection: Connected and Ping
 
 	// Owned by the goroutine in Run or Drain.
 	ch        *amqp.Channel
@@ -162,25 +161,6 @@ func (r *Relay) Notify() {
 
 // Leader reports whether this relay currently owns the outbox.
 func (r *Relay) Leader() bool { return r.leader.Load() }
-
-// Connected reports whether the relay has an open broker connection.
-func (r *Relay) Connected() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.link.alive()
-}
-
-// Ping checks the broker connection with one round trip. It returns an
-// ECodeUnavailable *userservice.Error when there is none or it does not answer.
-func (r *Relay) Ping(ctx context.Context) error {
-	r.mu.Lock()
-	l := r.link
-	r.mu.Unlock()
-	if l == nil {
-		return errNotConnected
-	}
-	return l.ping(ctx)
-}
 
 // Run relays until ctx ends, then returns nil. Failures of PostgreSQL or
 // RabbitMQ are logged and retried with back-off; Run never gives up.
@@ -360,19 +340,14 @@ func (r *Relay) ensureLink(ctx context.Context) error {
 		l.close()
 		return fmt.Errorf("cannot set up the relay channel: %w", err)
 	}
-	r.mu.Lock()
-	r.link = l
-	r.mu.Unlock()
+	r.swap(l)
 	r.ch = ch
 	r.log.Info("outbox relay connected to RabbitMQ")
 	return nil
 }
 
 func (r *Relay) dropLink() {
-	r.mu.Lock()
-	l := r.link
-	r.link = nil
-	r.mu.Unlock()
+	l := r.swap(nil)
 	r.ch = nil
 	if l != nil {
 		l.close()
@@ -497,9 +472,7 @@ type inflight struct {
 // most one unconfirmed per user, and returns the ids the broker acked and those
 // sent but not acked. After the first failure it sends nothing more.
 func (r *Relay) publish(ctx context.Context, rows []outboxRow) (acked, failed []int64, err error) {
-	r.mu.Lock()
-	l := r.link
-	r.mu.Unlock()
+	l := r.current()
 	ch := r.ch
 	stop := l.guard(context.WithoutCancel(ctx), r.cfg.ConfirmTimeout)
 
