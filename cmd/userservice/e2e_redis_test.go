@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -230,4 +231,103 @@ func TestRateLimitAcrossInstances(t *testing.T) {
 	}
 	other := st.token(t, userservice.NewID(), userservice.NewID(), "o@example.com", userservice.RoleStudent)
 	a.do(t, "GET", "/api/v1/users/me", other, nil).fail(t, http.StatusNotFound, "NOT_FOUND")
+}
+
+// searchCacheKeys lists the stack's admin search entries in Redis.
+func (s *stack) searchCacheKeys(tb testing.TB) []string {
+	tb.Helper()
+	rdb := s.redis(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	keys, err := rdb.Do(ctx, rdb.B().Keys().Pattern(s.prefix+"search:*").Build()).AsStrSlice()
+	if err != nil {
+		tb.Fatalf("cannot list search cache keys: %v", err)
+	}
+	return keys
+}
+
+// TestAdminSearchCache checks the admin search's Redis cache: an entry is stored
+// and served (by every instance: a doctored entry shows through), and it is never
+// served after a change of a users row, also one made by another instance, and
+// also a lastActiveAt written behind.
+func TestAdminSearchCache(t *testing.T) {
+	t.Parallel()
+	st := newStack(t)
+	a, b := st.start(t, nil), st.start(t, nil)
+	admin := st.adminToken(t) // no profile: the admin's requests change no row
+	marker := "sc" + randomHex(t, 4)
+	body := newUserBody(t)
+	body["lastName"] = "Cache" + marker
+	u := a.createUser(t, admin, body)
+	q := "search=" + marker
+
+	searchOne := func(svc *service) (apiUser, *userservice.Pagination) {
+		t.Helper()
+		var users []apiUser
+		e := svc.do(t, "GET", "/api/v1/users?"+q, admin, nil).data(t, http.StatusOK, &users)
+		if len(users) != 1 || users[0].ID != u.ID {
+			t.Fatalf("search %s: %+v", q, users)
+		}
+		return users[0], e.Pagination
+	}
+	// doctor replaces every stored entry by one that says total 999, so that an
+	// answer from the cache can be told from one of PostgreSQL.
+	doctor := func() {
+		t.Helper()
+		var keys []string
+		eventually(t, "a search entry in Redis", func() error {
+			if keys = st.searchCacheKeys(t); len(keys) == 0 {
+				return fmt.Errorf("no key %ssearch:*", st.prefix)
+			}
+			return nil
+		})
+		rdb := st.redis(t)
+		for _, k := range keys {
+			v, err := rdb.Do(context.Background(), rdb.B().Get().Key(k).Build()).AsBytes()
+			if err != nil || len(v) < 2 {
+				t.Fatalf("GET %s: %v", k, err)
+			}
+			var e map[string]any
+			if err := json.Unmarshal(v[1:], &e); err != nil {
+				t.Fatalf("entry %s: %v", k, err)
+			}
+			e["page"].(map[string]any)["total"] = 999
+			doctored, _ := json.Marshal(e)
+			if err := rdb.Do(context.Background(), rdb.B().Set().Key(k).Value(string(v[:1])+string(doctored)).Build()).Error(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	if _, p := searchOne(a); p.Total != 1 {
+		t.Fatalf("first search: total %d", p.Total)
+	}
+	doctor()
+	for name, svc := range map[string]*service{"instance a": a, "instance b": b} {
+		if _, p := searchOne(svc); p.Total != 999 {
+			t.Fatalf("%s: total %d: the cached answer was not served", name, p.Total)
+		}
+	}
+
+	// A write through b: a must not serve the entry of the older generation.
+	b.do(t, "PUT", "/api/v1/users/"+u.ID, admin, map[string]any{"bio": "after " + marker}).data(t, http.StatusOK, nil)
+	got, p := searchOne(a)
+	if p.Total != 1 || got.Bio == nil || *got.Bio != "after "+marker {
+		t.Fatalf("search after a write: total %d, bio %v", p.Total, got.Bio)
+	}
+
+	// lastActiveAt is written behind (once a second): the search shows it once it
+	// is in PostgreSQL, however long the cache's TTL.
+	doctor()
+	if _, p := searchOne(a); p.Total != 999 {
+		t.Fatalf("total %d: the cached answer was not served", p.Total)
+	}
+	b.do(t, "GET", "/api/v1/users/me", st.tokenFor(t, u), nil).data(t, http.StatusOK, nil)
+	eventually(t, "lastActiveAt in the search", func() error {
+		got, p := searchOne(b)
+		if p.Total != 1 || got.LastActiveAt == nil {
+			return fmt.Errorf("total %d, lastActiveAt %v", p.Total, got.LastActiveAt)
+		}
+		return nil
+	})
 }

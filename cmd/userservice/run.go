@@ -118,6 +118,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
+	searchCache, err := redis.NewSearchCache(rdb, directory, redis.SearchCacheConfig{TTL: cfg.CacheTTLUserSearch.Duration()}, logger)
+	if err != nil {
+		return err
+	}
 	idempotency, err := postgres.NewIdempotencyStore(db)
 	if err != nil {
 		return err
@@ -161,7 +165,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		HealthCheckTimeout: cfg.HealthCheckTimeout.Duration(),
 	}, httpapi.Deps{
 		Users:       users,
-		Directory:   directory,
+		Directory:   cachedDirectory{directory, searchCache},
 		Idempotency: idempotency,
 		RateLimiter: rateLimiter{limiter},
 		Health: httpapi.Health{
@@ -292,6 +296,17 @@ func (c notifyingCommitter) Commit(m *userservice.Mutation, done func(error)) {
 		}
 		done(err)
 	})
+}
+
+// cachedDirectory is the PostgreSQL directory with the admin search answered
+// through its Redis cache.
+type cachedDirectory struct {
+	*postgres.Directory
+	search *redis.SearchCache
+}
+
+func (d cachedDirectory) SearchUsers(ctx context.Context, q userservice.UserSearch) ([]userservice.User, userservice.Pagination, error) {
+	return d.search.SearchUsers(ctx, q)
 }
 
 // rateLimiter adapts the Redis limiter to the HTTP edge's interface.

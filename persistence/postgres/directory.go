@@ -150,14 +150,40 @@ func buildSearch(q userservice.UserSearch, page, limit int) searchQuery {
 // took 3.8 ms at the median against 15.9 ms with the window, the plain list 1.1 ms
 // against 2.6 ms; only a rare term was faster with the window (0.3 ms against 0.7).
 func (d *Directory) SearchUsers(ctx context.Context, q userservice.UserSearch) ([]userservice.User, userservice.Pagination, error) {
+	users, page, _, err := d.SearchUsersAt(ctx, q)
+	return users, page, err
+}
+
+// searchGenerationSQL reads the key of the search cache: it changes with every
+// commit that changes users rows (migrations/00003_search_generation.sql).
+const searchGenerationSQL = `SELECT epoch::text || ':' || gen FROM search_generation`
+
+// SearchGeneration returns the current search generation: two reads that return
+// the same generation see the same users rows, so a search result computed at one
+// generation answers every search made while that generation is current.
+func (d *Directory) SearchGeneration(ctx context.Context) (string, error) {
+	ctx, cancel := d.db.timeout(ctx)
+	defer cancel()
+	var gen string
+	if err := d.db.pool.QueryRow(ctx, searchGenerationSQL).Scan(&gen); err != nil {
+		return "", unavailable("cannot read the search generation", err)
+	}
+	return gen, nil
+}
+
+// SearchUsersAt is SearchUsers that also returns the search generation of the
+// snapshot the answer was read in (see SearchGeneration).
+func (d *Directory) SearchUsersAt(ctx context.Context, q userservice.UserSearch) ([]userservice.User, userservice.Pagination, string, error) {
 	page, limit := normalizePage(q.Page, q.Limit)
 	sq := buildSearch(q, page, limit)
 	ctx, cancel := d.db.timeout(ctx)
 	defer cancel()
 	users := make([]userservice.User, 0, limit)
 	var total int
+	var gen string
 	b := &pgx.Batch{}
 	b.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+	b.Queue(searchGenerationSQL).QueryRow(func(row pgx.Row) error { return row.Scan(&gen) })
 	b.Queue(sq.countSQL, sq.args...).QueryRow(func(row pgx.Row) error { return row.Scan(&total) })
 	b.Queue(sq.pageSQL, sq.pageArgs...).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
@@ -171,9 +197,9 @@ func (d *Directory) SearchUsers(ctx context.Context, q userservice.UserSearch) (
 	})
 	b.Queue("COMMIT")
 	if err := d.db.pool.SendBatch(ctx, b).Close(); err != nil {
-		return nil, userservice.Pagination{}, unavailable("cannot search users", err)
+		return nil, userservice.Pagination{}, "", unavailable("cannot search users", err)
 	}
-	return users, userservice.NewPagination(page, limit, total), nil
+	return users, userservice.NewPagination(page, limit, total), gen, nil
 }
 
 // AuditLog returns one page of the user's audit records, newest first, and the

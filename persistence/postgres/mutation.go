@@ -60,6 +60,10 @@ const (
 	insertAuditSQL = `INSERT INTO audit_log (id, user_id, actor_id, action, before, after, correlation_id, created_at)
 	VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb, $7, $8)`
 
+	// Raised by every transaction that changes users rows: the key of the search
+	// cache (migrations/00003_search_generation.sql).
+	bumpSearchGenerationSQL = `UPDATE search_generation SET gen = gen + 1`
+
 	insertProcessedSQL = `INSERT INTO processed_messages (message_id) VALUES ($1) ON CONFLICT DO NOTHING`
 
 	// A key older than the TTL is expired and may be taken again.

@@ -388,6 +388,9 @@ func (w *Writer) runTx(items []*txItem) txResult {
 			}
 		})
 	}
+	// Last, so that the generation row is locked only for the COMMIT: every batch
+	// changes users rows, which the admin search shows.
+	b.Queue(bumpSearchGenerationSQL)
 	br := w.db.pool.SendBatch(ctx, b)
 	tx := br.Tx()
 	if err := br.Close(); err != nil {
@@ -465,7 +468,7 @@ func (w *Writer) flushTouches() {
 	for lo := 0; lo < len(ids); lo += touchChunk {
 		hi := min(lo+touchChunk, len(ids))
 		ctx, cancel := context.WithTimeout(context.Background(), w.cfg.CommitTimeout)
-		_, err := w.db.pool.Exec(ctx, flushTouchesSQL, ids[lo:hi], ats[lo:hi])
+		err := w.flushTouchChunk(ctx, ids[lo:hi], ats[lo:hi])
 		cancel()
 		if err != nil {
 			touchDropped.Add(hi - lo)
@@ -474,4 +477,18 @@ func (w *Writer) flushTouches() {
 		}
 		touchFlushed.Add(hi - lo)
 	}
+}
+
+// flushTouchChunk raises last_active_at of the users in one transaction that also
+// raises the search generation when a row changed (lastActiveAt is in search results).
+// The users rows are locked before the generation row, as in a group commit.
+func (w *Writer) flushTouchChunk(ctx context.Context, ids []string, ats []time.Time) error {
+	return pgx.BeginFunc(ctx, w.db.pool, func(tx pgx.Tx) error {
+		ct, err := tx.Exec(ctx, flushTouchesSQL, ids, ats)
+		if err != nil || ct.RowsAffected() == 0 {
+			return err
+		}
+		_, err = tx.Exec(ctx, bumpSearchGenerationSQL)
+		return err
+	})
 }

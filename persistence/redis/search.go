@@ -1,0 +1,238 @@
+package redis
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	json "github.com/goccy/go-json"
+	"github.com/redis/rueidis"
+
+	userservice "github.com/lms-platform/userservice"
+)
+
+var (
+	searchHits        = metrics.GetOrCreateCounter(`user_service_cache_hits_total{cache="search"}`)
+	searchMissAbsent  = metrics.GetOrCreateCounter(`user_service_cache_misses_total{cache="search",reason="absent"}`)
+	searchMissError   = metrics.GetOrCreateCounter(`user_service_cache_misses_total{cache="search",reason="error"}`)
+	searchStoreOK     = metrics.GetOrCreateCounter(`user_service_search_cache_writes_total{result="stored"}`)
+	searchStoreErr    = metrics.GetOrCreateCounter(`user_service_search_cache_writes_total{result="error"}`)
+	searchStoreBig    = metrics.GetOrCreateCounter(`user_service_search_cache_writes_total{result="too_large"}`)
+	searchStoreBusy   = metrics.GetOrCreateCounter(`user_service_search_cache_writes_total{result="dropped_busy"}`)
+	searchDecodeError = metrics.GetOrCreateCounter(`user_service_search_cache_decode_errors_total`)
+)
+
+// Defaults of [SearchCacheConfig].
+const (
+	DefaultSearchTTL      = 120 * time.Second // CACHE_TTL_USER_SEARCH
+	DefaultMaxSearchBytes = 512 << 10
+)
+
+// maxSearchStoresInFlight bounds the asynchronous writes of search results.
+const maxSearchStoresInFlight = 32
+
+// searchEntryVersion is the first byte of a stored entry; an entry of another
+// version is a miss.
+const searchEntryVersion = 1
+
+// SearchSource runs the admin search and says which generation of the users rows
+// an answer belongs to. persistence/postgres implements it: the generation changes
+// in the same transaction as every change of a users row.
+type SearchSource interface {
+	// SearchGeneration returns the current generation.
+	SearchGeneration(ctx context.Context) (string, error)
+	// SearchUsersAt runs the search and returns the generation of the snapshot it
+	// read.
+	SearchUsersAt(ctx context.Context, q userservice.UserSearch) ([]userservice.User, userservice.Pagination, string, error)
+}
+
+// SearchCacheConfig configures [NewSearchCache].
+type SearchCacheConfig struct {
+	// TTL is CACHE_TTL_USER_SEARCH: how long an entry stays in Redis. It bounds
+	// memory only; freshness comes from the generation in the key.
+	TTL time.Duration
+	// MaxEntryBytes bounds one stored answer; a larger one is not stored.
+	MaxEntryBytes int
+}
+
+// SearchCache is the admin search's short Redis cache (CONTRACT.md: "Admin search
+// goes to PostgreSQL directly (with its own short Redis cache)"; "Search reflects
+// every acknowledged write (a cache is allowed only if writes invalidate it, e.g. a
+// generation number in its key)").
+//
+// An answer is stored under the search generation of the PostgreSQL snapshot it was
+// read in, and a search first reads the current generation (one single-row read)
+// and looks only under that one. The generation is raised in the same transaction
+// as every change of a users row, so an entry is found only while no users row has
+// changed since it was read: it is exactly what PostgreSQL would answer. Nothing
+// has to be deleted on a write, a crash between commit and cache write cannot leave
+// a stale entry behind, and several processes share entries safely. Redis errors
+// never fail a search: it goes to PostgreSQL.
+//
+// The users it returns are decoded from JSON and carry only the fields of the API's
+// User object. It is safe for concurrent use.
+type SearchCache struct {
+	c      *Client
+	src    SearchSource
+	cfg    SearchCacheConfig
+	ttlMS  int64
+	log    *slog.Logger
+	stores chan struct{} // semaphore of asynchronous entry writes
+}
+
+// NewSearchCache returns the cache in front of src.
+func NewSearchCache(c *Client, src SearchSource, cfg SearchCacheConfig, log *slog.Logger) (*SearchCache, error) {
+	switch {
+	case c == nil:
+		return nil, errors.New("cannot create search cache: nil client")
+	case src == nil:
+		return nil, errors.New("cannot create search cache: nil search source")
+	case log == nil:
+		return nil, errors.New("cannot create search cache: nil logger")
+	case cfg.TTL < 0 || cfg.MaxEntryBytes < 0:
+		return nil, errors.New("cannot create search cache: negative TTL or entry size")
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultSearchTTL
+	}
+	if cfg.MaxEntryBytes == 0 {
+		cfg.MaxEntryBytes = DefaultMaxSearchBytes
+	}
+	return &SearchCache{
+		c: c, src: src, cfg: cfg, ttlMS: max(cfg.TTL.Milliseconds(), 1), log: log,
+		stores: make(chan struct{}, maxSearchStoresInFlight),
+	}, nil
+}
+
+// searchEntry is what an entry holds.
+type searchEntry struct {
+	Users []userservice.User     `json:"users"`
+	Page  userservice.Pagination `json:"page"`
+}
+
+// SearchUsers answers the admin search from the entry of the current generation,
+// or from PostgreSQL (storing the answer in the background).
+func (s *SearchCache) SearchUsers(ctx context.Context, q userservice.UserSearch) ([]userservice.User, userservice.Pagination, error) {
+	if !s.c.Up() {
+		searchMissError.Inc()
+		return s.searchPrimary(ctx, q, false)
+	}
+	gen, err := s.src.SearchGeneration(ctx)
+	if err != nil {
+		return nil, userservice.Pagination{}, err // PostgreSQL is needed either way
+	}
+	var b []byte
+	err = s.c.call(ctx, func(ctx context.Context) error {
+		var err error
+		b, err = s.c.rdb.Do(ctx, s.c.rdb.B().Get().Key(s.key(gen, q)).Build()).AsBytes()
+		return err
+	})
+	switch {
+	case rueidis.IsRedisNil(err):
+		searchMissAbsent.Inc()
+		return s.searchPrimary(ctx, q, true)
+	case err != nil:
+		searchMissError.Inc()
+		return s.searchPrimary(ctx, q, true)
+	}
+	e, err := decodeSearchEntry(b)
+	if err != nil {
+		searchDecodeError.Inc()
+		s.log.Warn("unreadable search cache entry; searching PostgreSQL", "error", err.Error())
+		return s.searchPrimary(ctx, q, true)
+	}
+	searchHits.Inc()
+	return e.Users, e.Page, nil
+}
+
+// searchPrimary searches PostgreSQL and, when store is set, stores the answer under
+// the generation it was read at.
+func (s *SearchCache) searchPrimary(ctx context.Context, q userservice.UserSearch, store bool) ([]userservice.User, userservice.Pagination, error) {
+	users, page, gen, err := s.src.SearchUsersAt(ctx, q)
+	if err != nil || !store || !s.c.Up() {
+		return users, page, err
+	}
+	b, err := encodeSearchEntry(users, page)
+	if err != nil {
+		s.log.Warn("cannot encode search cache entry", "error", err.Error())
+		return users, page, nil
+	}
+	if len(b) > s.cfg.MaxEntryBytes {
+		searchStoreBig.Inc()
+		return users, page, nil
+	}
+	select {
+	case s.stores <- struct{}{}:
+		key := s.key(gen, q)
+		go func() {
+			defer func() { <-s.stores }()
+			// Detached from the request, which may end first; the client's command
+			// timeout bounds it.
+			if err := s.store(context.WithoutCancel(ctx), key, b); err != nil {
+				s.log.Debug("cannot store search cache entry", "error", err.Error())
+			}
+		}()
+	default:
+		searchStoreBusy.Inc()
+	}
+	return users, page, nil
+}
+
+func (s *SearchCache) store(ctx context.Context, key string, b []byte) error {
+	err := s.c.call(ctx, func(ctx context.Context) error {
+		return s.c.rdb.Do(ctx, s.c.rdb.B().Set().Key(key).Value(rueidis.BinaryString(b)).PxMilliseconds(s.ttlMS).Build()).Error()
+	})
+	if err != nil {
+		searchStoreErr.Inc()
+		return unavailable("store search result", err)
+	}
+	searchStoreOK.Inc()
+	return nil
+}
+
+// key is <prefix>search:<generation>:<hash of the query>. The query is hashed so
+// that a search term of any bytes makes a key of fixed shape.
+func (s *SearchCache) key(gen string, q userservice.UserSearch) string {
+	return s.c.key("search:", gen+":"+searchQueryHash(q))
+}
+
+// searchQueryHash identifies a query: every field, each length-prefixed so that no
+// two queries share an encoding.
+func searchQueryHash(q userservice.UserSearch) string {
+	b := make([]byte, 0, 128)
+	for _, f := range []string{strconv.Itoa(q.Page), strconv.Itoa(q.Limit), q.Search, string(q.Role), string(q.Status), q.SortBy, q.SortOrder} {
+		b = strconv.AppendInt(b, int64(len(f)), 10)
+		b = append(b, ':')
+		b = append(b, f...)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
+}
+
+func encodeSearchEntry(users []userservice.User, page userservice.Pagination) ([]byte, error) {
+	b, err := json.Marshal(&searchEntry{Users: users, Page: page})
+	if err != nil {
+		return nil, fmt.Errorf("cannot encode search result: %w", err)
+	}
+	return append([]byte{searchEntryVersion}, b...), nil
+}
+
+func decodeSearchEntry(b []byte) (*searchEntry, error) {
+	if len(b) == 0 || b[0] != searchEntryVersion {
+		return nil, errors.New("cannot decode search result: unknown entry version")
+	}
+	var e searchEntry
+	if err := json.Unmarshal(b[1:], &e); err != nil {
+		return nil, fmt.Errorf("cannot decode search result: %w", err)
+	}
+	if e.Users == nil {
+		e.Users = []userservice.User{}
+	}
+	return &e, nil
+}

@@ -1,0 +1,220 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	userservice "github.com/lms-platform/userservice"
+)
+
+// memSearch is a SearchSource over a fixed answer whose generation the test moves
+// by hand, counting the searches that reach it.
+type memSearch struct {
+	mu       sync.Mutex
+	gen      int
+	users    []userservice.User
+	searches int
+	genErr   error
+}
+
+func (m *memSearch) SearchGeneration(context.Context) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.genErr != nil {
+		return "", m.genErr
+	}
+	return "epoch:" + string(rune('a'+m.gen)), nil
+}
+
+func (m *memSearch) SearchUsersAt(_ context.Context, q userservice.UserSearch) ([]userservice.User, userservice.Pagination, string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.searches++
+	users := append([]userservice.User(nil), m.users...)
+	return users, userservice.NewPagination(q.Page, q.Limit, len(users)), "epoch:" + string(rune('a'+m.gen)), nil
+}
+
+func (m *memSearch) set(f func(m *memSearch)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f(m)
+}
+
+func (m *memSearch) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.searches
+}
+
+func newTestSearchCache(tb testing.TB, c *Client, src SearchSource, cfg SearchCacheConfig) *SearchCache {
+	tb.Helper()
+	s, err := NewSearchCache(c, src, cfg, testLogger())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+var cacheQuery = userservice.UserSearch{Page: 1, Limit: 20, Search: "ali", SortBy: "createdAt", SortOrder: "asc"}
+
+// search runs q through the cache and returns the first user's bio and how many
+// searches reached the source.
+func search(tb testing.TB, s *SearchCache, src *memSearch, q userservice.UserSearch) (string, int) {
+	tb.Helper()
+	users, page, err := s.SearchUsers(context.Background(), q)
+	if err != nil {
+		tb.Fatalf("SearchUsers: %v", err)
+	}
+	if len(users) != 1 || page.Total != 1 || users[0].Bio == nil {
+		tb.Fatalf("SearchUsers: %+v %+v", users, page)
+	}
+	return *users[0].Bio, src.count()
+}
+
+func TestSearchCache(t *testing.T) {
+	ctx := context.Background()
+	user := typicalState(t).User
+	withBio := func(bio string) []userservice.User {
+		u := user
+		u.Bio = &bio
+		return []userservice.User{u}
+	}
+
+	t.Run("serves the entry of the current generation and nothing older", func(t *testing.T) {
+		c := newTestClient(t, Config{})
+		src := &memSearch{users: withBio("first")}
+		s := newTestSearchCache(t, c, src, SearchCacheConfig{})
+		if bio, n := search(t, s, src, cacheQuery); bio != "first" || n != 1 {
+			t.Fatalf("first search: %q, %d at the source", bio, n)
+		}
+		eventually(t, 5*time.Second, "the entry is stored and served", func() bool {
+			_, n := search(t, s, src, cacheQuery)
+			return n == 1
+		})
+		hits := counterDelta(searchHits)
+		if bio, n := search(t, s, src, cacheQuery); bio != "first" || n != 1 || hits() != 1 {
+			t.Fatalf("cached search: %q, %d at the source, %d hits", bio, n, hits())
+		}
+		// Another query is another entry.
+		other := cacheQuery
+		other.SortOrder = "desc"
+		if _, n := search(t, s, src, other); n != 2 {
+			t.Fatalf("another query: %d at the source, want 2", n)
+		}
+		// A write: a new generation, a new answer; the old entry is never read again.
+		src.set(func(m *memSearch) { m.gen++; m.users = withBio("second") })
+		if bio, n := search(t, s, src, cacheQuery); bio != "second" || n != 3 {
+			t.Fatalf("after a write: %q, %d at the source", bio, n)
+		}
+	})
+
+	t.Run("an unreadable entry is a miss and is replaced", func(t *testing.T) {
+		c := newTestClient(t, Config{})
+		src := &memSearch{users: withBio("real")}
+		s := newTestSearchCache(t, c, src, SearchCacheConfig{})
+		gen, _ := src.SearchGeneration(ctx)
+		key := s.key(gen, cacheQuery)
+		for _, junk := range []string{"", "\x09{}", "\x01{not json"} {
+			if err := c.rdb.Do(ctx, c.rdb.B().Set().Key(key).Value(junk).Build()).Error(); err != nil {
+				t.Fatal(err)
+			}
+			before := src.count()
+			if bio, n := search(t, s, src, cacheQuery); bio != "real" || n != before+1 {
+				t.Fatalf("entry %q: %q, %d at the source", junk, bio, n-before)
+			}
+		}
+		eventually(t, 5*time.Second, "the entry is replaced", func() bool {
+			b, err := c.rdb.Do(ctx, c.rdb.B().Get().Key(key).Build()).AsBytes()
+			_, derr := decodeSearchEntry(b)
+			return err == nil && derr == nil
+		})
+	})
+
+	t.Run("an answer over the size limit is not stored", func(t *testing.T) {
+		c := newTestClient(t, Config{})
+		src := &memSearch{users: withBio(strings.Repeat("x", 4096))}
+		s := newTestSearchCache(t, c, src, SearchCacheConfig{MaxEntryBytes: 1024})
+		big := counterDelta(searchStoreBig)
+		search(t, s, src, cacheQuery)
+		search(t, s, src, cacheQuery)
+		if big() != 2 || src.count() != 2 {
+			t.Fatalf("too large: %d counted, %d at the source; want 2 and 2", big(), src.count())
+		}
+	})
+
+	t.Run("entries expire after the TTL", func(t *testing.T) {
+		c := newTestClient(t, Config{})
+		src := &memSearch{users: withBio("ttl")}
+		s := newTestSearchCache(t, c, src, SearchCacheConfig{TTL: 300 * time.Millisecond})
+		search(t, s, src, cacheQuery)
+		gen, _ := src.SearchGeneration(ctx)
+		key := s.key(gen, cacheQuery)
+		eventually(t, 5*time.Second, "the entry is stored with its TTL", func() bool {
+			ttl, err := c.rdb.Do(ctx, c.rdb.B().Pttl().Key(key).Build()).AsInt64()
+			return err == nil && ttl > 0 && ttl <= 300
+		})
+	})
+
+	t.Run("Redis down: every search goes to the source", func(t *testing.T) {
+		c, err := Open(ctx, Config{URL: closedPortURL(t), KeyPrefix: randomPrefix(), DialTimeout: time.Second}, testLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		src := &memSearch{users: withBio("down")}
+		s := newTestSearchCache(t, c, src, SearchCacheConfig{})
+		for i := 1; i <= 3; i++ {
+			start := time.Now()
+			if bio, n := search(t, s, src, cacheQuery); bio != "down" || n != i {
+				t.Fatalf("search %d: %q, %d at the source", i, bio, n)
+			}
+			if took := time.Since(start); took > 50*time.Millisecond {
+				t.Errorf("search %d took %v with Redis known down", i, took)
+			}
+		}
+	})
+
+	t.Run("the generation cannot be read: the search fails", func(t *testing.T) {
+		c := newTestClient(t, Config{})
+		down := userservice.Wrap(userservice.ECodeUnavailable, "Service temporarily unavailable", errors.New("database down"))
+		src := &memSearch{users: withBio("x"), genErr: down}
+		s := newTestSearchCache(t, c, src, SearchCacheConfig{})
+		if _, _, err := s.SearchUsers(ctx, cacheQuery); !errors.Is(err, down) {
+			t.Fatalf("SearchUsers: %v, want the source's error", err)
+		}
+	})
+}
+
+// TestSearchQueryHash: every field of the query is part of its identity.
+func TestSearchQueryHash(t *testing.T) {
+	base := userservice.UserSearch{Page: 1, Limit: 20, Search: "ab", Role: userservice.RoleStudent,
+		Status: userservice.StatusActive, SortBy: "email", SortOrder: "asc"}
+	variants := map[string]func(q *userservice.UserSearch){
+		"page":           func(q *userservice.UserSearch) { q.Page = 2 },
+		"limit":          func(q *userservice.UserSearch) { q.Limit = 21 },
+		"search":         func(q *userservice.UserSearch) { q.Search = "Ab" },
+		"empty search":   func(q *userservice.UserSearch) { q.Search = "" },
+		"role":           func(q *userservice.UserSearch) { q.Role = "" },
+		"status":         func(q *userservice.UserSearch) { q.Status = userservice.StatusDeleted },
+		"sortBy":         func(q *userservice.UserSearch) { q.SortBy = "firstName" },
+		"sortOrder":      func(q *userservice.UserSearch) { q.SortOrder = "desc" },
+		"shifted fields": func(q *userservice.UserSearch) { q.Search = "ab" + "5:student"; q.Role = "" },
+	}
+	seen := map[string]string{searchQueryHash(base): "base"}
+	for name, change := range variants {
+		q := base
+		change(&q)
+		h := searchQueryHash(q)
+		if other, dup := seen[h]; dup {
+			t.Errorf("%s has the hash of %s", name, other)
+		}
+		seen[h] = name
+	}
+	if searchQueryHash(base) != searchQueryHash(base) {
+		t.Error("the hash of one query changes")
+	}
+}
