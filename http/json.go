@@ -91,7 +91,7 @@ func decodeJSON(body []byte, v any) (err error) {
 	if err := d.Decode(&rest); err != io.EOF {
 		return &userservice.Error{Code: userservice.ECodeInvalidJSON, Message: "Request body must hold exactly one JSON value"}
 	}
-	return nil
+	return checkFieldNames(body, reflect.TypeOf(v))
 }
 
 // decodeError explains a decoder error as a 400 with field details where the

@@ -126,3 +126,47 @@ func TestRenderSuccessOmitsEmptyParts(t *testing.T) {
 		t.Fatalf("%s", b)
 	}
 }
+
+// TestFieldNamesAreExact: a key that names a field only up to case is an unknown
+// field (400 with its path), for every body the API decodes, nested ones too; the
+// exact names pass.
+func TestFieldNamesAreExact(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		into  func() any
+		body  string
+		field string // "" when the body is fine
+	}{
+		{"update user exact", func() any { return &userservice.UpdateUser{} }, `{"firstName":"A","bio":null}`, ""},
+		{"update user case", func() any { return &userservice.UpdateUser{} }, `{"FirstName":"A"}`, "FirstName"},
+		{"update user lower", func() any { return &userservice.UpdateUser{} }, `{"firstname":"A"}`, "firstname"},
+		{"create user case", func() any { return &userservice.CreateUser{} }, `{"authId":"x","EMAIL":"a@b.co"}`, "EMAIL"},
+		{"enroll case", func() any { return &userservice.CreateEnrollment{} }, `{"courseid":"c"}`, "courseid"},
+		{"enroll exact", func() any { return &userservice.CreateEnrollment{} }, `{"courseId":"c"}`, ""},
+		{"progress case", func() any { return &userservice.UpdateProgress{} }, `{"progress":1,"TimeSpentSeconds":2}`, "TimeSpentSeconds"},
+		{"enrollment update case", func() any { return &userservice.UpdateEnrollment{} }, `{"EnrollmentStatus":"dropped"}`, "EnrollmentStatus"},
+		{"role case", func() any { return &roleBody{} }, `{"Role":"admin"}`, "Role"},
+		{"status case", func() any { return &statusBody{} }, `{"STATUS":"active"}`, "STATUS"},
+		{"bulk case", func() any { return &bulkRoleBody{} }, `{"userids":[],"role":"admin"}`, "userids"},
+		{"preferences exact, any value", func() any { return &userservice.UpsertPreferences{} },
+			`{"preferences":[{"category":"ui","key":"theme","value":{"Any":"Case","x":[{"Y":1}]}}]}`, ""},
+		{"preferences top case", func() any { return &userservice.UpsertPreferences{} }, `{"Preferences":[]}`, "Preferences"},
+		{"preference item case", func() any { return &userservice.UpsertPreferences{} },
+			`{"preferences":[{"key":"a","value":1},{"Key":"theme","value":"dark"}]}`, "preferences[1].Key"},
+		{"preferences null", func() any { return &userservice.UpsertPreferences{} }, `{"preferences":null}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := decodeJSON([]byte(tc.body), tc.into())
+			if tc.field == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			e, status := wireError(err)
+			if status != 400 || e.Code != userservice.ECodeValidation || len(e.Details) != 1 || e.Details[0].Field != tc.field {
+				t.Fatalf("status %d code %s details %v (%v), want 400 naming %s", status, e.Code, e.Details, err, tc.field)
+			}
+		})
+	}
+}

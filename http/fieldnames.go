@@ -1,0 +1,142 @@
+package http
+
+import (
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+
+	json "github.com/goccy/go-json"
+
+	"github.com/lms-platform/userservice"
+)
+
+// The JSON decoder, like encoding/json, matches object keys to struct fields
+// regardless of case, so {"FirstName": …} would set firstName. CONTRACT.md wants
+// camelCase names and unknown fields rejected: checkFieldNames rejects every key
+// that is not a field name exactly, at every level of the body's type.
+
+// fieldSet is what checkFieldNames knows of one struct type: its JSON names, and
+// for each name the type to check the value against when it holds objects.
+type fieldSet struct {
+	names map[string]reflect.Type // nil type: the value is not checked further
+}
+
+var fieldSets sync.Map // reflect.Type → *fieldSet
+
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+// checkFieldNames checks body, already decoded into a value of type t without
+// error, for keys that name a field only up to case.
+func checkFieldNames(body []byte, t reflect.Type) error {
+	if bad := misnamedField(body, t, ""); bad != "" {
+		return userservice.ValidationError([]userservice.FieldError{{Field: bad, Message: "is not allowed"}})
+	}
+	return nil
+}
+
+// misnamedField returns the path of the first key of raw that is not exactly a
+// field of t, or "".
+func misnamedField(raw []byte, t reflect.Type, path string) string {
+	t = checkedType(t)
+	switch {
+	case t == nil:
+		return ""
+	case t.Kind() == reflect.Slice || t.Kind() == reflect.Array:
+		var items []json.RawMessage
+		if json.Unmarshal(raw, &items) != nil {
+			return "" // null, or not an array: the decoder has judged it
+		}
+		for i, item := range items {
+			if bad := misnamedField(item, t.Elem(), path+"["+strconv.Itoa(i)+"]"); bad != "" {
+				return bad
+			}
+		}
+		return ""
+	}
+	fs := fieldsOf(t)
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(raw, &obj) != nil {
+		return ""
+	}
+	for k, v := range obj {
+		ft, ok := fs.names[k]
+		if !ok {
+			return joinPath(path, k)
+		}
+		if ft != nil {
+			if bad := misnamedField(v, ft, joinPath(path, k)); bad != "" {
+				return bad
+			}
+		}
+	}
+	return ""
+}
+
+// checkedType returns the struct, or slice of structs, type that t's JSON is
+// checked against, or nil when its value is a leaf: a scalar, a map, any, or a
+// type that decodes itself (json.RawMessage, Optional[T], Time).
+func checkedType(t reflect.Type) reflect.Type {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Implements(unmarshalerType) || reflect.PointerTo(t).Implements(unmarshalerType) {
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		return t
+	case reflect.Slice, reflect.Array:
+		if checkedType(t.Elem()) != nil {
+			return t
+		}
+	}
+	return nil
+}
+
+func fieldsOf(t reflect.Type) *fieldSet {
+	if fs, ok := fieldSets.Load(t); ok {
+		return fs.(*fieldSet)
+	}
+	fs := &fieldSet{names: map[string]reflect.Type{}}
+	addFields(fs, t)
+	actual, _ := fieldSets.LoadOrStore(t, fs)
+	return actual.(*fieldSet)
+}
+
+// addFields adds t's JSON field names as encoding/json sees them: the tag's name,
+// else the Go name; "-" skipped; untagged embedded structs flattened.
+func addFields(fs *fieldSet, t reflect.Type) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" {
+			et := f.Type
+			for et.Kind() == reflect.Pointer {
+				et = et.Elem()
+			}
+			if et.Kind() == reflect.Struct {
+				addFields(fs, et)
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		fs.names[name] = checkedType(f.Type)
+	}
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
