@@ -317,6 +317,10 @@ timezone = 'UTC'
 log_timezone = 'UTC'
 log_line_prefix = '%m [%p] %q%u@%d '
 log_min_messages = warning
+# Per-statement timings for profiling the write path (CREATE EXTENSION pg_stat_statements
+# in a database to read them); costs a hash lookup per statement.
+shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.track = top
 EOF
 	if ! grep -q "^include_if_exists = 'devstack.conf'" "$PG_DATA/postgresql.conf"; then
 		printf "\ninclude_if_exists = 'devstack.conf'\n" | as_pg tee -a "$PG_DATA/postgresql.conf" >/dev/null
