@@ -520,7 +520,10 @@ rabbit_env() {
 	export RABBITMQ_ADVANCED_CONFIG_FILE="$RABBIT_DIR/advanced.config"
 	export RABBITMQ_ENABLED_PLUGINS_FILE="$RABBIT_DIR/enabled_plugins"
 	export RABBITMQ_CONF_ENV_FILE="$RABBIT_DIR/rabbitmq-env.conf"
-	export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+	# +sbwt none …: Erlang schedulers spin while waiting for work by default, which on a
+	# small shared machine takes CPU from the service and PostgreSQL; sleeping costs a
+	# little latency inside RabbitMQ only.
+	export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1} +sbwt none +sbwtdcpu none +sbwtdio none"
 	# epmd (port 4369) is shared by both nodes; whoever starts it first binds it to loopback.
 	export ERL_EPMD_ADDRESS=127.0.0.1
 }
