@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -274,10 +275,20 @@ func TestAdminSearchCache(t *testing.T) {
 	// answer from the cache can be told from one of PostgreSQL.
 	doctor := func() {
 		t.Helper()
+		var gen string
+		if err := st.db(t).QueryRow(context.Background(), `SELECT epoch::text || ':' || gen FROM search_generation`).Scan(&gen); err != nil {
+			t.Fatal(err)
+		}
 		var keys []string
-		eventually(t, "a search entry in Redis", func() error {
-			if keys = st.searchCacheKeys(t); len(keys) == 0 {
-				return fmt.Errorf("no key %ssearch:*", st.prefix)
+		eventually(t, "a search entry of generation "+gen+" in Redis", func() error {
+			keys = keys[:0]
+			for _, k := range st.searchCacheKeys(t) {
+				if strings.HasPrefix(k, st.prefix+"search:"+gen+":") {
+					keys = append(keys, k)
+				}
+			}
+			if len(keys) == 0 {
+				return fmt.Errorf("no key %ssearch:%s:*", st.prefix, gen)
 			}
 			return nil
 		})
