@@ -222,3 +222,33 @@ func TestSearchQueryHash(t *testing.T) {
 		t.Error("the hash of one query changes")
 	}
 }
+
+// BenchmarkSearchCacheHit is the admin search answered from the cache: the Redis
+// GET of a 20-user page and its decoding (the generation read is the source's,
+// here in memory; in the service it is one single-row PostgreSQL query). Compare
+// with persistence/postgres BenchmarkSearchUsers10k, the query a hit saves.
+func BenchmarkSearchCacheHit(b *testing.B) {
+	c := newTestClient(b, Config{})
+	users := make([]userservice.User, 20)
+	for i := range users {
+		users[i] = typicalState(b).User
+	}
+	src := &memSearch{users: users}
+	s := newTestSearchCache(b, c, src, SearchCacheConfig{})
+	ctx := context.Background()
+	if _, _, err := s.SearchUsers(ctx, cacheQuery); err != nil {
+		b.Fatal(err)
+	}
+	waitStores(b, s)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if got, _, err := s.SearchUsers(ctx, cacheQuery); err != nil || len(got) != 20 {
+			b.Fatalf("SearchUsers: %d users, %v", len(got), err)
+		}
+	}
+	b.StopTimer()
+	if src.count() != 1 {
+		b.Fatalf("%d searches reached the source, want 1", src.count())
+	}
+}
