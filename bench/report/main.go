@@ -219,20 +219,21 @@ func readKV(path string) (map[string]string, error) {
 
 // report is everything one run left behind.
 type report struct {
-	dir      string
-	meta     map[string]string
-	order    []string
-	closed   map[string]*result
-	rate     map[string]*result
-	base     map[string]*result
-	baseRate map[string]*result
-	warmup   *result
-	micro    []benchLine
-	microErr string
-	perActor string
-	profiles map[string]string
-	cum      map[string]string
-	batches  string
+	dir         string
+	meta        map[string]string
+	order       []string
+	closed      map[string]*result
+	rate        map[string]*result
+	base        map[string]*result
+	baseRate    map[string]*result
+	warmup      *result
+	micro       []benchLine
+	microErr    string
+	perActor    string
+	profiles    map[string]string
+	cum         map[string]string
+	batches     string
+	searchCache string
 }
 
 func load(dir string) (*report, error) {
@@ -266,6 +267,7 @@ func load(dir string) (*report, error) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "metrics.txt")); err == nil {
 		r.batches = batchSummary(b)
+		r.searchCache = searchCacheSummary(b)
 	}
 	return r, nil
 }
@@ -335,6 +337,34 @@ func batchSummary(b []byte) string {
 		return ""
 	}
 	return fmt.Sprintf("%.0f write batches committed %.0f mutations: %.1f mutations per PostgreSQL commit on average", count, sum, sum/count)
+}
+
+// searchCacheSummary reads the admin search cache's counters from the service's
+// /metrics at the end of the run.
+func searchCacheSummary(b []byte) string {
+	var hits, misses float64
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			continue
+		}
+		switch {
+		case f[0] == `user_service_cache_hits_total{cache="search"}`:
+			hits += v
+		case strings.HasPrefix(f[0], `user_service_cache_misses_total{cache="search",`):
+			misses += v
+		}
+	}
+	if hits+misses == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.0f hits, %.0f misses (%.1f%% of searches answered from Redis)", hits, misses, 100*hits/(hits+misses))
 }
 
 // Formatting helpers; NaN prints as "–".
@@ -480,6 +510,9 @@ func (r *report) write(w io.Writer) {
 	}
 	if r.batches != "" {
 		p("- Group commit: %s.\n", r.batches)
+	}
+	if r.searchCache != "" {
+		p("- Admin search cache (every scenario, warm-up included): %s.\n", r.searchCache)
 	}
 	p("- Service exit status after SIGTERM at the end of the run: %s.\n", m["service_exit"])
 

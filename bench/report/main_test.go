@@ -59,3 +59,20 @@ func TestRunWritesFile(t *testing.T) {
 		t.Error("a folder without meta.env was accepted")
 	}
 }
+
+func TestSearchCacheSummary(t *testing.T) {
+	metrics := strings.Join([]string{
+		`# TYPE user_service_cache_hits_total counter`,
+		`user_service_cache_hits_total{cache="snapshot"} 500`,
+		`user_service_cache_hits_total{cache="search"} 90`,
+		`user_service_cache_misses_total{cache="search",reason="absent"} 8`,
+		`user_service_cache_misses_total{cache="search",reason="error"} 2`,
+		`user_service_cache_misses_total{cache="snapshot",reason="absent"} 7`,
+	}, "\n")
+	if got, want := searchCacheSummary([]byte(metrics)), "90 hits, 10 misses (90.0% of searches answered from Redis)"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if got := searchCacheSummary([]byte(`user_service_cache_hits_total{cache="snapshot"} 5`)); got != "" {
+		t.Errorf("no searches: got %q", got)
+	}
+}
