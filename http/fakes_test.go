@@ -194,11 +194,12 @@ func (m *memIdem) PutIdempotency(ctx context.Context, rec *userservice.Idempoten
 
 // fakeLimiter allows limit requests per key, then refuses; err makes it fail.
 type fakeLimiter struct {
-	mu    sync.Mutex
-	limit int
-	seen  map[string]int
-	keys  []string
-	err   error
+	mu      sync.Mutex
+	limit   int
+	seen    map[string]int
+	keys    []string
+	refunds []string
+	err     error
 }
 
 func (f *fakeLimiter) Allow(ctx context.Context, key string) (Decision, error) {
@@ -215,6 +216,18 @@ func (f *fakeLimiter) Allow(ctx context.Context, key string) (Decision, error) {
 		d.RetryAfter = 30 * time.Second
 	}
 	return d, nil
+}
+
+// Refund takes back one counted request of key.
+func (f *fakeLimiter) Refund(ctx context.Context, key string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refunds = append(f.refunds, key)
+	if f.err != nil {
+		return f.err
+	}
+	f.seen[key]--
+	return nil
 }
 
 var errBoom = errors.New("boom: connection to db user=x email=leak@example.com refused")

@@ -148,8 +148,23 @@ func (s *Server) run(ep *endpoint, h handlerFunc, fc *fasthttp.RequestCtx) {
 		}
 		r.authErr = err
 	}
-	if limited && !s.rateLimit(r) {
-		return
+	var counted string // the limiter key this request was counted under
+	if limited {
+		var ok bool
+		if counted, ok = s.rateLimit(r); !ok {
+			return
+		}
+	}
+	if counted != "" && s.cfg.RateLimitSkipSuccessful {
+		// Only failed requests count (RATE_LIMIT_SKIP_SUCCESSFUL, the spec's
+		// skipSuccessfulRequests): an answer below 400 is refunded.
+		defer func() {
+			if r.fc.Response.StatusCode() < 400 {
+				if err := s.deps.RateLimiter.Refund(r.ctx, counted); err != nil && s.limiterWarn.allow(time.Now(), 5*time.Second) {
+					s.logger.Warn("rate limiter refund failed", "error", s.mask.text(err.Error()))
+				}
+			}
+		}()
 	}
 	if ep.auth && r.authErr != nil {
 		r.fail(r.authErr)
@@ -212,6 +227,8 @@ func exemptPath(p []byte) bool {
 type RateLimiter interface {
 	// Allow counts one request against key ("user:<sub>" or "ip:<addr>").
 	Allow(ctx context.Context, key string) (Decision, error)
+	// Refund takes back one request counted by Allow (RATE_LIMIT_SKIP_SUCCESSFUL).
+	Refund(ctx context.Context, key string) error
 }
 
 // Decision is a RateLimiter's answer.
@@ -224,9 +241,10 @@ type Decision struct {
 }
 
 // rateLimit applies the limiter; it answers 429 and returns false when the
-// request must stop. A failing limiter lets requests through.
-func (s *Server) rateLimit(r *request) bool {
-	key := "ip:" + s.clientIP(r.fc)
+// request must stop. A failing limiter lets requests through. key is the key the
+// request was counted under, "" when the limiter failed.
+func (s *Server) rateLimit(r *request) (key string, ok bool) {
+	key = "ip:" + s.clientIP(r.fc)
 	if r.claims != nil {
 		key = "user:" + r.claims.Subject
 	}
@@ -236,7 +254,7 @@ func (s *Server) rateLimit(r *request) bool {
 		if s.limiterWarn.allow(time.Now(), 5*time.Second) {
 			s.logger.Warn("rate limiter failed; letting requests through", "error", s.mask.text(err.Error()))
 		}
-		return true
+		return "", true
 	}
 	// X-RateLimit-Reset is in seconds until the window resets, as the spec's
 	// @fastify/rate-limit sends it.
@@ -245,12 +263,12 @@ func (s *Server) rateLimit(r *request) bool {
 	h.Set("X-RateLimit-Remaining", strconv.Itoa(max(0, d.Remaining)))
 	h.Set("X-RateLimit-Reset", strconv.FormatInt(ceilSeconds(time.Until(d.Reset)), 10))
 	if d.Allowed {
-		return true
+		return key, true
 	}
 	retry := max(1, ceilSeconds(d.RetryAfter))
 	h.Set("Retry-After", strconv.FormatInt(retry, 10))
 	r.writeJSON(fasthttp.StatusTooManyRequests, renderError(userservice.ECodeRateLimited, "Rate limit exceeded", nil, &retry))
-	return false
+	return key, false
 }
 
 func ceilSeconds(d time.Duration) int64 {

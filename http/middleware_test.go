@@ -92,6 +92,32 @@ func TestRateLimit(t *testing.T) {
 	})
 }
 
+// TestRateLimitSkipSuccessful: with RATE_LIMIT_SKIP_SUCCESSFUL only answers of
+// 400 and above use up the limit; without it, none is refunded.
+func TestRateLimitSkipSuccessful(t *testing.T) {
+	lim := &fakeLimiter{limit: 2, seen: map[string]int{}}
+	h := newHarness(t, func(c *Config, d *Deps) { d.RateLimiter = lim; c.RateLimitSkipSuccessful = true })
+	for range 5 {
+		h.get("/api/v1/users/me", h.alice.token).expect(200, "")
+	}
+	unknown := "/api/v1/users/" + userservice.NewID()
+	h.get(unknown, h.admin.token).expect(404, userservice.ECodeNotFound)
+	h.get(unknown, h.admin.token).expect(404, userservice.ECodeNotFound)
+	h.get(unknown, h.admin.token).expect(429, userservice.ECodeRateLimited)
+	if len(lim.refunds) != 5 || lim.refunds[0] != "user:"+h.alice.id {
+		t.Fatalf("refunds %v, want the 5 successful requests of alice", lim.refunds)
+	}
+
+	plain := &fakeLimiter{limit: 2, seen: map[string]int{}}
+	h = newHarness(t, func(c *Config, d *Deps) { d.RateLimiter = plain })
+	h.get("/api/v1/users/me", h.alice.token).expect(200, "")
+	h.get("/api/v1/users/me", h.alice.token).expect(200, "")
+	h.get("/api/v1/users/me", h.alice.token).expect(429, userservice.ECodeRateLimited)
+	if len(plain.refunds) != 0 {
+		t.Errorf("refunds %v without RateLimitSkipSuccessful", plain.refunds)
+	}
+}
+
 func TestCORSAndSecurityHeaders(t *testing.T) {
 	h := newHarness(t)
 	pre := h.do(req{method: "OPTIONS", path: "/api/v1/users/me", headers: []string{

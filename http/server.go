@@ -61,6 +61,9 @@ type Config struct {
 	HealthCheckTimeout time.Duration
 	// TrustProxy takes the client IP (rate limiting) from X-Forwarded-For.
 	TrustProxy bool
+	// RateLimitSkipSuccessful counts only requests answered 400 or above against
+	// the rate limit (RATE_LIMIT_SKIP_SUCCESSFUL).
+	RateLimitSkipSuccessful bool
 	// ReadTimeout and IdleTimeout bound a connection. Defaults 30s and 120s.
 	ReadTimeout time.Duration
 	IdleTimeout time.Duration

@@ -342,3 +342,43 @@ func TestAdminSearchCache(t *testing.T) {
 		return nil
 	})
 }
+
+// TestRateLimitSkipSuccessful: with RATE_LIMIT_SKIP_SUCCESSFUL=true only failed
+// requests use up the limit (the spec's skipSuccessfulRequests).
+func TestRateLimitSkipSuccessful(t *testing.T) {
+	t.Parallel()
+	st := newStack(t)
+	svc := st.start(t, map[string]string{"RATE_LIMIT_MAX": "3", "RATE_LIMIT_WINDOW": "60000", "RATE_LIMIT_SKIP_SUCCESSFUL": "true"})
+	admin := st.adminToken(t)
+	u := svc.createUser(t, admin, newUserBody(t))
+	tok := st.tokenFor(t, u)
+	// The limiter fails open when Redis is slower than its command timeout, which
+	// a loaded machine can cause; an answer without X-RateLimit-Limit says so.
+	failedOpen := 0
+	for range 8 {
+		r := svc.do(t, "GET", "/api/v1/users/me", tok, nil)
+		r.data(t, http.StatusOK, nil)
+		if r.Header.Get("X-RateLimit-Limit") == "" {
+			failedOpen++
+		}
+	}
+	other := "/api/v1/users/" + userservice.NewID()
+	failures := 0
+	for range 10 { // 403: a student may not read another user
+		r := svc.do(t, "GET", other, tok, nil)
+		if r.Status == http.StatusTooManyRequests {
+			if r.Header.Get("Retry-After") == "" {
+				t.Errorf("429 without Retry-After: %s", r)
+			}
+			break
+		}
+		r.fail(t, http.StatusForbidden, "FORBIDDEN")
+		if r.Header.Get("X-RateLimit-Limit") == "" {
+			failedOpen++
+		}
+		failures++
+	}
+	if failures != 3 && !(failedOpen > 0 && failures > 3 && failures < 10) {
+		t.Fatalf("limited after %d failed requests (after 8 successes, RATE_LIMIT_MAX=3), want 3", failures)
+	}
+}

@@ -159,10 +159,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			Origin: strings.Join(cfg.CORSOrigin, ","), Credentials: cfg.CORSCredentials,
 			Methods: cfg.CORSMethods, AllowedHeaders: cfg.CORSAllowedHeaders,
 		},
-		SecurityHeaders:    cfg.HelmetEnabled,
-		Development:        cfg.Development(),
-		SensitiveFields:    cfg.AuditSensitiveFields,
-		HealthCheckTimeout: cfg.HealthCheckTimeout.Duration(),
+		SecurityHeaders:         cfg.HelmetEnabled,
+		Development:             cfg.Development(),
+		SensitiveFields:         cfg.AuditSensitiveFields,
+		HealthCheckTimeout:      cfg.HealthCheckTimeout.Duration(),
+		RateLimitSkipSuccessful: cfg.RateLimitSkipSuccessful,
 	}, httpapi.Deps{
 		Users:       users,
 		Directory:   cachedDirectory{directory, searchCache},
@@ -311,6 +312,8 @@ func (d cachedDirectory) SearchUsers(ctx context.Context, q userservice.UserSear
 
 // rateLimiter adapts the Redis limiter to the HTTP edge's interface.
 type rateLimiter struct{ l *redis.RateLimiter }
+
+func (r rateLimiter) Refund(ctx context.Context, key string) error { return r.l.Refund(ctx, key) }
 
 func (r rateLimiter) Allow(ctx context.Context, key string) (httpapi.Decision, error) {
 	d, err := r.l.Allow(ctx, key)

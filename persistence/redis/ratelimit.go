@@ -15,6 +15,7 @@ var (
 	rateLimitAllowed  = metrics.GetOrCreateCounter(`user_service_ratelimit_allowed_total`)
 	rateLimitRejected = metrics.GetOrCreateCounter(`user_service_ratelimit_rejected_total`)
 	rateLimitErrors   = metrics.GetOrCreateCounter(`user_service_ratelimit_errors_total`)
+	rateLimitRefunds  = metrics.GetOrCreateCounter(`user_service_ratelimit_refunds_total`)
 	rateLimitDuration = metrics.GetOrCreatePrometheusHistogramExt(`user_service_ratelimit_duration_seconds`,
 		[]float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5})
 )
@@ -46,6 +47,18 @@ end
 return {n, ttl}
 `
 
+// refundScript takes back one counted request (RATE_LIMIT_SKIP_SUCCESSFUL): DECR,
+// keeping the key's expiry, and only when the key exists with a positive count, so
+// that a refund arriving after its window ended never creates a key without an
+// expiry. Returns the count after the refund.
+const refundScript = `
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then
+  return redis.call('DECR', KEYS[1])
+end
+return 0
+`
+
 // RateLimitConfig configures a [RateLimiter].
 type RateLimitConfig struct {
 	// Max is RATE_LIMIT_MAX: requests allowed per key and window.
@@ -72,6 +85,7 @@ type RateLimiter struct {
 	cfg      RateLimitConfig
 	windowMS string
 	script   *rueidis.Lua
+	refund   *rueidis.Lua
 }
 
 // NewRateLimiter returns a limiter on c.
@@ -92,6 +106,7 @@ func NewRateLimiter(c *Client, cfg RateLimitConfig) (*RateLimiter, error) {
 		c: c, cfg: cfg,
 		windowMS: strconv.FormatInt(cfg.Window.Milliseconds(), 10),
 		script:   rueidis.NewLuaScript(rateLimitScript),
+		refund:   rueidis.NewLuaScript(refundScript),
 	}, nil
 }
 
@@ -128,4 +143,19 @@ func (r *RateLimiter) Allow(ctx context.Context, key string) (Decision, error) {
 		rateLimitRejected.Inc()
 	}
 	return d, nil
+}
+
+// Refund takes back one request counted for key by Allow, for a limiter that
+// counts only failed requests (RATE_LIMIT_SKIP_SUCCESSFUL: the HTTP edge refunds
+// every answer below 400). A refund after the window ended changes nothing.
+func (r *RateLimiter) Refund(ctx context.Context, key string) error {
+	err := r.c.call(ctx, func(ctx context.Context) error {
+		return r.refund.Exec(ctx, r.c.rdb, []string{r.c.key("rl:", key)}, nil).Error()
+	})
+	if err != nil {
+		rateLimitErrors.Inc()
+		return unavailable("refund rate limit", err)
+	}
+	rateLimitRefunds.Inc()
+	return nil
 }

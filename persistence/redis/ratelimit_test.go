@@ -159,3 +159,49 @@ func BenchmarkRateLimiterAllow(b *testing.B) {
 		}
 	}
 }
+
+func TestRateLimiterRefund(t *testing.T) {
+	ctx := context.Background()
+	c := newTestClient(t, Config{})
+	r := newTestLimiter(t, c, RateLimitConfig{Max: 3, Window: time.Minute})
+	count := func(key string) (int64, time.Duration) {
+		t.Helper()
+		k := c.key("rl:", key)
+		n, err := c.rdb.Do(ctx, c.rdb.B().Get().Key(k).Build()).AsInt64()
+		if err != nil {
+			return -1, 0
+		}
+		ttl, _ := c.rdb.Do(ctx, c.rdb.B().Pttl().Key(k).Build()).AsInt64()
+		return n, time.Duration(ttl) * time.Millisecond
+	}
+
+	// Refunded requests do not use up the limit.
+	for i := range 10 {
+		d, err := r.Allow(ctx, "ok")
+		if err != nil || !d.Allowed {
+			t.Fatalf("request %d: %+v %v", i, d, err)
+		}
+		if err := r.Refund(ctx, "ok"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, ttl := count("ok"); n != 0 || ttl <= 0 {
+		t.Errorf("after 10 refunded requests: count %d, ttl %v; want 0 with an expiry", n, ttl)
+	}
+	// Unrefunded ones do.
+	for range 3 {
+		if _, err := r.Allow(ctx, "ok"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d, _ := r.Allow(ctx, "ok"); d.Allowed {
+		t.Errorf("the 4th unrefunded request was allowed: %+v", d)
+	}
+	// A refund without a counted request (its window ended) creates nothing.
+	if err := r.Refund(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := count("gone"); n != -1 {
+		t.Errorf("refund of an absent key left count %d", n)
+	}
+}
