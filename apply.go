@@ -143,6 +143,9 @@ func (c *change) event(typ string, data map[string]any) {
 }
 
 func (c *change) audit(action string, before, after map[string]any) {
+	if c.meta.NoAudit {
+		return
+	}
 	c.m.Audit = append(c.m.Audit, AuditRecord{
 		ID: NewID(), UserID: c.next.User.ID, ActorID: c.meta.ActorID, Action: action,
 		Before: before, After: after, CorrelationID: c.meta.CorrelationID, CreatedAt: c.meta.Now,
@@ -480,6 +483,10 @@ func (c *change) recordLogin(cmd RecordLogin) {
 	}
 	if u.LastActiveAt == nil || at.After(u.LastActiveAt.Time) {
 		u.LastActiveAt = &at
+	}
+	c.dirty = true
+	if cmd.NoSession {
+		return
 	}
 	s := Session{ID: NewID(), SessionID: cmd.SessionID, IPAddress: cmd.IPAddress, UserAgent: cmd.UserAgent, StartedAt: at, Active: true}
 	sessions := make([]Session, 0, len(c.base.Sessions)+1)

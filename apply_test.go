@@ -962,3 +962,30 @@ func TestApplyNeverMutatesInput(t *testing.T) {
 		t.Errorf("state changed:\nbefore %s\nafter  %s", before, after)
 	}
 }
+
+// TestFeatureFlags: AUDIT_ENABLED=false (Meta.NoAudit) keeps no audit record but
+// changes and publishes as before; ENABLE_SESSION_TRACKING=false
+// (RecordLogin.NoSession) counts the login without a session.
+func TestFeatureFlags(t *testing.T) {
+	s := registered(t)
+	noAudit := at(1)
+	noAudit.NoAudit = true
+	for _, cmd := range []Command{ChangeRole{Role: RoleInstructor}, ChangeStatus{Status: StatusSuspended}, SoftDelete{}} {
+		o := apply(t, s, cmd, noAudit)
+		m := mutated(t, s, o)
+		if len(m.Audit) != 0 || len(m.Events) != 1 {
+			t.Errorf("%T without audit: %d audit records, events %v", cmd, len(m.Audit), eventTypes(m))
+		}
+	}
+	if o := apply(t, s, RecordPasswordChange{At: timeAt(2)}, noAudit); o.Mutation != nil {
+		t.Errorf("a password change without audit changed something: %+v", o.Mutation)
+	}
+
+	o := apply(t, s, RecordLogin{SessionID: "s1", At: timeAt(3), NoSession: true}, at(3))
+	m := mutated(t, s, o)
+	u := o.State.User
+	if len(o.State.Sessions) != 0 || len(m.SessionUpserts) != 0 || u.LoginCount != 1 || u.LastLoginAt == nil || *u.LastLoginAt != timeAt(3) {
+		t.Errorf("login without session tracking: %d sessions, %d upserts, count %d, last %v",
+			len(o.State.Sessions), len(m.SessionUpserts), u.LoginCount, u.LastLoginAt)
+	}
+}

@@ -59,6 +59,9 @@ type RecordLogin struct {
 	IPAddress *string
 	UserAgent *string
 	At        Time
+	// NoSession counts the login without keeping a session
+	// (ENABLE_SESSION_TRACKING=false).
+	NoSession bool
 }
 
 // RecordLogout applies auth.user.logout: ends the session, or every open one when
@@ -101,6 +104,8 @@ type Meta struct {
 	Idempotency *IdempotencyRequest
 	// Now is the time of the change.
 	Now Time
+	// NoAudit keeps no audit record of the change (AUDIT_ENABLED=false).
+	NoAudit bool
 }
 
 // IdempotencyRequest carries an Idempotency-Key into the actor. Render turns the

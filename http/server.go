@@ -61,6 +61,9 @@ type Config struct {
 	HealthCheckTimeout time.Duration
 	// TrustProxy takes the client IP (rate limiting) from X-Forwarded-For.
 	TrustProxy bool
+	// NoAudit keeps no audit records of role, status and delete changes
+	// (AUDIT_ENABLED=false).
+	NoAudit bool
 	// RateLimitSkipSuccessful counts only requests answered 400 or above against
 	// the rate limit (RATE_LIMIT_SKIP_SUCCESSFUL).
 	RateLimitSkipSuccessful bool

@@ -26,6 +26,7 @@ const (
 	resultRetried      = "retried"       // a transient failure, retried after a back-off
 	resultDeadLettered = "dead_lettered" // still failing after MaxAttempts: dead-lettered
 	resultFailed       = "failed"        // refused by the domain (e.g. email taken): dead-lettered
+	resultSkipped      = "skipped"       // switched off by a feature flag: acknowledged, no effect
 )
 
 // consumedTypes are the routing keys the queue is bound to and the event types
@@ -100,6 +101,15 @@ type ConsumerConfig struct {
 	ReconnectMax time.Duration
 	// DialTimeout bounds connecting and declaring the topology.
 	DialTimeout time.Duration
+
+	// Feature flags of the spec, all off by default (the spec's defaults):
+	// IgnoreRegistrations acknowledges auth.user.registered without creating a
+	// profile (ENABLE_USER_REGISTRATION=false); NoSessions counts logins without
+	// keeping sessions and ignores logouts (ENABLE_SESSION_TRACKING=false); NoAudit
+	// keeps no audit records, so password_changed has no effect (AUDIT_ENABLED=false).
+	IgnoreRegistrations bool
+	NoSessions          bool
+	NoAudit             bool
 }
 
 func (c *ConsumerConfig) withDefaults() (ConsumerConfig, error) {
@@ -478,11 +488,15 @@ func (c *Consumer) apply(ctx context.Context, ev *authEvent) (string, error) {
 	} else if done {
 		return resultDuplicate, nil
 	}
-	meta := userservice.Meta{MessageID: ev.ID, CorrelationID: ev.CorrelationID, Now: userservice.Now()}
+	meta := userservice.Meta{MessageID: ev.ID, CorrelationID: ev.CorrelationID, Now: userservice.Now(), NoAudit: c.cfg.NoAudit}
 	if meta.CorrelationID == "" {
 		meta.CorrelationID = userservice.NewID()
 	}
-	if ev.Type == userservice.AuthUserRegistered {
+	switch {
+	case ev.Type == userservice.AuthUserRegistered && c.cfg.IgnoreRegistrations,
+		ev.Type == userservice.AuthUserLogout && c.cfg.NoSessions:
+		return resultSkipped, nil
+	case ev.Type == userservice.AuthUserRegistered:
 		return c.register(ctx, ev, meta)
 	}
 
@@ -509,7 +523,7 @@ func (c *Consumer) apply(ctx context.Context, ev *authEvent) (string, error) {
 		if sid == "" {
 			sid = ev.ID // CONTRACT.md, Details: a login without sessionId uses the message id
 		}
-		cmd = userservice.RecordLogin{SessionID: sid, IPAddress: ev.IPAddress, UserAgent: ev.UserAgent, At: at(ev.At)}
+		cmd = userservice.RecordLogin{SessionID: sid, IPAddress: ev.IPAddress, UserAgent: ev.UserAgent, At: at(ev.At), NoSession: c.cfg.NoSessions}
 	case userservice.AuthUserLogout:
 		cmd = userservice.RecordLogout{SessionID: ev.SessionID, At: at(nil)}
 	case userservice.AuthUserPasswordChanged:

@@ -119,14 +119,20 @@ type Config struct {
 	MetricsPort    int    `env:"METRICS_PORT" envDefault:"9090"`
 	MetricsPath    string `env:"METRICS_PATH" envDefault:"/metrics"`
 
-	// Feature flags.
+	// Feature flags. Off: ENABLE_USER_REGISTRATION ignores auth.user.registered
+	// (admins still create users); ENABLE_SESSION_TRACKING counts logins without
+	// keeping sessions and ignores logouts. The other three name things this
+	// service does not switch: profile completion and enrollment stats are API
+	// answers of the contract, and preferences always live in the user's actor
+	// (the actor is the cache); they are parsed and validated, with no effect.
 	EnableUserRegistration          bool `env:"ENABLE_USER_REGISTRATION" envDefault:"true"`
 	EnableProfileCompletionTracking bool `env:"ENABLE_PROFILE_COMPLETION_TRACKING" envDefault:"true"`
 	EnableEnrollmentAnalytics       bool `env:"ENABLE_ENROLLMENT_ANALYTICS" envDefault:"true"`
 	EnablePreferenceCaching         bool `env:"ENABLE_PREFERENCE_CACHING" envDefault:"true"`
 	EnableSessionTracking           bool `env:"ENABLE_SESSION_TRACKING" envDefault:"true"`
 
-	// Audit.
+	// Audit. AUDIT_ENABLED=false stores no audit records (the changes and their
+	// events are unaffected).
 	AuditEnabled         bool     `env:"AUDIT_ENABLED" envDefault:"true"`
 	AuditSensitiveFields []string `env:"AUDIT_SENSITIVE_FIELDS" envDefault:"password,email,phone"`
 

@@ -482,3 +482,61 @@ func TestAuthEventConsumer(t *testing.T) {
 		t.Errorf("%d users, want 2", n)
 	}
 }
+
+// TestFeatureFlagsOff: ENABLE_USER_REGISTRATION=false ignores auth.user.registered,
+// ENABLE_SESSION_TRACKING=false counts logins without sessions, AUDIT_ENABLED=false
+// stores no audit records; everything else works as usual.
+func TestFeatureFlagsOff(t *testing.T) {
+	t.Parallel()
+	st := newStack(t)
+	svc := st.start(t, map[string]string{
+		"ENABLE_USER_REGISTRATION": "false", "ENABLE_SESSION_TRACKING": "false", "AUDIT_ENABLED": "false"})
+	st.waitConsumer(t)
+	admin := st.adminToken(t)
+	skipped := func(typ string) float64 {
+		return svc.metric(t, `user_service_events_consumed_total{type="`+typ+`",result="skipped"}`)
+	}
+
+	authID := userservice.NewID()
+	before := skipped("auth.user.registered")
+	id, body := authEvent("auth.user.registered", map[string]any{"authId": authID, "email": "flag." + randomHex(t, 4) + "@example.com",
+		"firstName": "Ada", "lastName": "Lovelace"})
+	st.publish(t, "auth.user.registered", id, body)
+	eventually(t, "the registration acknowledged and skipped", func() error {
+		if got := skipped("auth.user.registered"); got < before+1 {
+			return fmt.Errorf("skipped registrations %v, want %v", got, before+1)
+		}
+		return nil
+	})
+	if n := st.count(t, `SELECT count(*) FROM users WHERE auth_id = $1`, authID); n != 0 {
+		t.Fatalf("%d profiles created from a registration with ENABLE_USER_REGISTRATION=false", n)
+	}
+
+	u := svc.createUser(t, admin, newUserBody(t)) // an admin still creates users
+	idL, bodyL := authEvent("auth.user.login", map[string]any{"authId": u.AuthID, "sessionId": "sess-1"})
+	st.publish(t, "auth.user.login", idL, bodyL)
+	tok := st.tokenFor(t, u)
+	eventually(t, "the login counted", func() error {
+		var s userservice.UserStats
+		svc.do(t, "GET", "/api/v1/users/me/stats", tok, nil).data(t, http.StatusOK, &s)
+		if s.TotalLoginCount != 1 {
+			return fmt.Errorf("stats %+v, want 1 login", s)
+		}
+		return nil
+	})
+	var sessions []json.RawMessage
+	svc.do(t, "GET", "/api/v1/users/me/sessions", tok, nil).data(t, http.StatusOK, &sessions)
+	if len(sessions) != 0 || st.count(t, `SELECT count(*) FROM sessions WHERE user_id = $1`, u.ID) != 0 {
+		t.Errorf("sessions %s kept with ENABLE_SESSION_TRACKING=false", sessions)
+	}
+
+	svc.do(t, "PUT", "/api/v1/users/"+u.ID+"/role", admin, map[string]any{"role": "instructor"}).data(t, http.StatusOK, nil)
+	svc.do(t, "PUT", "/api/v1/users/"+u.ID+"/status", admin, map[string]any{"status": "suspended"}).data(t, http.StatusOK, nil)
+	svc.do(t, "DELETE", "/api/v1/users/"+u.ID, admin, nil).data(t, http.StatusOK, nil)
+	if n := st.count(t, `SELECT count(*) FROM audit_log WHERE user_id = $1`, u.ID); n != 0 {
+		t.Errorf("%d audit records with AUDIT_ENABLED=false", n)
+	}
+	if row := st.mustUserRow(t, u.ID); row.Role != "instructor" || row.Status != "deleted" {
+		t.Errorf("row %+v: the changes themselves must land", row)
+	}
+}

@@ -130,6 +130,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// Events: the consumer applies Auth Service events through the actors.
 	consumer, err := messaging.NewConsumer(messaging.ConsumerConfig{
 		URL: cfg.RabbitURL(), Exchange: cfg.RabbitMQExchange, Queue: cfg.RabbitMQQueue,
+		IgnoreRegistrations: !cfg.EnableUserRegistration, NoSessions: !cfg.EnableSessionTracking, NoAudit: !cfg.AuditEnabled,
 	}, users, directory, db, logger)
 	if err != nil {
 		return err
@@ -164,6 +165,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		SensitiveFields:         cfg.AuditSensitiveFields,
 		HealthCheckTimeout:      cfg.HealthCheckTimeout.Duration(),
 		RateLimitSkipSuccessful: cfg.RateLimitSkipSuccessful,
+		NoAudit:                 !cfg.AuditEnabled,
 	}, httpapi.Deps{
 		Users:       users,
 		Directory:   cachedDirectory{directory, searchCache},
