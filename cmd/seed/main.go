@@ -360,10 +360,6 @@ func copyStates(ctx context.Context, db *postgres.DB, states []*userservice.Stat
 			return fmt.Errorf("cannot copy %s: %w", t.table, err)
 		}
 	}
-	// New users rows: a running service's cached admin searches are out of date.
-	if _, err := tx.Exec(ctx, `UPDATE search_generation SET gen = gen + 1`); err != nil {
-		return fmt.Errorf("cannot raise the search generation: %w", err)
-	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("cannot commit: %w", err)
 	}

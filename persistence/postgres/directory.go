@@ -154,13 +154,21 @@ func (d *Directory) SearchUsers(ctx context.Context, q userservice.UserSearch) (
 	return users, page, err
 }
 
-// searchGenerationSQL reads the key of the search cache: it changes with every
-// commit that changes users rows (migrations/00003_search_generation.sql).
-const searchGenerationSQL = `SELECT epoch::text || ':' || gen FROM search_generation`
+// searchGenerationSQL names the data a statement sees: the database, the schema,
+// the server's start time and the MVCC snapshot. Two statements that read the same
+// snapshot see exactly the same committed rows (a snapshot lists which
+// transactions count as committed: any commit, or any new transaction that
+// writes, changes it), so an answer read under one generation is the answer
+// under it. Full 64-bit transaction ids never repeat within a cluster; the start
+// time separates a restored or replaced server, and the database and schema the
+// services that share a Redis.
+const searchGenerationSQL = `SELECT current_database() || '/' || current_schema() || '/' ||
+	pg_postmaster_start_time()::text || '/' || pg_current_snapshot()::text`
 
 // SearchGeneration returns the current search generation: two reads that return
-// the same generation see the same users rows, so a search result computed at one
-// generation answers every search made while that generation is current.
+// the same generation see the same rows, so a search answer computed at one
+// generation answers every search made while that generation is current. It
+// writes nothing: the write path pays nothing for the search cache.
 func (d *Directory) SearchGeneration(ctx context.Context) (string, error) {
 	ctx, cancel := d.db.timeout(ctx)
 	defer cancel()

@@ -41,9 +41,9 @@ const maxSearchStoresInFlight = 32
 // version is a miss.
 const searchEntryVersion = 1
 
-// SearchSource runs the admin search and says which generation of the users rows
-// an answer belongs to. persistence/postgres implements it: the generation changes
-// in the same transaction as every change of a users row.
+// SearchSource runs the admin search and says which generation of the data an
+// answer belongs to: two reads at the same generation see the same rows.
+// persistence/postgres implements it with the MVCC snapshot.
 type SearchSource interface {
 	// SearchGeneration returns the current generation.
 	SearchGeneration(ctx context.Context) (string, error)
@@ -66,14 +66,14 @@ type SearchCacheConfig struct {
 // every acknowledged write (a cache is allowed only if writes invalidate it, e.g. a
 // generation number in its key)").
 //
-// An answer is stored under the search generation of the PostgreSQL snapshot it was
-// read in, and a search first reads the current generation (one single-row read)
-// and looks only under that one. The generation is raised in the same transaction
-// as every change of a users row, so an entry is found only while no users row has
-// changed since it was read: it is exactly what PostgreSQL would answer. Nothing
-// has to be deleted on a write, a crash between commit and cache write cannot leave
-// a stale entry behind, and several processes share entries safely. Redis errors
-// never fail a search: it goes to PostgreSQL.
+// An answer is stored under the generation of the PostgreSQL snapshot it was read
+// in, and a search first reads the current generation (one query that reads no
+// table) and looks only under that one. A generation names one MVCC snapshot, and
+// any commit makes a new one, so an entry is found only while nothing has been
+// committed since it was read: it is exactly what PostgreSQL would answer. Nothing
+// has to be invalidated on a write (writes pay nothing), a crash between commit
+// and cache write cannot leave a stale entry behind, and several processes share
+// entries safely. Redis errors never fail a search: it goes to PostgreSQL.
 //
 // The users it returns are decoded from JSON and carry only the fields of the API's
 // User object. It is safe for concurrent use.
@@ -196,23 +196,23 @@ func (s *SearchCache) store(ctx context.Context, key string, b []byte) error {
 	return nil
 }
 
-// key is <prefix>search:<generation>:<hash of the query>. The query is hashed so
-// that a search term of any bytes makes a key of fixed shape.
+// key is <prefix>search:<hash of the generation and the query>, a key of fixed
+// shape whatever the bytes of the search term.
 func (s *SearchCache) key(gen string, q userservice.UserSearch) string {
-	return s.c.key("search:", gen+":"+searchQueryHash(q))
+	return s.c.key("search:", searchKeyHash(gen, q))
 }
 
-// searchQueryHash identifies a query: every field, each length-prefixed so that no
-// two queries share an encoding.
-func searchQueryHash(q userservice.UserSearch) string {
-	b := make([]byte, 0, 128)
-	for _, f := range []string{strconv.Itoa(q.Page), strconv.Itoa(q.Limit), q.Search, string(q.Role), string(q.Status), q.SortBy, q.SortOrder} {
+// searchKeyHash identifies a query at a generation: every field, each
+// length-prefixed so that no two pairs share an encoding.
+func searchKeyHash(gen string, q userservice.UserSearch) string {
+	b := make([]byte, 0, 256)
+	for _, f := range []string{gen, strconv.Itoa(q.Page), strconv.Itoa(q.Limit), q.Search, string(q.Role), string(q.Status), q.SortBy, q.SortOrder} {
 		b = strconv.AppendInt(b, int64(len(f)), 10)
 		b = append(b, ':')
 		b = append(b, f...)
 	}
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:16])
+	return hex.EncodeToString(sum[:20])
 }
 
 func encodeSearchEntry(users []userservice.User, page userservice.Pagination) ([]byte, error) {

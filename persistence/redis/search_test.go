@@ -193,8 +193,8 @@ func TestSearchCache(t *testing.T) {
 	})
 }
 
-// TestSearchQueryHash: every field of the query is part of its identity.
-func TestSearchQueryHash(t *testing.T) {
+// TestSearchKeyHash: the generation and every field of the query are part of the key.
+func TestSearchKeyHash(t *testing.T) {
 	base := userservice.UserSearch{Page: 1, Limit: 20, Search: "ab", Role: userservice.RoleStudent,
 		Status: userservice.StatusActive, SortBy: "email", SortOrder: "asc"}
 	variants := map[string]func(q *userservice.UserSearch){
@@ -208,17 +208,18 @@ func TestSearchQueryHash(t *testing.T) {
 		"sortOrder":      func(q *userservice.UserSearch) { q.SortOrder = "desc" },
 		"shifted fields": func(q *userservice.UserSearch) { q.Search = "ab" + "5:student"; q.Role = "" },
 	}
-	seen := map[string]string{searchQueryHash(base): "base"}
+	const gen = "db/s/t/10:12:10,11"
+	seen := map[string]string{searchKeyHash(gen, base): "base", searchKeyHash(gen+"0", base): "another generation"}
 	for name, change := range variants {
 		q := base
 		change(&q)
-		h := searchQueryHash(q)
+		h := searchKeyHash(gen, q)
 		if other, dup := seen[h]; dup {
 			t.Errorf("%s has the hash of %s", name, other)
 		}
 		seen[h] = name
 	}
-	if searchQueryHash(base) != searchQueryHash(base) {
+	if searchKeyHash(gen, base) != searchKeyHash(gen, base) {
 		t.Error("the hash of one query changes")
 	}
 }
