@@ -114,7 +114,7 @@ proc_ticks() {
 		comm = substr($0, RSTART + 1, RLENGTH - 2)
 		n = split(substr($0, RSTART + RLENGTH + 1), f, " ")
 		if (n >= 13) printf "%s\t%s\t%d\n", $1, comm, f[12] + f[13]
-	}' /proc/[0-9]*/stat 2>/dev/null
+	}' /proc/[0-9]*/stat 2>/dev/null || true # a process that ended mid-read makes awk fail
 }
 
 # top_cpu BEFORE AFTER SECONDS: the processes that used the most CPU between two

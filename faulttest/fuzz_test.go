@@ -182,7 +182,7 @@ func digest(t *testing.T, db *pgx.Conn, schema string) string {
 	'preferences', (SELECT count(*) FROM S.preferences),
 	(SELECT md5(coalesce(string_agg(concat_ws('|', id, user_id, category, key, value::text, updated_at), ',' ORDER BY id), '')) FROM S.preferences),
 	'sessions', (SELECT count(*) FROM S.sessions),
-	'outbox', (SELECT count(*) FROM S.outbox),
+	'events written', (SELECT last_value FROM S.outbox_id_seq),
 	'audit', (SELECT count(*) FROM S.audit_log))`)
 	var d string
 	if err := db.QueryRow(ctx, q).Scan(&d); err != nil {

@@ -11,12 +11,14 @@
 // The relay reads unpublished rows in id order, publishes each to the topic
 // exchange (persistent, message_id = event id, correlation_id from the envelope,
 // content type application/json, type = routing key) on a channel in confirm
-// mode, and stamps published_at only for rows whose publisher confirm came back
-// as an ack. A row is therefore published at least once and never lost: while
+// mode, and deletes a row only once its publisher confirm came back as an ack
+// (deleting rather than stamping published_at writes each row once instead of
+// twice; rows stamped by earlier versions are pruned after RelayConfig.PruneAfter).
+// A row is therefore published at least once and never lost: while
 // RabbitMQ is down or refusing, rows stay in the table (the backlog gauge grows)
 // and the relay reconnects with capped exponential back-off, then drains them.
 // Duplicates happen only after a failure between the broker's ack and the
-// published_at update, and always carry the same message_id.
+// delete, and always carry the same message_id.
 //
 // Confirms are pipelined: up to RelayConfig.ConfirmWindow publishes wait for
 // their confirms at once and a batch is marked in one statement, because waiting
@@ -30,7 +32,7 @@
 // unconfirmed message per user: before publishing a row it waits for the confirm
 // of that user's previous row, if still outstanding. On the first nack, lost
 // channel or confirm timeout it publishes nothing more, waits for the confirms
-// already due, marks every acked row (safe: no acked row has an earlier
+// already due, deletes every acked row (safe: no acked row has an earlier
 // unconfirmed row of its user) and bumps attempts on the rest; the next round
 // starts again from the lowest unpublished id. Messages sent before a connection
 // loss reach a queue as a prefix of the channel's order, so a re-publish can only

@@ -20,15 +20,21 @@ import (
 	"github.com/lms-platform/userservice/persistence/postgres/pgtest"
 )
 
-// BenchmarkWriterBatch measures the group commit as the actors use it: 256 users,
-// each with one mutation in flight, commit profile edits through one Writer with
-// the default configuration.
+// BenchmarkWriterBatch measures the group commit as the actors use it: 16, 64 or
+// 256 users, each with one mutation in flight, commit profile edits through one
+// Writer with the default configuration. With few users the batches are small and
+// the cost per batch (round trips, COMMIT) shows; with many, the statements' cost.
 //
 //	go test -run '^$' -bench WriterBatch -benchtime 20000x ./persistence/postgres/
 func BenchmarkWriterBatch(b *testing.B) {
+	for _, actors := range []int{16, 64, 256} {
+		b.Run(fmt.Sprintf("actors=%d", actors), func(b *testing.B) { benchmarkWriterBatch(b, actors) })
+	}
+}
+
+func benchmarkWriterBatch(b *testing.B, actors int) {
 	db := pgtest.New(b)
 	w := newWriter(b, db, postgres.WriterConfig{})
-	const actors = 256
 	states := make([]*userservice.State, actors)
 	ms := make([]*userservice.Mutation, actors)
 	for i := range states {

@@ -1,10 +1,12 @@
 package postgres
 
 import (
+	"errors"
 	"time"
 
 	json "github.com/goccy/go-json"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/lms-platform/userservice"
 )
@@ -60,10 +62,6 @@ const (
 	insertAuditSQL = `INSERT INTO audit_log (id, user_id, actor_id, action, before, after, correlation_id, created_at)
 	VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb, $7, $8)`
 
-	// Raised by every transaction that changes users rows: the key of the search
-	// cache (migrations/00003_search_generation.sql).
-	bumpSearchGenerationSQL = `UPDATE search_generation SET gen = gen + 1`
-
 	insertProcessedSQL = `INSERT INTO processed_messages (message_id) VALUES ($1) ON CONFLICT DO NOTHING`
 
 	// A key older than the TTL is expired and may be taken again.
@@ -72,6 +70,24 @@ const (
 	ON CONFLICT (caller_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, status = EXCLUDED.status,
 	body = EXCLUDED.body, created_at = EXCLUDED.created_at
 	WHERE idempotency_keys.created_at < $7`
+
+	// The checked statements of a batch, as the writer sends them (see fenceHead).
+	fencedUpdateUserSQL      = fenceHead + updateUserSQL + fenceTail
+	fencedInsertProcessedSQL = fenceHead + insertProcessedSQL + fenceTail
+	fencedInsertIdempotency  = fenceHead + insertIdempotencySQL + fenceTail
+)
+
+// A batch sends its COMMIT in the same round trip as its statements (runTx), so
+// a statement that must change exactly one row (the version fence, a new
+// processed message id, a free idempotency key) cannot be checked in Go after
+// its result arrived: PostgreSQL would already have committed the rest. Wrapped
+// in fenceHead and fenceTail, such a statement fails in PostgreSQL itself with
+// a division by zero (SQLSTATE fenceFailedCode) when it changed no row, which
+// aborts the transaction before the COMMIT.
+const (
+	fenceHead       = `WITH fenced AS (`
+	fenceTail       = ` RETURNING 1) SELECT 1 / count(*) FROM fenced`
+	fenceFailedCode = "22012" // division_by_zero
 )
 
 // txItem is one mutation ready to be queued: checked, its JSON encoded.
@@ -123,11 +139,13 @@ func prepareItem(p pending) (*txItem, error) {
 // taken key); the batch then stops.
 func (it *txItem) queue(b *pgx.Batch, fail func(error)) {
 	m, u := it.p.m, &it.p.m.User
+	// want is the error of a checked statement that changed no row; such a
+	// statement must be one of the fenced ones.
 	add := func(want error, sql string, args ...any) {
 		qq := b.Queue(sql, args...)
 		qq.Fn = func(br pgx.BatchResults) error {
 			ct, err := br.Exec()
-			if err == nil && want != nil && ct.RowsAffected() != 1 {
+			if want != nil && (fenceFailed(err) || err == nil && ct.RowsAffected() != 1) {
 				err = want
 			}
 			if err != nil {
@@ -138,14 +156,14 @@ func (it *txItem) queue(b *pgx.Batch, fail func(error)) {
 	}
 	// First, so that a redelivered message is reported as such whatever else changed.
 	if m.ProcessedMessageID != "" {
-		add(userservice.ErrDuplicateMessage, insertProcessedSQL, m.ProcessedMessageID)
+		add(userservice.ErrDuplicateMessage, fencedInsertProcessedSQL, m.ProcessedMessageID)
 	}
 	if r := m.Idempotency; r != nil {
 		body := r.Body
 		if body == nil {
 			body = []byte{}
 		}
-		add(userservice.ErrIdempotencyKeyTaken, insertIdempotencySQL, r.CallerID, r.Key, r.RequestHash, r.Status, body,
+		add(userservice.ErrIdempotencyKeyTaken, fencedInsertIdempotency, r.CallerID, r.Key, r.RequestHash, r.Status, body,
 			r.CreatedAt.Time, time.Now().Add(-IdempotencyTTL))
 	}
 	if m.Create {
@@ -154,7 +172,7 @@ func (it *txItem) queue(b *pgx.Batch, fail func(error)) {
 			u.ProfileCompleted, timeArg(u.LastActiveAt), u.LoginCount, timeArg(u.LastLoginAt), u.Version,
 			u.CreatedAt.Time, u.UpdatedAt.Time)
 	} else {
-		add(userservice.ErrStaleVersion, updateUserSQL, u.ID, m.BaseVersion, u.AuthID, u.Email, u.Username,
+		add(userservice.ErrStaleVersion, fencedUpdateUserSQL, u.ID, m.BaseVersion, u.AuthID, u.Email, u.Username,
 			u.FirstName, u.LastName, u.DisplayName, u.AvatarURL, u.Bio, u.Phone, u.Timezone, u.Language,
 			string(u.Role), string(u.Status), u.EmailVerified, u.ProfileCompleted, timeArg(u.LastActiveAt),
 			u.LoginCount, timeArg(u.LastLoginAt), u.Version, u.UpdatedAt.Time)
@@ -188,4 +206,10 @@ func (it *txItem) queue(b *pgx.Batch, fail func(error)) {
 		add(nil, insertAuditSQL, a.ID, u.ID, a.ActorID, a.Action, it.audit[i][0], it.audit[i][1], a.CorrelationID,
 			a.CreatedAt.Time)
 	}
+}
+
+// fenceFailed reports whether err is a fenced statement's failure.
+func fenceFailed(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == fenceFailedCode
 }
