@@ -311,28 +311,33 @@ func parseBench(b []byte) ([]benchLine, string) {
 	return out, strings.Join(failures, "; ")
 }
 
+// eachSample calls f with every "name value" sample line of a /metrics scrape.
+func eachSample(b []byte, f func(name string, v float64)) {
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) != 2 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(fields[1], 64); err == nil {
+			f(fields[0], v)
+		}
+	}
+}
+
 // batchSummary reads the write batch histogram from the service's /metrics at the
 // end of the run: how many mutations one PostgreSQL commit carried on average.
 func batchSummary(b []byte) string {
 	var sum, count float64
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) != 2 {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[1], 64)
-		if err != nil {
-			continue
-		}
+	eachSample(b, func(name string, v float64) {
 		switch {
-		case strings.HasPrefix(f[0], "user_service_write_batch_size_sum"):
+		case strings.HasPrefix(name, "user_service_write_batch_size_sum"):
 			sum += v
-		case strings.HasPrefix(f[0], "user_service_write_batch_size_count"):
+		case strings.HasPrefix(name, "user_service_write_batch_size_count"):
 			count += v
 		}
-	}
+	})
 	if count == 0 {
 		return ""
 	}
@@ -343,24 +348,14 @@ func batchSummary(b []byte) string {
 // /metrics at the end of the run.
 func searchCacheSummary(b []byte) string {
 	var hits, misses float64
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) != 2 {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[1], 64)
-		if err != nil {
-			continue
-		}
+	eachSample(b, func(name string, v float64) {
 		switch {
-		case f[0] == `user_service_cache_hits_total{cache="search"}`:
+		case name == `user_service_cache_hits_total{cache="search"}`:
 			hits += v
-		case strings.HasPrefix(f[0], `user_service_cache_misses_total{cache="search",`):
+		case strings.HasPrefix(name, `user_service_cache_misses_total{cache="search",`):
 			misses += v
 		}
-	}
+	})
 	if hits+misses == 0 {
 		return ""
 	}
