@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -283,13 +284,16 @@ func TestAdminSearchCache(t *testing.T) {
 			if err != nil || len(v) < 2 {
 				continue // expired meanwhile
 			}
-			var e map[string]any
-			if err := json.Unmarshal(v[1:], &e); err != nil {
-				t.Fatalf("entry %s: %v", k, err)
+			// version byte, pagination JSON, newline, users JSON
+			page, users, ok := bytes.Cut(v[1:], []byte("\n"))
+			var p map[string]any
+			if !ok || json.Unmarshal(page, &p) != nil || !json.Valid(users) {
+				t.Fatalf("entry %s: %q", k, v)
 			}
-			e["page"].(map[string]any)["total"] = 999
-			doctored, _ := json.Marshal(e)
-			if err := rdb.Do(context.Background(), rdb.B().Set().Key(k).Value(string(v[:1])+string(doctored)).Keepttl().Build()).Error(); err != nil {
+			p["total"] = 999
+			doctored, _ := json.Marshal(p)
+			entry := string(v[:1]) + string(doctored) + "\n" + string(users)
+			if err := rdb.Do(context.Background(), rdb.B().Set().Key(k).Value(entry).Keepttl().Build()).Error(); err != nil {
 				t.Fatal(err)
 			}
 		}

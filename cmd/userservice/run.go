@@ -312,6 +312,10 @@ func (d cachedDirectory) SearchUsers(ctx context.Context, q userservice.UserSear
 	return d.search.SearchUsers(ctx, q)
 }
 
+func (d cachedDirectory) SearchUsersJSON(ctx context.Context, q userservice.UserSearch) ([]byte, userservice.Pagination, error) {
+	return d.search.SearchUsersJSON(ctx, q)
+}
+
 // rateLimiter adapts the Redis limiter to the HTTP edge's interface.
 type rateLimiter struct{ l *redis.RateLimiter }
 

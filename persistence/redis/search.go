@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -39,7 +40,7 @@ const maxSearchStoresInFlight = 32
 
 // searchEntryVersion is the first byte of a stored entry; an entry of another
 // version is a miss.
-const searchEntryVersion = 1
+const searchEntryVersion = 2
 
 // SearchSource runs the admin search and says which generation of the data an
 // answer belongs to: two reads at the same generation see the same rows.
@@ -110,15 +111,24 @@ func NewSearchCache(c *Client, src SearchSource, cfg SearchCacheConfig, log *slo
 	}, nil
 }
 
-// searchEntry is what an entry holds.
-type searchEntry struct {
-	Users []userservice.User     `json:"users"`
-	Page  userservice.Pagination `json:"page"`
+// SearchUsers answers the admin search (see SearchUsersJSON) as users.
+func (s *SearchCache) SearchUsers(ctx context.Context, q userservice.UserSearch) ([]userservice.User, userservice.Pagination, error) {
+	raw, page, err := s.SearchUsersJSON(ctx, q)
+	if err != nil {
+		return nil, userservice.Pagination{}, err
+	}
+	users := []userservice.User{}
+	if err := json.Unmarshal(raw, &users); err != nil {
+		return nil, userservice.Pagination{}, userservice.Wrap(userservice.ECodeInternal, "cannot decode search result", err)
+	}
+	return users, page, nil
 }
 
-// SearchUsers answers the admin search from the entry of the current generation,
-// or from PostgreSQL (storing the answer in the background).
-func (s *SearchCache) SearchUsers(ctx context.Context, q userservice.UserSearch) ([]userservice.User, userservice.Pagination, error) {
+// SearchUsersJSON answers the admin search with the JSON array of the page's users
+// (as the HTTP edge renders them) and the pagination: from the entry of the
+// current generation, or from PostgreSQL (storing the answer in the background).
+// A hit is then a copy of bytes, with no decoding and encoding of users.
+func (s *SearchCache) SearchUsersJSON(ctx context.Context, q userservice.UserSearch) ([]byte, userservice.Pagination, error) {
 	if !s.c.Up() {
 		searchMissError.Inc()
 		return s.searchPrimary(ctx, q, false)
@@ -141,31 +151,41 @@ func (s *SearchCache) SearchUsers(ctx context.Context, q userservice.UserSearch)
 		searchMissError.Inc()
 		return s.searchPrimary(ctx, q, true)
 	}
-	e, err := decodeSearchEntry(b)
+	raw, page, err := decodeSearchEntry(b)
 	if err != nil {
 		searchDecodeError.Inc()
 		s.log.Warn("unreadable search cache entry; searching PostgreSQL", "error", err.Error())
 		return s.searchPrimary(ctx, q, true)
 	}
 	searchHits.Inc()
-	return e.Users, e.Page, nil
+	return raw, page, nil
 }
 
 // searchPrimary searches PostgreSQL and, when store is set, stores the answer under
 // the generation it was read at.
-func (s *SearchCache) searchPrimary(ctx context.Context, q userservice.UserSearch, store bool) ([]userservice.User, userservice.Pagination, error) {
+func (s *SearchCache) searchPrimary(ctx context.Context, q userservice.UserSearch, store bool) ([]byte, userservice.Pagination, error) {
 	users, page, gen, err := s.src.SearchUsersAt(ctx, q)
-	if err != nil || !store || !s.c.Up() {
-		return users, page, err
+	if err != nil {
+		return nil, userservice.Pagination{}, err
 	}
-	b, err := encodeSearchEntry(users, page)
+	if users == nil {
+		users = []userservice.User{}
+	}
+	raw, err := json.Marshal(users)
+	if err != nil {
+		return nil, userservice.Pagination{}, userservice.Wrap(userservice.ECodeInternal, "cannot encode search result", err)
+	}
+	if !store || !s.c.Up() {
+		return raw, page, nil
+	}
+	b, err := encodeSearchEntry(raw, page)
 	if err != nil {
 		s.log.Warn("cannot encode search cache entry", "error", err.Error())
-		return users, page, nil
+		return raw, page, nil
 	}
 	if len(b) > s.cfg.MaxEntryBytes {
 		searchStoreBig.Inc()
-		return users, page, nil
+		return raw, page, nil
 	}
 	select {
 	case s.stores <- struct{}{}:
@@ -181,7 +201,7 @@ func (s *SearchCache) searchPrimary(ctx context.Context, q userservice.UserSearc
 	default:
 		searchStoreBusy.Inc()
 	}
-	return users, page, nil
+	return raw, page, nil
 }
 
 func (s *SearchCache) store(ctx context.Context, key string, b []byte) error {
@@ -215,24 +235,31 @@ func searchKeyHash(gen string, q userservice.UserSearch) string {
 	return hex.EncodeToString(sum[:20])
 }
 
-func encodeSearchEntry(users []userservice.User, page userservice.Pagination) ([]byte, error) {
-	b, err := json.Marshal(&searchEntry{Users: users, Page: page})
+// An entry is its format version (one byte), the pagination as compact JSON, a
+// newline, and the JSON array of the users as the API renders them.
+func encodeSearchEntry(users []byte, page userservice.Pagination) ([]byte, error) {
+	p, err := json.Marshal(page)
 	if err != nil {
-		return nil, fmt.Errorf("cannot encode search result: %w", err)
+		return nil, fmt.Errorf("cannot encode search pagination: %w", err)
 	}
-	return append([]byte{searchEntryVersion}, b...), nil
+	b := make([]byte, 0, 1+len(p)+1+len(users))
+	b = append(b, searchEntryVersion)
+	b = append(b, p...)
+	b = append(b, '\n')
+	return append(b, users...), nil
 }
 
-func decodeSearchEntry(b []byte) (*searchEntry, error) {
+func decodeSearchEntry(b []byte) ([]byte, userservice.Pagination, error) {
+	var page userservice.Pagination
 	if len(b) == 0 || b[0] != searchEntryVersion {
-		return nil, errors.New("cannot decode search result: unknown entry version")
+		return nil, page, errors.New("cannot decode search result: unknown entry version")
 	}
-	var e searchEntry
-	if err := json.Unmarshal(b[1:], &e); err != nil {
-		return nil, fmt.Errorf("cannot decode search result: %w", err)
+	p, users, ok := bytes.Cut(b[1:], []byte{'\n'})
+	if !ok || len(users) < 2 || users[0] != '[' || users[len(users)-1] != ']' {
+		return nil, page, errors.New("cannot decode search result: no users array")
 	}
-	if e.Users == nil {
-		e.Users = []userservice.User{}
+	if err := json.Unmarshal(p, &page); err != nil {
+		return nil, page, fmt.Errorf("cannot decode search pagination: %w", err)
 	}
-	return &e, nil
+	return users, page, nil
 }

@@ -1,12 +1,16 @@
 package redis
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	json "github.com/goccy/go-json"
 
 	userservice "github.com/lms-platform/userservice"
 )
@@ -121,7 +125,7 @@ func TestSearchCache(t *testing.T) {
 		s := newTestSearchCache(t, c, src, SearchCacheConfig{})
 		gen, _ := src.SearchGeneration(ctx)
 		key := s.key(gen, cacheQuery)
-		for _, junk := range []string{"", "\x09{}", "\x01{not json"} {
+		for _, junk := range []string{"", "\x09{}", "\x01{\"page\":{}}\n[]", "\x02{not json\n[]", "\x02{}", "\x02{}\n{}"} {
 			waitStores(t, s) // the answer of the previous round is stored before the junk
 			if err := c.rdb.Do(ctx, c.rdb.B().Set().Key(key).Value(junk).Build()).Error(); err != nil {
 				t.Fatal(err)
@@ -133,7 +137,7 @@ func TestSearchCache(t *testing.T) {
 		}
 		eventually(t, 5*time.Second, "the entry is replaced", func() bool {
 			b, err := c.rdb.Do(ctx, c.rdb.B().Get().Key(key).Build()).AsBytes()
-			_, derr := decodeSearchEntry(b)
+			_, _, derr := decodeSearchEntry(b)
 			return err == nil && derr == nil
 		})
 	})
@@ -193,6 +197,48 @@ func TestSearchCache(t *testing.T) {
 	})
 }
 
+// TestSearchEntryJSON: the cached users are the JSON the API renders, and the
+// typed and raw answers agree, from PostgreSQL and from the cache.
+func TestSearchEntryJSON(t *testing.T) {
+	ctx := context.Background()
+	users := []userservice.User{typicalState(t).User, registered(t, time.Now()).User}
+	want, err := json.Marshal(users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newTestClient(t, Config{})
+	src := &memSearch{users: users}
+	s := newTestSearchCache(t, c, src, SearchCacheConfig{})
+	for _, from := range []string{"PostgreSQL", "the cache"} {
+		raw, page, err := s.SearchUsersJSON(ctx, cacheQuery)
+		if err != nil || !bytes.Equal(raw, want) || page.Total != 2 {
+			t.Fatalf("from %s: %s (total %d, %v)\nwant %s", from, raw, page.Total, err, want)
+		}
+		waitStores(t, s)
+		typed, _, err := s.SearchUsers(ctx, cacheQuery)
+		if err != nil || !reflect.DeepEqual(mustJSON(t, typed), want) {
+			t.Fatalf("from %s, typed: %v", from, err)
+		}
+	}
+	if src.count() != 1 { // the first search; every later one hits
+		t.Errorf("%d searches reached the source, want 1", src.count())
+	}
+	empty := &memSearch{}
+	s = newTestSearchCache(t, newTestClient(t, Config{}), empty, SearchCacheConfig{})
+	if raw, _, err := s.SearchUsersJSON(ctx, cacheQuery); err != nil || string(raw) != "[]" {
+		t.Errorf("no users: %s, %v; want []", raw, err)
+	}
+}
+
+func mustJSON(tb testing.TB, v any) []byte {
+	tb.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
 // TestSearchKeyHash: the generation and every field of the query are part of the key.
 func TestSearchKeyHash(t *testing.T) {
 	base := userservice.UserSearch{Page: 1, Limit: 20, Search: "ab", Role: userservice.RoleStudent,
@@ -225,8 +271,9 @@ func TestSearchKeyHash(t *testing.T) {
 }
 
 // BenchmarkSearchCacheHit is the admin search answered from the cache: the Redis
-// GET of a 20-user page and its decoding (the generation read is the source's,
-// here in memory; in the service it is one single-row PostgreSQL query). Compare
+// GET of a 20-user page, as the service uses it (raw: the users' JSON as stored)
+// and decoded into users (typed). The generation read is the source's, here in
+// memory; in the service it is one PostgreSQL query that reads no table. Compare
 // with persistence/postgres BenchmarkSearchUsers10k, the query a hit saves.
 func BenchmarkSearchCacheHit(b *testing.B) {
 	c := newTestClient(b, Config{})
@@ -237,18 +284,26 @@ func BenchmarkSearchCacheHit(b *testing.B) {
 	src := &memSearch{users: users}
 	s := newTestSearchCache(b, c, src, SearchCacheConfig{})
 	ctx := context.Background()
-	if _, _, err := s.SearchUsers(ctx, cacheQuery); err != nil {
+	if _, _, err := s.SearchUsersJSON(ctx, cacheQuery); err != nil {
 		b.Fatal(err)
 	}
 	waitStores(b, s)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		if got, _, err := s.SearchUsers(ctx, cacheQuery); err != nil || len(got) != 20 {
-			b.Fatalf("SearchUsers: %d users, %v", len(got), err)
+	b.Run("raw", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if raw, _, err := s.SearchUsersJSON(ctx, cacheQuery); err != nil || len(raw) < 100 {
+				b.Fatalf("SearchUsersJSON: %d bytes, %v", len(raw), err)
+			}
 		}
-	}
-	b.StopTimer()
+	})
+	b.Run("typed", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if got, _, err := s.SearchUsers(ctx, cacheQuery); err != nil || len(got) != 20 {
+				b.Fatalf("SearchUsers: %d users, %v", len(got), err)
+			}
+		}
+	})
 	if src.count() != 1 {
 		b.Fatalf("%d searches reached the source, want 1", src.count())
 	}
