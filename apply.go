@@ -503,7 +503,6 @@ func (c *change) recordLogin(cmd RecordLogin) {
 	}
 	c.next.Sessions = sessions
 	c.m.SessionUpserts = append(c.m.SessionUpserts, s)
-	c.dirty = true
 	c.result = s
 }
 

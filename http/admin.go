@@ -84,16 +84,9 @@ func (s *Server) changeRole(r *request) error {
 	if err != nil {
 		return err
 	}
-	ifMatch, err := r.ifMatch()
-	if err != nil {
-		return err
-	}
-	in, err := decodeValid[roleBody](r)
-	if err != nil {
-		return err
-	}
-	cmd := userservice.ChangeRole{Role: *in.Role}
-	return s.writeUser(r, id, adminOnly, ifMatch, cmd, renderResult(fasthttp.StatusOK, "User role updated successfully"))
+	return writeBody(s, r, id, adminOnly, func(in roleBody) userservice.Command {
+		return userservice.ChangeRole{Role: *in.Role}
+	}, "User role updated successfully")
 }
 
 // statusBody is the body of PUT /users/{id}/status.
@@ -118,16 +111,9 @@ func (s *Server) changeStatus(r *request) error {
 	if err != nil {
 		return err
 	}
-	ifMatch, err := r.ifMatch()
-	if err != nil {
-		return err
-	}
-	in, err := decodeValid[statusBody](r)
-	if err != nil {
-		return err
-	}
-	cmd := userservice.ChangeStatus{Status: *in.Status}
-	return s.writeUser(r, id, adminOnly, ifMatch, cmd, renderResult(fasthttp.StatusOK, "User status updated successfully"))
+	return writeBody(s, r, id, adminOnly, func(in statusBody) userservice.Command {
+		return userservice.ChangeStatus{Status: *in.Status}
+	}, "User status updated successfully")
 }
 
 // bulkRoleBody is the body of PUT /users/bulk/role.

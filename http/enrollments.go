@@ -66,16 +66,9 @@ func (s *Server) updateEnrollment(r *request) error {
 	if err != nil {
 		return err
 	}
-	ifMatch, err := r.ifMatch()
-	if err != nil {
-		return err
-	}
-	in, err := decodeValid[userservice.UpdateEnrollment](r)
-	if err != nil {
-		return err
-	}
-	cmd := userservice.EditEnrollment{CourseID: course, Input: in}
-	return s.writeUser(r, id, ownerOrAdmin, ifMatch, cmd, renderResult(fasthttp.StatusOK, "Enrollment updated successfully"))
+	return writeBody(s, r, id, ownerOrAdmin, func(in userservice.UpdateEnrollment) userservice.Command {
+		return userservice.EditEnrollment{CourseID: course, Input: in}
+	}, "Enrollment updated successfully")
 }
 
 // updateProgress answers PUT /users/{id}/enrollments/{courseId}/progress.
@@ -84,16 +77,9 @@ func (s *Server) updateProgress(r *request) error {
 	if err != nil {
 		return err
 	}
-	ifMatch, err := r.ifMatch()
-	if err != nil {
-		return err
-	}
-	in, err := decodeValid[userservice.UpdateProgress](r)
-	if err != nil {
-		return err
-	}
-	cmd := userservice.SetProgress{CourseID: course, Input: in}
-	return s.writeUser(r, id, ownerOrAdmin, ifMatch, cmd, renderResult(fasthttp.StatusOK, "Enrollment progress updated successfully"))
+	return writeBody(s, r, id, ownerOrAdmin, func(in userservice.UpdateProgress) userservice.Command {
+		return userservice.SetProgress{CourseID: course, Input: in}
+	}, "Enrollment progress updated successfully")
 }
 
 // unenroll answers DELETE /users/{id}/enrollments/{courseId}.

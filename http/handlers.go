@@ -35,6 +35,22 @@ func decodeValid[T any, P validator[T]](r *request) (T, error) {
 	return in, nil
 }
 
+// writeBody answers a write whose body is a T: If-Match (400), the body (413,
+// 415, 400), then the command cmd makes of the body, executed on the user that
+// pathID names for a caller a allows, answered 200 with the user and message.
+// Path parameters are parsed by the caller, before.
+func writeBody[T any, P validator[T]](s *Server, r *request, pathID string, a access, cmd func(T) userservice.Command, message string) error {
+	ifMatch, err := r.ifMatch()
+	if err != nil {
+		return err
+	}
+	in, err := decodeValid[T, P](r)
+	if err != nil {
+		return err
+	}
+	return s.writeUser(r, pathID, a, ifMatch, cmd(in), renderResult(fasthttp.StatusOK, message))
+}
+
 // readUser authorizes a read of the user that pathID names ({id} or "me"; the
 // user themself or an admin), returns that user's state and sends its version
 // as the ETag.

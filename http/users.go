@@ -17,16 +17,9 @@ func (s *Server) updateUser(r *request) error {
 	if err != nil {
 		return err
 	}
-	ifMatch, err := r.ifMatch()
-	if err != nil {
-		return err
-	}
-	in, err := decodeValid[userservice.UpdateUser](r)
-	if err != nil {
-		return err
-	}
-	cmd := userservice.EditProfile{Input: in}
-	return s.writeUser(r, id, ownerOrAdmin, ifMatch, cmd, renderResult(fasthttp.StatusOK, "User updated successfully"))
+	return writeBody(s, r, id, ownerOrAdmin, func(in userservice.UpdateUser) userservice.Command {
+		return userservice.EditProfile{Input: in}
+	}, "User updated successfully")
 }
 
 // createUser answers POST /users (admin): a new profile with default

@@ -76,8 +76,9 @@ type SearchCacheConfig struct {
 // and cache write cannot leave a stale entry behind, and several processes share
 // entries safely. Redis errors never fail a search: it goes to PostgreSQL.
 //
-// The users it returns are decoded from JSON and carry only the fields of the API's
-// User object. It is safe for concurrent use.
+// Entries hold the users as the API renders them (SearchUsersJSON); SearchUsers
+// decodes them, so its users carry only the fields of the API's User object. It is
+// safe for concurrent use.
 type SearchCache struct {
 	c      *Client
 	src    SearchSource
