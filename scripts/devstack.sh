@@ -491,16 +491,19 @@ stop_redis() {
 	fi
 }
 
-kill_redis() {
-	local pid
-	if pid=$(redis_pid); then
+# kill_server NAME PID_FUNCTION: SIGKILL a single-process server, as a crash would.
+kill_server() {
+	local name=$1 pid
+	if pid=$("$2"); then
 		kill -KILL "$pid"
-		wait_for 10 "redis to die" pid_gone "$pid" || true
-		log "redis: killed (pid $pid)"
+		wait_for 10 "$name to die" pid_gone "$pid" || true
+		log "$name: killed (pid $pid)"
 	else
-		log "redis: not running"
+		log "$name: not running"
 	fi
 }
+
+kill_redis() { kill_server redis redis_pid; }
 
 # ---------------------------------------------------------------------------------------
 # RabbitMQ
@@ -634,16 +637,7 @@ stop_rabbitmq() {
 	fi
 }
 
-kill_rabbitmq() {
-	local pid
-	if pid=$(rabbit_pid); then
-		kill -KILL "$pid"
-		wait_for 10 "rabbitmq to die" pid_gone "$pid" || true
-		log "rabbitmq: killed (pid $pid)"
-	else
-		log "rabbitmq: not running"
-	fi
-}
+kill_rabbitmq() { kill_server rabbitmq rabbit_pid; }
 
 cmd_rabbitmqctl() {
 	ensure_erlang_cookie
