@@ -95,6 +95,24 @@ func waitHealth(t *testing.T, c *client, timeout time.Duration, what string, wan
 	return 0
 }
 
+// waitDegraded waits until /health/detailed answers 200 "degraded" with dep
+// disconnected, and returns how long it took.
+func waitDegraded(t *testing.T, c *client, timeout time.Duration, dep string) time.Duration {
+	t.Helper()
+	return waitHealth(t, c, timeout, dep+" disconnected", func(h health, status int) bool {
+		return status == http.StatusOK && h.Status == "degraded" && h.Services[dep].Status == "disconnected"
+	})
+}
+
+// waitHealthy waits until /health/detailed answers 200 "healthy", and returns how
+// long it took.
+func waitHealthy(t *testing.T, c *client, timeout time.Duration) time.Duration {
+	t.Helper()
+	return waitHealth(t, c, timeout, "healthy", func(h health, status int) bool {
+		return status == http.StatusOK && h.Status == "healthy"
+	})
+}
+
 // TestPostgresRestartUnderLoad stops PostgreSQL for a few seconds under load: while
 // it is down, writes must answer 503 (never 500, never hang past the request
 // timeout) and reads of live actors whose state is settled still answer 200
@@ -231,16 +249,12 @@ func TestRabbitMQOutageUnderLoad(t *testing.T) {
 	stopping := time.Now()
 	st.ctl(t, "stop-rabbitmq")
 	down := time.Now()
-	degradedAfter := waitHealth(t, c, 15*time.Second, "rabbitmq disconnected", func(h health, status int) bool {
-		return status == http.StatusOK && h.Status == "degraded" && h.Services["rabbitmq"].Status == "disconnected"
-	})
+	degradedAfter := waitDegraded(t, c, 15*time.Second, "rabbitmq")
 	time.Sleep(30*time.Second - time.Since(down))
 	starting := time.Now()
 	st.ctl(t, "start-rabbitmq")
 	up := time.Now()
-	healthyAfter := waitHealth(t, c, 60*time.Second, "healthy", func(h health, status int) bool {
-		return status == http.StatusOK && h.Status == "healthy"
-	})
+	healthyAfter := waitHealthy(t, c, 60*time.Second)
 	time.Sleep(2 * time.Second)
 	stop()
 	wait()
@@ -284,9 +298,7 @@ func TestRedisOutage(t *testing.T) {
 	time.Sleep(time.Second)
 	st.ctl(t, "stop-redis")
 	down := time.Now()
-	degradedAfter := waitHealth(t, c, 15*time.Second, "redis disconnected", func(h health, status int) bool {
-		return status == http.StatusOK && h.Status == "degraded" && h.Services["redis"].Status == "disconnected"
-	})
+	degradedAfter := waitDegraded(t, c, 15*time.Second, "redis")
 	// New users' actors activate without Redis too.
 	more := createUsers(t, c, 10)
 	for _, u := range more.users {
@@ -297,9 +309,7 @@ func TestRedisOutage(t *testing.T) {
 	time.Sleep(5*time.Second - time.Since(down))
 	starting := time.Now()
 	st.ctl(t, "start-redis")
-	healthyAfter := waitHealth(t, c, 30*time.Second, "healthy", func(h health, status int) bool {
-		return status == http.StatusOK && h.Status == "healthy"
-	})
+	healthyAfter := waitHealthy(t, c, 30*time.Second)
 	time.Sleep(2 * time.Second)
 	stop()
 	wait()
