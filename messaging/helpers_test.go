@@ -218,6 +218,17 @@ func bindQueue(tb testing.TB, ch *amqp.Channel, exchange, key string) string {
 	return q.Name
 }
 
+// tapNewExchange names a fresh exchange, binds a durable queue to every key of it
+// and consumes the queue; both are deleted when the test ends.
+func tapNewExchange(tb testing.TB) (exchange, queue string, in <-chan amqp.Delivery) {
+	tb.Helper()
+	exchange = "test.relay." + randomSuffix(tb)
+	ch := rabbitChannel(tb)
+	queue = bindQueue(tb, ch, exchange, "#")
+	deleteOnCleanup(tb, exchange, queue)
+	return exchange, queue, consume(tb, ch, queue)
+}
+
 // consume starts an auto-ack consumer of queue.
 func consume(tb testing.TB, ch *amqp.Channel, queue string) <-chan amqp.Delivery {
 	tb.Helper()

@@ -72,11 +72,7 @@ func TestNewRelayRefusesMissingDependencies(t *testing.T) {
 func TestRelayPublishesRowsAsStored(t *testing.T) {
 	t.Parallel()
 	pool := newTestPool(t)
-	exchange := "test.relay." + randomSuffix(t)
-	ch := rabbitChannel(t)
-	queue := bindQueue(t, ch, exchange, "#")
-	deleteOnCleanup(t, exchange, queue)
-	in := consume(t, ch, queue)
+	exchange, _, in := tapNewExchange(t)
 
 	alice, bob := userservice.NewID(), userservice.NewID()
 	events := []testEvent{
@@ -188,11 +184,7 @@ func checkPerUserOrder(tb testing.TB, got []amqp.Delivery, want []testEvent) {
 func TestRelayKeepsPerUserOrder(t *testing.T) {
 	t.Parallel()
 	pool := newTestPool(t)
-	exchange := "test.relay." + randomSuffix(t)
-	ch := rabbitChannel(t)
-	queue := bindQueue(t, ch, exchange, "#")
-	deleteOnCleanup(t, exchange, queue)
-	in := consume(t, ch, queue)
+	exchange, _, in := tapNewExchange(t)
 
 	events := mixedEvents(25, 1000)
 	insertOutbox(t, pool, events[:400])
@@ -268,11 +260,7 @@ func TestRelayBrokerNacksKeepOrder(t *testing.T) {
 func TestRelayTwoRelaysPublishEachRowOnce(t *testing.T) {
 	t.Parallel()
 	pool := newTestPool(t)
-	exchange := "test.relay." + randomSuffix(t)
-	ch := rabbitChannel(t)
-	queue := bindQueue(t, ch, exchange, "#")
-	deleteOnCleanup(t, exchange, queue)
-	in := consume(t, ch, queue)
+	exchange, _, in := tapNewExchange(t)
 
 	a := newTestRelay(t, pool, exchange, nil)
 	b := newTestRelay(t, pool, exchange, nil)
@@ -354,11 +342,7 @@ func TestRelayPrunesOldPublishedRows(t *testing.T) {
 func TestRelayDrainPublishesPendingRows(t *testing.T) {
 	t.Parallel()
 	pool := newTestPool(t)
-	exchange := "test.relay." + randomSuffix(t)
-	ch := rabbitChannel(t)
-	queue := bindQueue(t, ch, exchange, "#")
-	deleteOnCleanup(t, exchange, queue)
-	in := consume(t, ch, queue)
+	exchange, _, in := tapNewExchange(t)
 
 	r := newTestRelay(t, pool, exchange, func(c *RelayConfig) { c.BatchSize = 50 })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -428,11 +412,7 @@ func TestOutageRelayBroker(t *testing.T) {
 		}
 	}
 	pool := newTestPool(t)
-	exchange := "test.relay." + randomSuffix(t)
-	ch := rabbitChannel(t)
-	queue := bindQueue(t, ch, exchange, "#") // durable, so it outlives the restart
-	deleteOnCleanup(t, exchange, queue)
-	in := consume(t, ch, queue)
+	exchange, queue, in := tapNewExchange(t) // the queue is durable, so it outlives the restart
 
 	r := newTestRelay(t, pool, exchange, nil)
 	runInBackground(t, r.Run)
