@@ -483,6 +483,10 @@ var errUnknownAuthID = userservice.Wrap(userservice.ECodeUnavailable, "No profil
 // apply runs an event's effect through the user's actor and returns the result
 // label, or an error to classify with transient.
 func (c *Consumer) apply(ctx context.Context, ev *authEvent) (string, error) {
+	if ev.Type == userservice.AuthUserRegistered && c.cfg.IgnoreRegistrations ||
+		ev.Type == userservice.AuthUserLogout && c.cfg.NoSessions {
+		return resultSkipped, nil // switched off: nothing to look up
+	}
 	if done, err := c.processed.IsProcessed(ctx, ev.ID); err != nil {
 		c.log.Debug("cannot check processed messages; the writer will", "message_id", ev.ID, "error", err)
 	} else if done {
@@ -492,11 +496,7 @@ func (c *Consumer) apply(ctx context.Context, ev *authEvent) (string, error) {
 	if meta.CorrelationID == "" {
 		meta.CorrelationID = userservice.NewID()
 	}
-	switch {
-	case ev.Type == userservice.AuthUserRegistered && c.cfg.IgnoreRegistrations,
-		ev.Type == userservice.AuthUserLogout && c.cfg.NoSessions:
-		return resultSkipped, nil
-	case ev.Type == userservice.AuthUserRegistered:
+	if ev.Type == userservice.AuthUserRegistered {
 		return c.register(ctx, ev, meta)
 	}
 
