@@ -4,7 +4,7 @@
 # test suite (profile "test"). The two profiles use different ports, data directories
 # and RabbitMQ node names, so `make run` and `make test` can run side by side.
 #
-# Usage: scripts/devstack.sh <command> <profile>        profile: run | test
+# Usage: scripts/devstack.sh <command> <profile>        profile: run | test | test2
 #
 #   install                    apt-get install whatever the profile needs and is missing
 #   up                         install, then start all three servers and wait until they answer
@@ -27,6 +27,7 @@
 #   profile  PostgreSQL  Redis  AMQP   Erlang dist  RabbitMQ node
 #   run      5432        6379   5672   25672        userservice-run@localhost
 #   test     15432       16379  15673  15674        userservice-test@localhost
+#   test2    17432       17379  17673  17674        userservice-test2@localhost
 #
 # The test ports sit below Linux's ephemeral range (32768-60999): a client that keeps
 # dialling a stopped server could otherwise connect to itself on that port and keep
@@ -78,7 +79,12 @@ set_profile() {
 		# SUPERUSER so tests can create extensions, schemas and databases freely.
 		PG_DB=userservice_test PG_ROLE_ATTRS="LOGIN CREATEDB SUPERUSER"
 		;;
-	*) die "unknown profile '$PROFILE' (want run or test)" ;;
+	test2)
+		# A second test stack, so fault tests that stop servers can run beside `make test`.
+		PG_PORT=17432 REDIS_PORT=17379 AMQP_PORT=17673 DIST_PORT=17674
+		PG_DB=userservice_test PG_ROLE_ATTRS="LOGIN CREATEDB SUPERUSER"
+		;;
+	*) die "unknown profile '$PROFILE' (want run, test or test2)" ;;
 	esac
 	STATE="$STATE_ROOT/$PROFILE"
 	REDIS_DIR="$STATE/redis"
@@ -678,7 +684,7 @@ cmd_env() {
 	local redis="redis://127.0.0.1:$REDIS_PORT/0"
 	local amqp="amqp://guest:guest@127.0.0.1:$AMQP_PORT/"
 	local prefix=""
-	[[ $PROFILE == test ]] && prefix=TEST_
+	[[ $PROFILE == test* ]] && prefix=TEST_
 	printf "export %sDATABASE_URL='%s'\n" "$prefix" "$db"
 	printf "export %sREDIS_URL='%s'\n" "$prefix" "$redis"
 	printf "export %sRABBITMQ_URL='%s'\n" "$prefix" "$amqp"
