@@ -150,7 +150,9 @@ loadtest: ## k6 against a running service: make loadtest SCENARIO=get_me|…|mix
 bench: ## whole-stack benchmark against a bare fasthttp baseline: bench/results/<date>-<host>.md
 	bench/run.sh
 
-faulttest: ## kill -9, outages, SIGTERM, fuzzing (stops shared test servers: not beside make test)
-	$(DEVSTACK) up test
-	eval "$$($(DEVSTACK) env test)"; \
+# FAULT_PROFILE=test2 runs them on a second stack, beside `make test`.
+FAULT_PROFILE ?= test
+faulttest: ## kill -9, outages, SIGTERM, fuzzing (stops the servers of FAULT_PROFILE, default test)
+	$(DEVSTACK) up $(FAULT_PROFILE)
+	eval "$$($(DEVSTACK) env $(FAULT_PROFILE))"; \
 	$(GO) test -tags faulttest -count=1 -v -timeout 20m $(TESTFLAGS) ./faulttest/
