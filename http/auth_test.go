@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"encoding/base64"
 	"strings"
 	"testing"
@@ -100,20 +101,20 @@ func jwtSegment(s string) string {
 }
 
 func TestTokenCacheServesVerifiedTokensUntilExpiry(t *testing.T) {
-	a := newAuthenticator(testSecret, 128, &memDirectory{users: newMemUsers(newMemIdem())})
+	a := newAuthenticator(jwtKeys{algorithms: []string{AlgHS256}, secret: testSecret}, 128, &memDirectory{users: newMemUsers(newMemIdem())})
 	now := time.Now()
 	a.now = func() time.Time { return now }
 	tok := signToken(t, jwt.MapClaims{"sub": "s", "authId": "a", "email": "e@x.io", "role": "student", "exp": now.Add(time.Minute).Unix()})
-	c1, err := a.verify([]byte(tok))
+	c1, err := a.verify(context.Background(), []byte(tok))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c2, err := a.verify([]byte(tok))
+	c2, err := a.verify(context.Background(), []byte(tok))
 	if err != nil || c1 != c2 {
 		t.Fatalf("second verify did not come from the cache: %v %p %p", err, c1, c2)
 	}
 	now = now.Add(2 * time.Minute)
-	if _, err := a.verify([]byte(tok)); err != errExpiredToken {
+	if _, err := a.verify(context.Background(), []byte(tok)); err != errExpiredToken {
 		t.Fatalf("expired cached token: err = %v, want errExpiredToken", err)
 	}
 }

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"testing"
@@ -15,14 +16,14 @@ import (
 // verification (go test -run X -bench TokenVerify ./http/).
 func BenchmarkTokenVerify(b *testing.B) {
 	tok := []byte(signToken(b, jwt.MapClaims{"sub": userservice.NewID(), "authId": userservice.NewID(), "email": "a@b.co", "role": "student", "exp": time.Now().Add(time.Hour).Unix()}))
-	a := newAuthenticator(testSecret, 10000, &memDirectory{users: newMemUsers(newMemIdem())})
+	a := newAuthenticator(jwtKeys{algorithms: []string{AlgHS256}, secret: testSecret}, 10000, &memDirectory{users: newMemUsers(newMemIdem())})
 	b.Run("cached", func(b *testing.B) {
 		b.ReportAllocs()
-		if _, err := a.verify(tok); err != nil {
+		if _, err := a.verify(context.Background(), tok); err != nil {
 			b.Fatal(err)
 		}
 		for b.Loop() {
-			if _, err := a.verify(tok); err != nil {
+			if _, err := a.verify(context.Background(), tok); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -32,7 +33,7 @@ func BenchmarkTokenVerify(b *testing.B) {
 		s := string(tok)
 		now := time.Now()
 		for b.Loop() {
-			if _, err := a.parse(s, now); err != nil {
+			if _, err := a.parse(context.Background(), s, now); err != nil {
 				b.Fatal(err)
 			}
 		}

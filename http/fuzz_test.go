@@ -1,10 +1,17 @@
 package http
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -72,9 +79,20 @@ func FuzzDecodeBody(f *testing.F) {
 	})
 }
 
-// FuzzParseToken feeds random and near-valid tokens to the verifier: it never
-// panics and never accepts a token that is not HS256-signed with the secret.
+// FuzzParseToken feeds random and near-valid tokens to a verifier of HS256 and
+// ES256: it never panics and never accepts a token that is not HS256-signed
+// with the secret or ES256-signed with the public key's private half (so
+// neither "none" nor the public key used as an HMAC secret).
 func FuzzParseToken(f *testing.F) {
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(&ec.PublicKey)
+	if err != nil {
+		f.Fatal(err)
+	}
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
 	now := time.Now()
 	claims := jwt.MapClaims{"sub": userservice.NewID(), "authId": userservice.NewID(), "email": "a@b.co", "role": "student", "exp": now.Add(time.Hour).Unix()}
 	for _, m := range []jwt.SigningMethod{jwt.SigningMethodHS256, jwt.SigningMethodHS384, jwt.SigningMethodHS512} {
@@ -86,9 +104,23 @@ func FuzzParseToken(f *testing.F) {
 	}
 	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, claims).SignedString(jwt.UnsafeAllowNoneSignatureType)
 	f.Add(none)
-	a := newAuthenticator(testSecret, 64, &memDirectory{users: newMemUsers(newMemIdem())})
+	for _, seed := range []struct {
+		m   jwt.SigningMethod
+		key any
+	}{
+		{jwt.SigningMethodES256, ec},     // valid
+		{jwt.SigningMethodHS256, pubPEM}, // algorithm confusion: the public key as an HMAC secret
+		{jwt.SigningMethodHS256, pubDER},
+	} {
+		s, err := jwt.NewWithClaims(seed.m, claims).SignedString(seed.key)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(s)
+	}
+	a := newAuthenticator(jwtKeys{algorithms: []string{AlgHS256, AlgES256}, secret: testSecret, publicKey: &ec.PublicKey}, 64, &memDirectory{users: newMemUsers(newMemIdem())})
 	f.Fuzz(func(t *testing.T, token string) {
-		c, err := a.parse(token, now)
+		c, err := a.parse(context.Background(), token, now)
 		if err != nil {
 			if _, status := wireError(err); status != 401 {
 				t.Fatalf("refusal status %d", status)
@@ -106,14 +138,23 @@ func FuzzParseToken(f *testing.F) {
 		var h struct {
 			Alg string `json:"alg"`
 		}
-		if err != nil || json.Unmarshal(hdr, &h) != nil || h.Alg != "HS256" {
-			t.Fatalf("accepted a token whose alg is not HS256: %q", hdr)
+		if err != nil || json.Unmarshal(hdr, &h) != nil || (h.Alg != "HS256" && h.Alg != "ES256") {
+			t.Fatalf("accepted a token whose alg is neither HS256 nor ES256: %q", hdr)
 		}
 		sig, err := base64.RawURLEncoding.DecodeString(parts[2])
-		mac := hmac.New(sha256.New, testSecret)
-		mac.Write([]byte(parts[0] + "." + parts[1]))
-		if err != nil || !hmac.Equal(sig, mac.Sum(nil)) {
-			t.Fatalf("accepted a token with a wrong signature")
+		signed := []byte(parts[0] + "." + parts[1])
+		switch h.Alg {
+		case "HS256":
+			mac := hmac.New(sha256.New, testSecret)
+			mac.Write(signed)
+			if err != nil || !hmac.Equal(sig, mac.Sum(nil)) {
+				t.Fatalf("accepted an HS256 token with a wrong signature")
+			}
+		case "ES256":
+			digest := sha256.Sum256(signed)
+			if err != nil || len(sig) != 64 || !ecdsa.Verify(&ec.PublicKey, digest[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
+				t.Fatalf("accepted an ES256 token with a wrong signature")
+			}
 		}
 		if c.Subject == "" || c.AuthID == "" || c.Email == "" || !c.Role.Valid() || !now.Before(c.Expires) {
 			t.Fatalf("accepted incomplete claims %+v", c)

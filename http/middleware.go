@@ -144,7 +144,7 @@ func (s *Server) run(ep *endpoint, h handlerFunc, fc *fasthttp.RequestCtx) {
 	if ep.auth || (limited && len(fc.Request.Header.Peek("Authorization")) > 0) {
 		tok, err := bearer(fc.Request.Header.Peek("Authorization"))
 		if err == nil {
-			r.claims, err = s.auth.verify(tok)
+			r.claims, err = s.auth.verify(ctx, tok)
 		}
 		r.authErr = err
 	}

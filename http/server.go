@@ -36,8 +36,24 @@ import (
 
 // Config holds the knobs of the HTTP edge.
 type Config struct {
-	// JWTSecret signs the HS256 tokens; at least 32 bytes (CONTRACT.md, Auth).
+	// JWTSecret signs the HS256 tokens; at least 32 bytes when HS256 is enabled
+	// (CONTRACT.md, Auth).
 	JWTSecret []byte
+	// JWTAlgorithms are the accepted signing algorithms, from
+	// SupportedAlgorithms (JWT_ALGORITHMS). Default HS256.
+	JWTAlgorithms []string
+	// JWTPublicKey verifies RS256 or ES256 tokens (*rsa.PublicKey or
+	// *ecdsa.PublicKey, from JWT_PUBLIC_KEY). At most one of JWTPublicKey and
+	// JWKSURL; one of them when RS256 or ES256 is enabled.
+	JWTPublicKey any
+	// JWKSURL is where the RS256/ES256 keys are published (JWT_JWKS_URL).
+	JWKSURL string
+	// JWKSRefreshInterval is how often the JWKS is refetched in the background.
+	// Default 10m.
+	JWKSRefreshInterval time.Duration
+	// JWKSUnknownKIDInterval bounds the refetches that tokens naming an unknown
+	// kid trigger: at most one per interval. Default 30s.
+	JWKSUnknownKIDInterval time.Duration
 	// RequestTimeout bounds each request (its context's deadline). Default 10s.
 	RequestTimeout time.Duration
 	// MaxBodyBytes bounds a request body (413 beyond). Default 1 MiB.
@@ -83,16 +99,38 @@ type CORS struct {
 }
 
 func (c *Config) withDefaults() (Config, error) {
-	out := *c
-	if len(out.JWTSecret) < 32 {
-		return out, errors.New("JWT secret must be at least 32 bytes")
-	}
-	out.JWTSecret = append([]byte(nil), out.JWTSecret...)
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
 		}
 	}
+	out := *c
+	if len(out.JWTAlgorithms) == 0 {
+		out.JWTAlgorithms = []string{AlgHS256}
+	}
+	out.JWTAlgorithms = append([]string(nil), out.JWTAlgorithms...)
+	asymmetric := false
+	for _, alg := range out.JWTAlgorithms {
+		switch alg {
+		case AlgHS256:
+			if len(out.JWTSecret) < 32 {
+				return out, errors.New("JWT secret must be at least 32 bytes")
+			}
+		case AlgRS256, AlgES256:
+			asymmetric = true
+		default:
+			return out, fmt.Errorf("JWT algorithm %q is not supported", alg)
+		}
+	}
+	switch {
+	case out.JWTPublicKey != nil && out.JWKSURL != "":
+		return out, errors.New("give a JWT public key or a JWKS URL, not both")
+	case asymmetric && out.JWTPublicKey == nil && out.JWKSURL == "":
+		return out, errors.New("RS256 and ES256 need a JWT public key or a JWKS URL")
+	}
+	out.JWTSecret = append([]byte(nil), out.JWTSecret...)
+	def(&out.JWKSRefreshInterval, 10*time.Minute)
+	def(&out.JWKSUnknownKIDInterval, 30*time.Second)
 	def(&out.RequestTimeout, 10*time.Second)
 	def(&out.IdempotencyTTL, 24*time.Hour)
 	def(&out.HealthCheckTimeout, 2*time.Second)
@@ -196,7 +234,6 @@ func NewServer(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		cfg:    c,
 		deps:   deps,
 		logger: logger,
-		auth:   newAuthenticator(c.JWTSecret, c.TokenCacheSize, deps.Directory),
 		mask:   newMasker(c.SensitiveFields),
 		cors:   newCORSPolicy(c.CORS),
 	}
@@ -204,6 +241,15 @@ func NewServer(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		s.headers = securityHeaders()
 	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
+	keys := jwtKeys{algorithms: c.JWTAlgorithms, secret: c.JWTSecret, publicKey: c.JWTPublicKey}
+	if c.JWKSURL != "" {
+		// The JWKS client's background refresh ends with the server (cancelBase).
+		if keys.jwks, err = newJWKS(s.base, c.JWKSURL, c.JWKSRefreshInterval, c.JWKSUnknownKIDInterval, logger); err != nil {
+			s.cancelBase()
+			return nil, fmt.Errorf("cannot create HTTP server: %w", err)
+		}
+	}
+	s.auth = newAuthenticator(keys, c.TokenCacheSize, deps.Directory)
 
 	r := router.New()
 	r.RedirectTrailingSlash = false

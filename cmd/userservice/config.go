@@ -1,6 +1,11 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +25,8 @@ import (
 	// a map (so run's getenv feeds it, not the process), and its errors name the field,
 	// which configVars maps back to the variable.
 	"github.com/caarlos0/env/v11"
+
+	httpapi "github.com/lms-platform/userservice/http"
 )
 
 // Config is every setting of the service, read from the environment by [LoadConfig].
@@ -68,6 +75,14 @@ type Config struct {
 	JWTSecret           string   `env:"JWT_SECRET" envDefault:"your-super-secret-jwt-key-change-in-production" redact:"secret"`
 	JWTExpiresIn        Lifetime `env:"JWT_EXPIRES_IN" envDefault:"24h"`
 	JWTRefreshExpiresIn Lifetime `env:"JWT_REFRESH_EXPIRES_IN" envDefault:"7d"`
+	// JWT_ALGORITHMS: HS256 (JWT_SECRET), RS256 and ES256 (JWT_PUBLIC_KEY, a PEM
+	// public key or certificate, or JWT_JWKS_URL). Use [Config.JWTKey] for the key.
+	JWTAlgorithms []string `env:"JWT_ALGORITHMS" envDefault:"HS256"`
+	JWTPublicKey  string   `env:"JWT_PUBLIC_KEY"`
+	JWTJWKSURL    string   `env:"JWT_JWKS_URL" redact:"url"`
+	// JWT_JWKS_REFRESH_INTERVAL: how often the JWKS is refetched (a withdrawn key
+	// stops passing within it); a token naming an unknown kid refetches sooner.
+	JWTJWKSRefreshInterval time.Duration `env:"JWT_JWKS_REFRESH_INTERVAL" envDefault:"10m"`
 
 	// External services.
 	AuthServiceURL      string `env:"AUTH_SERVICE_URL" envDefault:"http://localhost:3001" redact:"url"`
@@ -233,7 +248,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 // normalize trims list items (dropping empty ones) and lower-cases the enumerations
 // that are case-insensitive.
 func (c *Config) normalize() {
-	for _, l := range []*[]string{&c.CORSOrigin, &c.CORSMethods, &c.CORSAllowedHeaders, &c.AllowedFileTypes, &c.AuditSensitiveFields} {
+	for _, l := range []*[]string{&c.JWTAlgorithms, &c.CORSOrigin, &c.CORSMethods, &c.CORSAllowedHeaders, &c.AllowedFileTypes, &c.AuditSensitiveFields} {
 		out := (*l)[:0]
 		for _, s := range *l {
 			if s = strings.TrimSpace(s); s != "" {
@@ -244,6 +259,9 @@ func (c *Config) normalize() {
 	}
 	for i, m := range c.CORSMethods {
 		c.CORSMethods[i] = strings.ToUpper(m)
+	}
+	for i, a := range c.JWTAlgorithms {
+		c.JWTAlgorithms[i] = strings.ToUpper(a)
 	}
 	c.LogLevel = strings.ToLower(strings.TrimSpace(c.LogLevel))
 	c.LogFormat = strings.ToLower(strings.TrimSpace(c.LogFormat))
@@ -514,12 +532,7 @@ func (c Config) Validate() error {
 	nonEmpty("RABBITMQ_EXCHANGE", c.RabbitMQExchange)
 	nonEmpty("RABBITMQ_QUEUE", c.RabbitMQQueue)
 
-	switch {
-	case len(c.JWTSecret) < 32: // CONTRACT.md, Auth: refuse to start
-		add("JWT_SECRET", "must be at least 32 bytes")
-	case c.NodeEnv == "production" && c.JWTSecret == defaultJWTSecret:
-		add("JWT_SECRET", "must be set in production (the default is published in the spec)")
-	}
+	c.validateJWT(add)
 	positive("JWT_EXPIRES_IN", time.Duration(c.JWTExpiresIn))
 	positive("JWT_REFRESH_EXPIRES_IN", time.Duration(c.JWTRefreshExpiresIn))
 
@@ -621,6 +634,114 @@ func (c Config) Validate() error {
 		return &ConfigError{Problems: p}
 	}
 	return nil
+}
+
+// validateJWT checks JWT_ALGORITHMS and the keys the algorithms need: the
+// secret for HS256 (CONTRACT.md, Auth: at least 32 bytes, and not the spec's
+// placeholder in production), a public key of the right type or a JWKS URL for
+// RS256 and ES256. "none" is refused by name.
+func (c Config) validateJWT(add func(name, msg string)) {
+	hs, rs, es := false, false, false
+	if len(c.JWTAlgorithms) == 0 {
+		add("JWT_ALGORITHMS", "must name at least one of "+strings.Join(httpapi.SupportedAlgorithms(), ", "))
+	}
+	for _, a := range c.JWTAlgorithms {
+		switch a {
+		case httpapi.AlgHS256:
+			hs = true
+		case httpapi.AlgRS256:
+			rs = true
+		case httpapi.AlgES256:
+			es = true
+		case "NONE":
+			add("JWT_ALGORITHMS", `"none" is never accepted: unsigned tokens would pass`)
+		default:
+			add("JWT_ALGORITHMS", fmt.Sprintf("%q is not one of %s", clip(a, 20), strings.Join(httpapi.SupportedAlgorithms(), ", ")))
+		}
+	}
+	if hs {
+		switch {
+		case len(c.JWTSecret) < 32:
+			add("JWT_SECRET", "must be at least 32 bytes")
+		case c.NodeEnv == "production" && c.JWTSecret == defaultJWTSecret:
+			add("JWT_SECRET", "must be set in production (the default is published in the spec)")
+		}
+	}
+	if c.JWTJWKSRefreshInterval < time.Second {
+		add("JWT_JWKS_REFRESH_INTERVAL", "must be at least 1s")
+	}
+	if c.JWTJWKSURL != "" {
+		if u, err := url.Parse(c.JWTJWKSURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add("JWT_JWKS_URL", "must be an http or https URL")
+		}
+	}
+	switch {
+	case c.JWTPublicKey != "" && c.JWTJWKSURL != "":
+		add("JWT_PUBLIC_KEY", "set JWT_PUBLIC_KEY or JWT_JWKS_URL, not both")
+	case c.JWTPublicKey != "":
+		key, err := c.JWTKey()
+		if err != nil {
+			add("JWT_PUBLIC_KEY", err.Error())
+			return
+		}
+		_, isRSA := key.(*rsa.PublicKey)
+		_, isEC := key.(*ecdsa.PublicKey)
+		switch {
+		case rs && !isRSA:
+			add("JWT_PUBLIC_KEY", "must be an RSA key when JWT_ALGORITHMS has RS256")
+		case es && !isEC:
+			add("JWT_PUBLIC_KEY", "must be an ECDSA P-256 key when JWT_ALGORITHMS has ES256")
+		case !rs && !es:
+			add("JWT_PUBLIC_KEY", "is set but JWT_ALGORITHMS has neither RS256 nor ES256")
+		}
+	case (rs || es) && c.JWTJWKSURL == "":
+		add("JWT_ALGORITHMS", "RS256 and ES256 need JWT_PUBLIC_KEY or JWT_JWKS_URL")
+	}
+}
+
+// JWTKey parses JWT_PUBLIC_KEY: a PEM "PUBLIC KEY" (PKIX), "RSA PUBLIC KEY"
+// (PKCS #1) or "CERTIFICATE" block. Environment files often hold the PEM on
+// one line with literal \n; those are read as line breaks. It returns nil
+// when the variable is unset.
+func (c Config) JWTKey() (any, error) {
+	if c.JWTPublicKey == "" {
+		return nil, nil
+	}
+	block, _ := pem.Decode([]byte(strings.ReplaceAll(c.JWTPublicKey, `\n`, "\n")))
+	if block == nil {
+		return nil, errors.New("must be a PEM public key (-----BEGIN PUBLIC KEY-----)")
+	}
+	var key any
+	var err error
+	switch block.Type {
+	case "PUBLIC KEY":
+		key, err = x509.ParsePKIXPublicKey(block.Bytes)
+	case "RSA PUBLIC KEY":
+		key, err = x509.ParsePKCS1PublicKey(block.Bytes)
+	case "CERTIFICATE":
+		var cert *x509.Certificate
+		if cert, err = x509.ParseCertificate(block.Bytes); err == nil {
+			key = cert.PublicKey
+		}
+	default:
+		return nil, fmt.Errorf("PEM block %q is not a public key or certificate", clip(block.Type, 30))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot parse the PEM public key: %v", err)
+	}
+	switch k := key.(type) {
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return nil, errors.New("RSA key must have at least 2048 bits")
+		}
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() {
+			return nil, errors.New("ECDSA key must be on curve P-256 (ES256)")
+		}
+	default:
+		return nil, fmt.Errorf("%T keys are not supported (RSA or ECDSA P-256)", key)
+	}
+	return key, nil
 }
 
 // headerToken reports whether s is an RFC 9110 token, as header names are.

@@ -2,6 +2,12 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"log/slog"
 	"net/url"
@@ -52,6 +58,7 @@ var specDefaults = map[string]string{
 	"RABBITMQ_USERNAME": "guest", "RABBITMQ_VHOST": "/",
 	"RABBITMQ_EXCHANGE": "lms.events", "RABBITMQ_QUEUE": "user-service.events",
 	"JWT_EXPIRES_IN": "1d", "JWT_REFRESH_EXPIRES_IN": "7d",
+	"JWT_ALGORITHMS": "HS256", "JWT_PUBLIC_KEY": "", "JWT_JWKS_URL": "", "JWT_JWKS_REFRESH_INTERVAL": "10m0s",
 	"AUTH_SERVICE_URL": "http://localhost:3001", "COURSE_SERVICE_URL": "http://localhost:3003",
 	"ANALYTICS_SERVICE_URL": "http://localhost:3004", "EMAIL_SERVICE_URL": "http://localhost:3005",
 	"RATE_LIMIT_MAX": "100", "RATE_LIMIT_WINDOW": "60000", "RATE_LIMIT_SKIP_SUCCESSFUL": "false",
@@ -164,6 +171,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		"RABBITMQ_URL": "amqps://mq", "RABBITMQ_HOST": "mqh", "RABBITMQ_PORT": "5673", "RABBITMQ_USERNAME": "mu",
 		"RABBITMQ_PASSWORD": "mp", "RABBITMQ_VHOST": "lms", "RABBITMQ_EXCHANGE": "ex", "RABBITMQ_QUEUE": "q",
 		"JWT_SECRET": strings.Repeat("s", 40), "JWT_EXPIRES_IN": "1h", "JWT_REFRESH_EXPIRES_IN": "30d",
+		"JWT_ALGORITHMS": "hs256, RS256", "JWT_JWKS_URL": "https://auth/.well-known/jwks.json", "JWT_JWKS_REFRESH_INTERVAL": "5m",
 		"AUTH_SERVICE_URL": "https://auth", "COURSE_SERVICE_URL": "https://course",
 		"ANALYTICS_SERVICE_URL": "https://analytics", "EMAIL_SERVICE_URL": "https://email",
 		"RATE_LIMIT_MAX": "7", "RATE_LIMIT_WINDOW": "1000", "RATE_LIMIT_SKIP_SUCCESSFUL": "true",
@@ -182,7 +190,8 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		"WRITE_BATCH_WAIT": "0s", "SHUTDOWN_TIMEOUT": "5s", "REQUEST_TIMEOUT": "3s",
 	}
 	for _, v := range configVars() {
-		if _, ok := env[v.name]; !ok {
+		// JWT_PUBLIC_KEY excludes JWT_JWKS_URL: TestJWTKeys reads it.
+		if _, ok := env[v.name]; !ok && v.name != "JWT_PUBLIC_KEY" {
 			t.Errorf("test sets no value for %s", v.name)
 		}
 	}
@@ -196,6 +205,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		RabbitMQURLEnv: "amqps://mq", RabbitMQHost: "mqh", RabbitMQPort: 5673, RabbitMQUsername: "mu",
 		RabbitMQPassword: "mp", RabbitMQVHost: "lms", RabbitMQExchange: "ex", RabbitMQQueue: "q",
 		JWTSecret: strings.Repeat("s", 40), JWTExpiresIn: Lifetime(time.Hour), JWTRefreshExpiresIn: Lifetime(30 * 24 * time.Hour),
+		JWTAlgorithms: []string{"HS256", "RS256"}, JWTJWKSURL: "https://auth/.well-known/jwks.json", JWTJWKSRefreshInterval: 5 * time.Minute,
 		AuthServiceURL: "https://auth", CourseServiceURL: "https://course",
 		AnalyticsServiceURL: "https://analytics", EmailServiceURL: "https://email",
 		RateLimitMax: 7, RateLimitWindow: Millis(time.Second), RateLimitSkipSuccessful: true,
@@ -374,6 +384,80 @@ func TestJWTSecret(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestJWTKeys: JWT_ALGORITHMS and the keys its algorithms need.
+func TestJWTKeys(t *testing.T) {
+	rsaPEM := func(bits int) string {
+		k, err := rsa.GenerateKey(rand.Reader, bits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pemOf(t, &k.PublicKey)
+	}
+	ecPEM := func(c elliptic.Curve) string {
+		k, err := ecdsa.GenerateKey(c, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pemOf(t, &k.PublicKey)
+	}
+	rsa2048, p256 := rsaPEM(2048), ecPEM(elliptic.P256())
+	short := "short-secret"
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		problem string // the variable named, "" when the configuration is valid
+	}{
+		{"none refused", map[string]string{"JWT_ALGORITHMS": "none"}, "JWT_ALGORITHMS"},
+		{"HS512 refused", map[string]string{"JWT_ALGORITHMS": "HS512"}, "JWT_ALGORITHMS"},
+		{"empty list refused", map[string]string{"JWT_ALGORITHMS": " , "}, "JWT_ALGORITHMS"},
+		{"RS256 without a key", map[string]string{"JWT_ALGORITHMS": "RS256"}, "JWT_ALGORITHMS"},
+		{"RS256 with a PEM", map[string]string{"JWT_ALGORITHMS": "RS256", "JWT_PUBLIC_KEY": rsa2048}, ""},
+		{"RS256 with a one-line PEM", map[string]string{"JWT_ALGORITHMS": "RS256", "JWT_PUBLIC_KEY": strings.ReplaceAll(rsa2048, "\n", `\n`)}, ""},
+		{"RS256 with a JWKS", map[string]string{"JWT_ALGORITHMS": "RS256", "JWT_JWKS_URL": "https://auth/jwks"}, ""},
+		{"both a PEM and a JWKS", map[string]string{"JWT_ALGORITHMS": "RS256", "JWT_PUBLIC_KEY": rsa2048, "JWT_JWKS_URL": "https://auth/jwks"}, "JWT_PUBLIC_KEY"},
+		{"JWKS URL not http", map[string]string{"JWT_ALGORITHMS": "RS256", "JWT_JWKS_URL": "file:///etc/jwks"}, "JWT_JWKS_URL"},
+		{"RSA key for ES256", map[string]string{"JWT_ALGORITHMS": "ES256", "JWT_PUBLIC_KEY": rsa2048}, "JWT_PUBLIC_KEY"},
+		{"P-384 key for ES256", map[string]string{"JWT_ALGORITHMS": "ES256", "JWT_PUBLIC_KEY": ecPEM(elliptic.P384())}, "JWT_PUBLIC_KEY"},
+		{"ES256 with a P-256 PEM", map[string]string{"JWT_ALGORITHMS": "ES256", "JWT_PUBLIC_KEY": p256}, ""},
+		{"RSA key under 2048 bits", map[string]string{"JWT_ALGORITHMS": "RS256", "JWT_PUBLIC_KEY": rsaPEM(1024)}, "JWT_PUBLIC_KEY"},
+		{"not PEM", map[string]string{"JWT_ALGORITHMS": "RS256", "JWT_PUBLIC_KEY": "ssh-rsa AAAA"}, "JWT_PUBLIC_KEY"},
+		{"a key but no asymmetric algorithm", map[string]string{"JWT_PUBLIC_KEY": rsa2048}, "JWT_PUBLIC_KEY"},
+		{"short secret refused with HS256", map[string]string{"JWT_SECRET": short}, "JWT_SECRET"},
+		{"short secret ignored without HS256", map[string]string{"JWT_ALGORITHMS": "RS256", "JWT_PUBLIC_KEY": rsa2048, "JWT_SECRET": short}, ""},
+		{"placeholder ignored in production without HS256", map[string]string{"NODE_ENV": "production", "JWT_ALGORITHMS": "ES256", "JWT_PUBLIC_KEY": p256}, ""},
+		{"refresh interval under 1s", map[string]string{"JWT_JWKS_REFRESH_INTERVAL": "10ms"}, "JWT_JWKS_REFRESH_INTERVAL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := LoadConfig(envOf(tc.env))
+			if tc.problem == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.JWTKey(); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted %v", tc.env)
+			}
+			ps := problemsOf(t, err)
+			if len(ps) != 1 || ps[0].Var != tc.problem {
+				t.Errorf("problems = %+v, want one for %s", ps, tc.problem)
+			}
+		})
+	}
+}
+
+func pemOf(t *testing.T, pub any) string {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
 
 func TestDatabaseURL(t *testing.T) {
@@ -686,7 +770,7 @@ func TestConfigVarsAreUnique(t *testing.T) {
 		}
 		seen[v.name] = v.field
 	}
-	if want := 66 + 6; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT
+	if want := 66 + 6 + 4; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys
 		t.Errorf("%d variables, want %d", len(seen), want)
 	}
 }

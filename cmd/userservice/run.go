@@ -151,11 +151,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	})
 
+	jwtKey, err := cfg.JWTKey()
+	if err != nil {
+		return err // Validate parsed it already
+	}
 	server, err := httpapi.NewServer(httpapi.Config{
-		JWTSecret:       []byte(cfg.JWTSecret),
-		RequestTimeout:  cfg.RequestTimeout,
-		DefaultPageSize: cfg.DefaultPageSize,
-		MaxPageSize:     cfg.MaxPageSize,
+		JWTSecret:           []byte(cfg.JWTSecret),
+		JWTAlgorithms:       cfg.JWTAlgorithms,
+		JWTPublicKey:        jwtKey,
+		JWKSURL:             cfg.JWTJWKSURL,
+		JWKSRefreshInterval: cfg.JWTJWKSRefreshInterval,
+		RequestTimeout:      cfg.RequestTimeout,
+		DefaultPageSize:     cfg.DefaultPageSize,
+		MaxPageSize:         cfg.MaxPageSize,
 		CORS: httpapi.CORS{
 			Origin: strings.Join(cfg.CORSOrigin, ","), Credentials: cfg.CORSCredentials,
 			Methods: cfg.CORSMethods, AllowedHeaders: cfg.CORSAllowedHeaders,
