@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/netip"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -198,6 +199,7 @@ func (s *Server) finish(ep *endpoint, r *request, start time.Time) {
 		slog.String("requestId", r.requestID),
 		slog.String("correlationId", r.correlationID),
 		slog.String("userId", userID),
+		slog.String("clientIp", s.clientIP(r.fc)),
 	)
 }
 
@@ -278,18 +280,43 @@ func ceilSeconds(d time.Duration) int64 {
 	return int64(math.Ceil(d.Seconds()))
 }
 
+// clientIP is the address the rate limiter and the log line know a client by:
+// the connection's peer, unless that peer is a trusted proxy (TRUST_PROXY).
+// Then X-Forwarded-For is read from the right, each hop appended by a proxy we
+// trust, and the first address not in TRUST_PROXY is the client: whatever a
+// client writes into the header itself sits left of it and is never believed.
+// When every hop is trusted the leftmost is the client; a hop that is not an IP
+// address ends the walk at the last good one.
 func (s *Server) clientIP(fc *fasthttp.RequestCtx) string {
-	if s.cfg.TrustProxy {
-		if xff := fc.Request.Header.Peek("X-Forwarded-For"); len(xff) > 0 {
-			if i := bytes.IndexByte(xff, ','); i >= 0 {
-				xff = xff[:i]
-			}
-			if ip := bytes.TrimSpace(xff); len(ip) > 0 {
-				return string(ip)
-			}
+	peer, _ := netip.AddrFromSlice(fc.RemoteIP())
+	peer = peer.Unmap()
+	if len(s.cfg.TrustedProxies) == 0 || !s.trusted(peer) {
+		return peer.String()
+	}
+	var hops []string
+	for _, v := range fc.Request.Header.PeekAll("X-Forwarded-For") {
+		for _, h := range strings.Split(string(v), ",") {
+			hops = append(hops, strings.TrimSpace(h))
 		}
 	}
-	return fc.RemoteIP().String()
+	client := peer
+	for i := len(hops) - 1; i >= 0 && s.trusted(client); i-- {
+		hop, err := netip.ParseAddr(hops[i])
+		if err != nil {
+			break
+		}
+		client = hop.Unmap()
+	}
+	return client.String()
+}
+
+func (s *Server) trusted(a netip.Addr) bool {
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // logThrottle lets a repeated log line through at most once per interval.

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -75,8 +76,9 @@ type Config struct {
 	IdempotencyTTL time.Duration
 	// HealthCheckTimeout bounds each dependency check of /health/detailed. Default 2s.
 	HealthCheckTimeout time.Duration
-	// TrustProxy takes the client IP (rate limiting) from X-Forwarded-For.
-	TrustProxy bool
+	// TrustedProxies are the peers whose X-Forwarded-For is believed
+	// (TRUST_PROXY); empty means the client IP is always the connection's peer.
+	TrustedProxies []netip.Prefix
 	// NoAudit keeps no audit records of role, status and delete changes
 	// (AUDIT_ENABLED=false).
 	NoAudit bool

@@ -12,6 +12,7 @@ import (
 	"math"
 	"mime"
 	"net"
+	"net/netip"
 	"net/url"
 	"reflect"
 	"sort"
@@ -101,9 +102,12 @@ type Config struct {
 	CORSMethods        []string `env:"CORS_METHODS" envDefault:"GET,POST,PUT,DELETE,OPTIONS"`
 	CORSAllowedHeaders []string `env:"CORS_ALLOWED_HEADERS" envDefault:"Content-Type,Authorization,X-Requested-With"`
 
-	// Security.
-	HelmetEnabled bool `env:"HELMET_ENABLED" envDefault:"true"`
-	BcryptRounds  int  `env:"BCRYPT_ROUNDS" envDefault:"12"`
+	// Security. TRUST_PROXY lists the proxies (CIDRs or addresses) whose
+	// X-Forwarded-For names the client; empty or "false": none. Use
+	// [Config.TrustedProxies].
+	HelmetEnabled bool     `env:"HELMET_ENABLED" envDefault:"true"`
+	TrustProxy    []string `env:"TRUST_PROXY"`
+	BcryptRounds  int      `env:"BCRYPT_ROUNDS" envDefault:"12"`
 
 	// Logging. LOG_LEVEL also takes winston's http, verbose and silly (all debug).
 	LogLevel       string `env:"LOG_LEVEL" envDefault:"info"`
@@ -248,7 +252,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 // normalize trims list items (dropping empty ones) and lower-cases the enumerations
 // that are case-insensitive.
 func (c *Config) normalize() {
-	for _, l := range []*[]string{&c.JWTAlgorithms, &c.CORSOrigin, &c.CORSMethods, &c.CORSAllowedHeaders, &c.AllowedFileTypes, &c.AuditSensitiveFields} {
+	for _, l := range []*[]string{&c.JWTAlgorithms, &c.TrustProxy, &c.CORSOrigin, &c.CORSMethods, &c.CORSAllowedHeaders, &c.AllowedFileTypes, &c.AuditSensitiveFields} {
 		out := (*l)[:0]
 		for _, s := range *l {
 			if s = strings.TrimSpace(s); s != "" {
@@ -571,6 +575,10 @@ func (c Config) Validate() error {
 		}
 	}
 
+	if _, err := c.TrustedProxies(); err != nil {
+		add("TRUST_PROXY", err.Error())
+	}
+
 	if c.BcryptRounds < 4 || c.BcryptRounds > 31 {
 		add("BCRYPT_ROUNDS", "must be 4-31")
 	}
@@ -742,6 +750,31 @@ func (c Config) JWTKey() (any, error) {
 		return nil, fmt.Errorf("%T keys are not supported (RSA or ECDSA P-256)", key)
 	}
 	return key, nil
+}
+
+// TrustedProxies parses TRUST_PROXY: CIDRs ("10.0.0.0/8") and single addresses;
+// "false" alone means none. "true" is refused: trusting every peer would let
+// any client pick the IP it is rate limited by.
+func (c Config) TrustedProxies() ([]netip.Prefix, error) {
+	if len(c.TrustProxy) == 1 && strings.EqualFold(c.TrustProxy[0], "false") {
+		return nil, nil
+	}
+	var out []netip.Prefix
+	for _, v := range c.TrustProxy {
+		if strings.EqualFold(v, "true") {
+			return nil, errors.New(`must list the proxies' CIDRs ("true" would let any client choose its IP)`)
+		}
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			a, aerr := netip.ParseAddr(v)
+			if aerr != nil {
+				return nil, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8 or an IP address", clip(v, 45))
+			}
+			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // headerToken reports whether s is an RFC 9110 token, as header names are.

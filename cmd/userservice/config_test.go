@@ -64,7 +64,7 @@ var specDefaults = map[string]string{
 	"RATE_LIMIT_MAX": "100", "RATE_LIMIT_WINDOW": "60000", "RATE_LIMIT_SKIP_SUCCESSFUL": "false",
 	"CORS_ORIGIN": "http://localhost:3000", "CORS_CREDENTIALS": "true",
 	"CORS_METHODS": "GET,POST,PUT,DELETE,OPTIONS", "CORS_ALLOWED_HEADERS": "Content-Type,Authorization,X-Requested-With",
-	"HELMET_ENABLED": "true", "BCRYPT_ROUNDS": "12",
+	"HELMET_ENABLED": "true", "BCRYPT_ROUNDS": "12", "TRUST_PROXY": "",
 	"LOG_LEVEL": "info", "LOG_FORMAT": "json", "LOG_FILE_ENABLED": "false", "LOG_FILE_PATH": "./logs/user-service.log",
 	"CACHE_TTL_USER_PROFILE": "900", "CACHE_TTL_USER_PREFERENCES": "1800",
 	"CACHE_TTL_USER_ENROLLMENTS": "300", "CACHE_TTL_USER_SEARCH": "120",
@@ -176,7 +176,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		"ANALYTICS_SERVICE_URL": "https://analytics", "EMAIL_SERVICE_URL": "https://email",
 		"RATE_LIMIT_MAX": "7", "RATE_LIMIT_WINDOW": "1000", "RATE_LIMIT_SKIP_SUCCESSFUL": "true",
 		"CORS_ORIGIN": "*", "CORS_CREDENTIALS": "false", "CORS_METHODS": "GET", "CORS_ALLOWED_HEADERS": "X-A",
-		"HELMET_ENABLED": "false", "BCRYPT_ROUNDS": "10",
+		"HELMET_ENABLED": "false", "BCRYPT_ROUNDS": "10", "TRUST_PROXY": "10.0.0.0/8, 192.0.2.1",
 		"LOG_LEVEL": "debug", "LOG_FORMAT": "text", "LOG_FILE_ENABLED": "true", "LOG_FILE_PATH": "/var/log/u.log",
 		"CACHE_TTL_USER_PROFILE": "1", "CACHE_TTL_USER_PREFERENCES": "2", "CACHE_TTL_USER_ENROLLMENTS": "3",
 		"CACHE_TTL_USER_SEARCH": "4", "DEFAULT_PAGE_SIZE": "10", "MAX_PAGE_SIZE": "50",
@@ -210,7 +210,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		AnalyticsServiceURL: "https://analytics", EmailServiceURL: "https://email",
 		RateLimitMax: 7, RateLimitWindow: Millis(time.Second), RateLimitSkipSuccessful: true,
 		CORSOrigin: []string{"*"}, CORSCredentials: false, CORSMethods: []string{"GET"}, CORSAllowedHeaders: []string{"X-A"},
-		HelmetEnabled: false, BcryptRounds: 10,
+		HelmetEnabled: false, BcryptRounds: 10, TrustProxy: []string{"10.0.0.0/8", "192.0.2.1"},
 		LogLevel: "debug", LogFormat: "text", LogFileEnabled: true, LogFilePath: "/var/log/u.log",
 		CacheTTLUserProfile: Seconds(time.Second), CacheTTLUserPreferences: Seconds(2 * time.Second),
 		CacheTTLUserEnrollments: Seconds(3 * time.Second), CacheTTLUserSearch: Seconds(4 * time.Second),
@@ -458,6 +458,49 @@ func pemOf(t *testing.T, pub any) string {
 		t.Fatal(err)
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+func TestTrustedProxies(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		want  string // the prefixes, space-separated; "error" when refused
+	}{
+		{"", ""},
+		{"false", ""},
+		{"10.0.0.0/8", "10.0.0.0/8"},
+		{"10.1.2.3/8, 192.0.2.1, ::1", "10.0.0.0/8 192.0.2.1/32 ::1/128"},
+		{"::ffff:192.0.2.1", "192.0.2.1/32"},
+		{"true", "error"},
+		{"10.0.0.0/33", "error"},
+		{"proxy.local", "error"},
+	} {
+		t.Run(tc.value, func(t *testing.T) {
+			c, err := LoadConfig(envOf(map[string]string{"TRUST_PROXY": tc.value}))
+			if tc.want == "error" {
+				if err == nil {
+					t.Fatalf("accepted TRUST_PROXY=%q", tc.value)
+				}
+				if ps := problemsOf(t, err); len(ps) != 1 || ps[0].Var != "TRUST_PROXY" {
+					t.Errorf("problems = %+v", ps)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps, err := c.TrustedProxies()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, p := range ps {
+				got = append(got, p.String())
+			}
+			if strings.Join(got, " ") != tc.want {
+				t.Errorf("TrustedProxies = %v, want %s", got, tc.want)
+			}
+		})
+	}
 }
 
 func TestDatabaseURL(t *testing.T) {
@@ -770,7 +813,7 @@ func TestConfigVarsAreUnique(t *testing.T) {
 		}
 		seen[v.name] = v.field
 	}
-	if want := 66 + 6 + 4; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys
+	if want := 66 + 6 + 4 + 1; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY
 		t.Errorf("%d variables, want %d", len(seen), want)
 	}
 }

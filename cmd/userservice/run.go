@@ -155,6 +155,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err // Validate parsed it already
 	}
+	proxies, err := cfg.TrustedProxies()
+	if err != nil {
+		return err
+	}
 	server, err := httpapi.NewServer(httpapi.Config{
 		JWTSecret:           []byte(cfg.JWTSecret),
 		JWTAlgorithms:       cfg.JWTAlgorithms,
@@ -169,6 +173,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			Methods: cfg.CORSMethods, AllowedHeaders: cfg.CORSAllowedHeaders,
 		},
 		SecurityHeaders:         cfg.HelmetEnabled,
+		TrustedProxies:          proxies,
 		Development:             cfg.Development(),
 		SensitiveFields:         cfg.AuditSensitiveFields,
 		HealthCheckTimeout:      cfg.HealthCheckTimeout.Duration(),
