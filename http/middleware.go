@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/netip"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -341,11 +342,23 @@ type corsPolicy struct {
 }
 
 // exposedHeaders are the answer headers a browser script may read.
-const exposedHeaders = "ETag, X-Request-ID, X-Correlation-ID, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, Idempotent-Replayed"
+const exposedHeaders = "ETag, Location, X-Request-ID, X-Correlation-ID, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, Idempotent-Replayed"
+
+// ownRequestHeaders are the request headers this service defines; a
+// preflight always allows them besides CORS_ALLOWED_HEADERS (whose default is
+// the spec's), or a browser client could not use conditional writes,
+// idempotent retries or request tracing.
+var ownRequestHeaders = []string{"If-Match", "Idempotency-Key", "X-Correlation-ID", "X-Request-ID"}
 
 func newCORSPolicy(c CORS) corsPolicy {
+	allowed := append([]string(nil), c.AllowedHeaders...)
+	for _, h := range ownRequestHeaders {
+		if !slices.ContainsFunc(allowed, func(a string) bool { return strings.EqualFold(a, h) }) {
+			allowed = append(allowed, h)
+		}
+	}
 	p := corsPolicy{origins: map[string]bool{}, credentials: c.Credentials,
-		methods: strings.Join(c.Methods, ", "), headers: strings.Join(c.AllowedHeaders, ", ")}
+		methods: strings.Join(c.Methods, ", "), headers: strings.Join(allowed, ", ")}
 	for _, o := range strings.Split(c.Origin, ",") {
 		o = strings.TrimSpace(o)
 		switch o {

@@ -1,6 +1,7 @@
 package http
 
 import (
+	json "github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
 
 	"github.com/lms-platform/userservice"
@@ -38,7 +39,27 @@ func (s *Server) createUser(r *request) error {
 	}
 	id := userservice.NewID()
 	cmd := userservice.Register{ID: id, Input: in}
-	return s.executeOnce(r, key, id, cmd, renderResult(fasthttp.StatusCreated, "User created successfully"))
+	if err := s.executeOnce(r, key, id, cmd, renderResult(fasthttp.StatusCreated, "User created successfully")); err != nil {
+		return err
+	}
+	setCreatedLocation(r)
+	return nil
+}
+
+// setCreatedLocation points a 201 answer's Location at the created user. The id
+// comes from the body: a replayed Idempotency-Key answers the first request's user.
+func setCreatedLocation(r *request) {
+	if r.fc.Response.StatusCode() != fasthttp.StatusCreated {
+		return
+	}
+	var body struct {
+		Data struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(r.fc.Response.Body(), &body) == nil && body.Data.ID != "" {
+		r.fc.Response.Header.Set("Location", "/api/v1/users/"+body.Data.ID)
+	}
 }
 
 // deleteUser answers DELETE /users/{id} (admin): soft delete.
