@@ -46,6 +46,9 @@ type Directory interface {
 	SearchUsers(ctx context.Context, q UserSearch) ([]User, Pagination, error)
 	// AuditLog returns one page of the user's audit records, newest first, and the total.
 	AuditLog(ctx context.Context, userID string, page PageQuery) ([]AuditRecord, int, error)
+	// PlatformStats counts every user by status, role and verification, exactly
+	// as of the last committed write.
+	PlatformStats(ctx context.Context) (PlatformStats, error)
 }
 
 // IdempotencyStore keeps the first answers of POSTs that carried an Idempotency-Key.

@@ -242,3 +242,16 @@ func (s *Server) auditLog(r *request) error {
 	page := userservice.NewPagination(p.Page, p.Limit, total)
 	return r.ok(fasthttp.StatusOK, records, "", &page)
 }
+
+// platformStats answers GET /users/stats (admin): the platform-wide counts of
+// users by status, role and verification (the seed's getStats).
+func (s *Server) platformStats(r *request) error {
+	if err := r.requireAdmin(); err != nil {
+		return err
+	}
+	st, err := s.deps.Directory.PlatformStats(r.ctx)
+	if err != nil {
+		return err
+	}
+	return r.ok(fasthttp.StatusOK, st, "", nil)
+}

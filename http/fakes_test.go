@@ -159,6 +159,17 @@ func (d *memDirectory) AuditLog(ctx context.Context, userID string, p userservic
 	return items, len(recs), nil
 }
 
+func (d *memDirectory) PlatformStats(ctx context.Context) (userservice.PlatformStats, error) {
+	d.users.mu.Lock()
+	defer d.users.mu.Unlock()
+	s := userservice.NewPlatformStats()
+	for _, st := range d.users.states {
+		u := st.User
+		s.Add(u.Role, u.Status, u.EmailVerified, u.ProfileCompleted, 1)
+	}
+	return s, nil
+}
+
 // memIdem is an in-memory IdempotencyStore.
 type memIdem struct {
 	mu   sync.Mutex

@@ -282,6 +282,8 @@ func TestOpenAPIResponsesMatchTheDocument(t *testing.T) {
 			get("search limit too big", "/api/v1/users?limit=1000", admin, 400, "VALIDATION_ERROR"),
 			get("search bad sort", "/api/v1/users?sortBy=password", admin, 400, "VALIDATION_ERROR"),
 			get("search by a student", "/api/v1/users", alice, 403, "FORBIDDEN"),
+			get("platform stats", "/api/v1/users/stats", admin, 200, ""),
+			get("platform stats by a student", "/api/v1/users/stats", alice, 403, "FORBIDDEN"),
 			get("search without token", "/api/v1/users", "", 401, "UNAUTHORIZED"),
 
 			send("role", "PUT", userPath(created, "role"), admin, map[string]any{"role": "student"}, 200, ""),

@@ -26,6 +26,7 @@ func (s *Server) routes(r *router.Router) {
 	s.api(r, GET, users, s.searchUsers)
 	s.api(r, POST, users, s.createUser)
 	s.api(r, PUT, users+"/bulk/role", s.bulkChangeRole)
+	s.api(r, GET, users+"/stats", s.platformStats) // static: wins over /{id}
 
 	s.api(r, GET, users+"/{id}", s.getUser)
 	s.api(r, PUT, users+"/{id}", s.updateUser)

@@ -114,6 +114,10 @@ func (m *memUsers) AuditLog(context.Context, string, userservice.PageQuery) ([]u
 	return nil, 0, userservice.ErrUnavailable
 }
 
+func (m *memUsers) PlatformStats(context.Context) (userservice.PlatformStats, error) {
+	return userservice.PlatformStats{}, userservice.ErrUnavailable
+}
+
 func (m *memUsers) IsProcessed(_ context.Context, id string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -103,6 +103,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	db := &DB{pool: pool, schema: cfg.Schema, queryTimeout: cfg.QueryTimeout, logger: cfg.Logger}
 	db.metrics = poolMetrics(pool)
+	db.userGauges(db.metrics)
 	metrics.RegisterSet(db.metrics)
 	return db, nil
 }

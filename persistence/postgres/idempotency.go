@@ -83,10 +83,12 @@ func (db *DB) IsProcessed(ctx context.Context, messageID string) (bool, error) {
 type Pruned struct {
 	IdempotencyKeys   int64
 	ProcessedMessages int64
+	UserCountRows     int64 // user counter rows of ended backends folded (FoldUserCounts)
 }
 
 // Prune deletes idempotency keys older than IdempotencyTTL and processed message
-// ids older than ProcessedMessageRetention, as of now.
+// ids older than ProcessedMessageRetention, as of now, and folds the user
+// counters of ended backends.
 func (db *DB) Prune(ctx context.Context, now time.Time) (Pruned, error) {
 	ctx, cancel := db.timeout(ctx)
 	defer cancel()
@@ -101,6 +103,9 @@ func (db *DB) Prune(ctx context.Context, now time.Time) (Pruned, error) {
 		return p, unavailable("cannot prune processed messages", err)
 	}
 	p.ProcessedMessages = ct.RowsAffected()
+	if p.UserCountRows, err = db.FoldUserCounts(ctx); err != nil {
+		return p, err
+	}
 	return p, nil
 }
 

@@ -28,6 +28,11 @@ var (
 	writeErrorsOther    = metrics.NewCounter(`user_service_write_errors_total{kind="unavailable"}`)
 	touchFlushed        = metrics.NewCounter("user_service_last_active_flushed_total")
 	touchDropped        = metrics.NewCounter("user_service_last_active_dropped_total")
+
+	// The spec's "user registration and enrollment metrics", counted as committed.
+	registrations = metrics.NewCounter("user_service_registrations_total")
+	enrollments   = metrics.NewCounter("user_service_enrollments_total")
+	completions   = metrics.NewCounter("user_service_course_completions_total")
 )
 
 // WriterConfig holds the knobs of the group commit.
@@ -347,6 +352,9 @@ func (w *Writer) commitEach(items []*txItem) {
 
 // finish reports the mutation's outcome.
 func (w *Writer) finish(p pending, err error) {
+	if err == nil {
+		countCommitted(p.m)
+	}
 	if err != nil {
 		switch {
 		case errors.Is(err, userservice.ErrStaleVersion):
@@ -358,6 +366,22 @@ func (w *Writer) finish(p pending, err error) {
 		}
 	}
 	p.done(err)
+}
+
+// countCommitted counts a committed mutation's registration (a created user),
+// enrollments (new or reactivated) and course completions.
+func countCommitted(m *userservice.Mutation) {
+	if m.Create {
+		registrations.Inc()
+	}
+	for i := range m.Events {
+		switch m.Events[i].Type {
+		case userservice.EventEnrolled:
+			enrollments.Inc()
+		case userservice.EventCourseCompleted:
+			completions.Inc()
+		}
+	}
 }
 
 // txResult is the outcome of one transaction attempt.
