@@ -56,6 +56,8 @@ func Apply(s *State, cmd Command, meta Meta) (*Outcome, error) {
 		c.recordLogout(cmd)
 	case RecordPasswordChange:
 		c.recordPasswordChange(cmd)
+	case VerifyEmail:
+		c.verifyEmail(cmd)
 	default:
 		return nil, Errorf(ECodeInternal, "unknown command %T", cmd)
 	}
@@ -178,6 +180,7 @@ func register(cmd Register, meta Meta) *change {
 	if in.Role != nil {
 		u.Role = *in.Role
 	}
+	u.EmailVerified = cmd.EmailVerified
 	u.ProfileCompleted = profileComplete(&u)
 	s := &State{User: u, Enrollments: map[string]Enrollment{}, Preferences: make(map[PrefKey]Preference, len(DefaultPreferences))}
 	c := &change{next: s, meta: meta, created: true, ownEnrollments: true, ownPreferences: true}
@@ -235,6 +238,21 @@ func (c *change) editProfile(cmd EditProfile) error {
 	c.event(EventUserUpdated, map[string]any{"userId": u.ID, "changes": in.changes(), "profile": profileOf(u)})
 	c.result = *u
 	return nil
+}
+
+// verifyEmail marks the email verified; once verified it stays so, and a
+// repeated event changes nothing.
+func (c *change) verifyEmail(cmd VerifyEmail) {
+	u := &c.next.User
+	c.result = *u
+	if u.EmailVerified {
+		return
+	}
+	u.EmailVerified, u.UpdatedAt = true, c.meta.Now
+	c.event(EventUserUpdated, map[string]any{
+		"userId": u.ID, "changes": map[string]any{"emailVerified": true}, "profile": profileOf(u), "verifiedAt": cmd.At,
+	})
+	c.result = *u
 }
 
 func (c *change) changeRole(cmd ChangeRole) error {

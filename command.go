@@ -8,6 +8,9 @@ type Command interface{ command() }
 type Register struct {
 	ID    string // the new user's id, chosen by the caller of the actor
 	Input CreateUser
+	// EmailVerified is what auth.user.registered says of the email (admins
+	// create users unverified).
+	EmailVerified bool
 }
 
 // EditProfile applies an UpdateUser (PUT /users/{id}).
@@ -74,7 +77,12 @@ type RecordLogout struct {
 // RecordPasswordChange applies auth.user.password_changed: an audit record.
 type RecordPasswordChange struct{ At Time }
 
+// VerifyEmail applies auth.user.email_verified: emailVerified becomes true
+// (user.updated); a verified email stays verified and changes nothing.
+type VerifyEmail struct{ At Time }
+
 func (Register) command()             {}
+func (VerifyEmail) command()          {}
 func (EditProfile) command()          {}
 func (ChangeRole) command()           {}
 func (ChangeStatus) command()         {}

@@ -20,6 +20,7 @@ const (
 	AuthUserLogin           = "auth.user.login"
 	AuthUserLogout          = "auth.user.logout"
 	AuthUserPasswordChanged = "auth.user.password_changed"
+	AuthUserEmailVerified   = "auth.user.email_verified"
 )
 
 // Event is the envelope published to RabbitMQ (CONTRACT.md, Events). Metadata is

@@ -34,7 +34,9 @@ type authEvent struct {
 	SessionID string                 // login, logout; "" when absent
 	IPAddress *string                // login
 	UserAgent *string                // login
-	At        *userservice.Time      // login loginAt, password_changed changedAt
+	At        *userservice.Time      // login loginAt, password_changed changedAt, email_verified verifiedAt
+	// EmailVerified is registered's emailVerified (false when absent).
+	EmailVerified bool
 }
 
 // invalidError says why a message was refused; it goes into the dead-letter
@@ -64,6 +66,14 @@ type registeredData struct {
 	LastName  *string `json:"lastName"`
 	Username  *string `json:"username"`
 	Role      *string `json:"role"`
+	// EmailVerified is sent by Auth Services that verify before registering
+	// (or register already-verified accounts, e.g. through SSO).
+	EmailVerified *bool `json:"emailVerified"`
+}
+
+type emailVerifiedData struct {
+	AuthID     *string           `json:"authId"`
+	VerifiedAt *userservice.Time `json:"verifiedAt"`
 }
 
 type loginData struct {
@@ -131,6 +141,8 @@ func parseAuthEvent(body []byte, routingKey, messageID, correlationID string) (*
 		err = ev.parseLogout(data)
 	case userservice.AuthUserPasswordChanged:
 		err = ev.parsePasswordChanged(data)
+	case userservice.AuthUserEmailVerified:
+		err = ev.parseEmailVerified(data)
 	default:
 		return nil, invalid("unsupported event type %.100q", ev.Type)
 	}
@@ -185,6 +197,19 @@ func (ev *authEvent) parseRegistered(data []byte) error {
 	}
 	ev.AuthID = in.AuthID
 	ev.Register = in
+	ev.EmailVerified = d.EmailVerified != nil && *d.EmailVerified
+	return nil
+}
+
+func (ev *authEvent) parseEmailVerified(data []byte) error {
+	var d emailVerifiedData
+	if err := decodeData(data, &d); err != nil {
+		return err
+	}
+	if err := ev.setAuthID(d.AuthID); err != nil {
+		return err
+	}
+	ev.At = d.VerifiedAt
 	return nil
 }
 

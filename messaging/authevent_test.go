@@ -47,6 +47,29 @@ func TestParseAuthEvent(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "registered with emailVerified",
+			body: `{"id":"m1","type":"auth.user.registered","data":{"authId":"` + testAuthID + `","email":"a@b.co",
+				"firstName":"A","lastName":"B","emailVerified":true}}`,
+			check: func(t *testing.T, ev *authEvent) {
+				if !ev.EmailVerified {
+					t.Errorf("emailVerified not kept: %+v", ev)
+				}
+			},
+		},
+		{name: "registered with a string emailVerified", invalid: "shape",
+			body: `{"id":"m","type":"auth.user.registered","data":{"authId":"` + testAuthID + `","email":"a@b.co","firstName":"A","lastName":"B","emailVerified":"yes"}}`},
+		{
+			name: "email verified",
+			body: `{"id":"m7","type":"auth.user.email_verified","data":{"authId":"` + testAuthID + `","verifiedAt":"2024-01-15T10:30:00.000Z"}}`,
+			check: func(t *testing.T, ev *authEvent) {
+				if ev.Type != userservice.AuthUserEmailVerified || ev.AuthID != testAuthID || ev.At == nil {
+					t.Errorf("parsed %+v", ev)
+				}
+			},
+		},
+		{name: "email verified without authId", invalid: "authId",
+			body: `{"id":"m","type":"auth.user.email_verified","data":{}}`},
 		{name: "registered without firstName", invalid: "firstName",
 			body: `{"id":"m","type":"auth.user.registered","data":{"authId":"` + testAuthID + `","email":"a@b.co","lastName":"B"}}`},
 		{name: "registered with a blank lastName", invalid: "lastName",
@@ -203,12 +226,15 @@ func envelopeOf(t *testing.T, ev *authEvent) []byte {
 	case userservice.AuthUserRegistered:
 		r := ev.Register
 		data["email"], data["firstName"], data["lastName"], data["username"], data["role"] = r.Email, r.FirstName, r.LastName, r.Username, r.Role
+		data["emailVerified"] = ev.EmailVerified
 	case userservice.AuthUserLogin:
 		data["sessionId"], data["ipAddress"], data["userAgent"], data["loginAt"] = ev.SessionID, ev.IPAddress, ev.UserAgent, ev.At
 	case userservice.AuthUserLogout:
 		data["sessionId"] = ev.SessionID
 	case userservice.AuthUserPasswordChanged:
 		data["changedAt"] = ev.At
+	case userservice.AuthUserEmailVerified:
+		data["verifiedAt"] = ev.At
 	}
 	b, err := json.Marshal(map[string]any{
 		"id": ev.ID, "type": ev.Type, "correlationId": ev.CorrelationID, "timestamp": ev.Timestamp, "data": data,

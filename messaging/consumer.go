@@ -35,13 +35,15 @@ func consumedTypes() []string {
 	return []string{
 		userservice.AuthUserRegistered, userservice.AuthUserLogin,
 		userservice.AuthUserLogout, userservice.AuthUserPasswordChanged,
+		userservice.AuthUserEmailVerified,
 	}
 }
 
 func consumedType(typ string) bool {
 	switch typ {
 	case userservice.AuthUserRegistered, userservice.AuthUserLogin,
-		userservice.AuthUserLogout, userservice.AuthUserPasswordChanged:
+		userservice.AuthUserLogout, userservice.AuthUserPasswordChanged,
+		userservice.AuthUserEmailVerified:
 		return true
 	}
 	return false
@@ -528,6 +530,8 @@ func (c *Consumer) apply(ctx context.Context, ev *authEvent) (string, error) {
 		cmd = userservice.RecordLogout{SessionID: ev.SessionID, At: at(nil)}
 	case userservice.AuthUserPasswordChanged:
 		cmd = userservice.RecordPasswordChange{At: at(ev.At)}
+	case userservice.AuthUserEmailVerified:
+		cmd = userservice.VerifyEmail{At: at(ev.At)}
 	default:
 		return "", fmt.Errorf("cannot apply event type %q", ev.Type)
 	}
@@ -559,7 +563,7 @@ func (c *Consumer) register(ctx context.Context, ev *authEvent, meta userservice
 		return resultDuplicate, err
 	}
 	id := userservice.NewID()
-	_, err := c.users.Execute(ctx, id, userservice.Register{ID: id, Input: ev.Register}, meta)
+	_, err := c.users.Execute(ctx, id, userservice.Register{ID: id, Input: ev.Register, EmailVerified: ev.EmailVerified}, meta)
 	switch {
 	case err == nil:
 		return resultProcessed, nil
