@@ -278,7 +278,19 @@ func (c *change) changeStatus(cmd ChangeStatus) error {
 	}
 	u := &c.next.User
 	c.result = *u
-	if u.Status == cmd.Status {
+	switch {
+	case u.Status == cmd.Status:
+		return nil
+	case cmd.Status == StatusDeleted:
+		// Exactly DELETE /{id}: user.deleted and its audit record, no
+		// user.status_changed. The answer is still the user.
+		if err := c.softDelete(); err != nil {
+			return err
+		}
+		c.result = *u
+		return nil
+	case u.Status == StatusDeleted:
+		c.restore(cmd.Status)
 		return nil
 	}
 	old := u.Status
@@ -287,6 +299,16 @@ func (c *change) changeStatus(cmd ChangeStatus) error {
 	c.audit(AuditStatusChanged, map[string]any{"status": old}, map[string]any{"status": u.Status})
 	c.result = *u
 	return nil
+}
+
+// restore brings a soft-deleted user back with status st: user.restored (not
+// user.status_changed) and an audit record, the counterpart of softDelete.
+func (c *change) restore(st Status) {
+	u := &c.next.User
+	u.Status, u.UpdatedAt = st, c.meta.Now
+	c.event(EventUserRestored, map[string]any{"userId": u.ID, "authId": u.AuthID, "newStatus": st, "restoredBy": c.meta.ActorID})
+	c.audit(AuditUserRestored, map[string]any{"status": StatusDeleted}, map[string]any{"status": st})
+	c.result = *u
 }
 
 func (c *change) softDelete() error {

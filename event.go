@@ -11,6 +11,7 @@ const (
 	EventUnenrolled        = "user.unenrolled"
 	EventProgressUpdated   = "user.progress_updated"
 	EventCourseCompleted   = "user.course_completed"
+	EventUserRestored      = "user.restored"
 	EventSourceUserService = "user-service"
 )
 
@@ -53,5 +54,6 @@ const (
 	AuditRoleChanged     = "user.role_changed"
 	AuditStatusChanged   = "user.status_changed"
 	AuditUserDeleted     = "user.deleted"
+	AuditUserRestored    = "user.restored"
 	AuditPasswordChanged = "auth.password_changed"
 )
