@@ -49,6 +49,10 @@ type Directory interface {
 	// PlatformStats counts every user by status, role and verification, exactly
 	// as of the last committed write.
 	PlatformStats(ctx context.Context) (PlatformStats, error)
+	// Sessions returns one page of the user's sessions, newest first, and the
+	// total: every session ever recorded, not only the newest MaxSessionsKept
+	// that the user's actor holds.
+	Sessions(ctx context.Context, userID string, page PageQuery) ([]Session, int, error)
 }
 
 // IdempotencyStore keeps the first answers of POSTs that carried an Idempotency-Key.

@@ -170,6 +170,21 @@ func (d *memDirectory) PlatformStats(ctx context.Context) (userservice.PlatformS
 	return s, nil
 }
 
+func (d *memDirectory) Sessions(ctx context.Context, userID string, p userservice.PageQuery) ([]userservice.Session, int, error) {
+	d.users.mu.Lock()
+	defer d.users.mu.Unlock()
+	st, ok := d.users.states[userID]
+	if !ok {
+		return []userservice.Session{}, 0, nil
+	}
+	newest := make([]userservice.Session, len(st.Sessions))
+	for i, s := range st.Sessions {
+		newest[len(newest)-1-i] = s
+	}
+	items, page := paginate(newest, p)
+	return items, page.Total, nil
+}
+
 // memIdem is an in-memory IdempotencyStore.
 type memIdem struct {
 	mu   sync.Mutex

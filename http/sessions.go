@@ -6,8 +6,10 @@ import (
 	"github.com/lms-platform/userservice"
 )
 
-// listSessions answers GET /users/{id}/sessions: the sessions the actor keeps,
-// newest first, paginated.
+// listSessions answers GET /users/{id}/sessions: every session of the user,
+// newest first, paginated. The actor holds the newest MaxSessionsKept; while it
+// holds fewer it holds them all and answers from memory, else PostgreSQL does
+// (every acknowledged session is committed there).
 func (s *Server) listSessions(r *request) error {
 	id, err := r.userIDParam()
 	if err != nil {
@@ -20,6 +22,17 @@ func (s *Server) listSessions(r *request) error {
 	st, err := r.readUser(id)
 	if err != nil {
 		return err
+	}
+	if len(st.Sessions) >= userservice.MaxSessionsKept {
+		items, total, err := s.deps.Directory.Sessions(r.ctx, st.User.ID, p)
+		if err != nil {
+			return err
+		}
+		if items == nil {
+			items = []userservice.Session{}
+		}
+		page := userservice.NewPagination(p.Page, p.Limit, total)
+		return r.ok(fasthttp.StatusOK, items, "", &page)
 	}
 	newest := make([]userservice.Session, len(st.Sessions))
 	for i, sess := range st.Sessions {

@@ -118,6 +118,10 @@ func (m *memUsers) PlatformStats(context.Context) (userservice.PlatformStats, er
 	return userservice.PlatformStats{}, userservice.ErrUnavailable
 }
 
+func (m *memUsers) Sessions(context.Context, string, userservice.PageQuery) ([]userservice.Session, int, error) {
+	return nil, 0, userservice.ErrUnavailable
+}
+
 func (m *memUsers) IsProcessed(_ context.Context, id string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -263,3 +263,45 @@ func decodeObject(s *string) (map[string]any, error) {
 	}
 	return m, nil
 }
+
+// Sessions returns one page of the user's sessions, newest first, and their
+// total, read in one repeatable-read snapshot so that the page and the total
+// agree. The page walks sessions_user_started_idx.
+func (d *Directory) Sessions(ctx context.Context, userID string, pq userservice.PageQuery) ([]userservice.Session, int, error) {
+	id, ok := userservice.ParseID(userID)
+	if !ok {
+		return []userservice.Session{}, 0, nil
+	}
+	page, limit := normalizePage(pq.Page, pq.Limit)
+	ctx, cancel := d.db.timeout(ctx)
+	defer cancel()
+	out := make([]userservice.Session, 0, limit)
+	var total int
+	b := &pgx.Batch{}
+	b.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+	b.Queue(`SELECT count(*) FROM sessions WHERE user_id = $1`, id).QueryRow(func(row pgx.Row) error { return row.Scan(&total) })
+	b.Queue(`SELECT id, session_id, ip_address, user_agent, started_at, ended_at FROM sessions
+	WHERE user_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2 OFFSET $3`, id, limit, (page-1)*limit).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var s userservice.Session
+			var started time.Time
+			var ended *time.Time
+			if err := rows.Scan(&s.ID, &s.SessionID, &s.IPAddress, &s.UserAgent, &started, &ended); err != nil {
+				return err
+			}
+			s.StartedAt = userservice.NewTime(started)
+			if ended != nil {
+				t := userservice.NewTime(*ended)
+				s.EndedAt = &t
+			}
+			s.Active = ended == nil
+			out = append(out, s)
+		}
+		return rows.Err()
+	})
+	b.Queue("COMMIT")
+	if err := d.db.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, 0, unavailable("cannot read the sessions", err)
+	}
+	return out, total, nil
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/lms-platform/userservice"
+)
+
+type apiSession struct {
+	ID        string  `json:"id"`
+	SessionID string  `json:"sessionId"`
+	StartedAt string  `json:"startedAt"`
+	EndedAt   *string `json:"endedAt"`
+	Active    bool    `json:"active"`
+}
+
+// TestSessionsBeyondTheActor: GET /{id}/sessions pages through every session
+// in PostgreSQL, newest first, also beyond the newest 100 the actor holds, and
+// reflects each acknowledged login at once.
+func TestSessionsBeyondTheActor(t *testing.T) {
+	st := newStack(t)
+	svc := st.start(t, nil)
+	st.waitConsumer(t)
+	admin := st.adminToken(t)
+	body := newUserBody(t)
+	u := svc.createUser(t, admin, body)
+	const n = userservice.MaxSessionsKept + 30
+	start := time.Now().Add(-time.Hour).UTC()
+	for i := range n {
+		id, b := authEvent("auth.user.login", map[string]any{
+			"authId": u.AuthID, "sessionId": fmt.Sprintf("s-%03d", i),
+			"loginAt": userservice.NewTime(start.Add(time.Duration(i) * time.Second)).String(),
+		})
+		st.publish(t, "auth.user.login", id, b)
+	}
+	eventually(t, "every login applied", func() error {
+		if c := st.count(t, `SELECT count(*) FROM sessions WHERE user_id = $1`, u.ID); c != n {
+			return fmt.Errorf("%d sessions in PostgreSQL, want %d", c, n)
+		}
+		return nil
+	})
+
+	list := func(page, limit int) ([]apiSession, *userservice.Pagination) {
+		t.Helper()
+		var out []apiSession
+		e := svc.do(t, "GET", fmt.Sprintf("/api/v1/users/%s/sessions?page=%d&limit=%d", u.ID, page, limit), admin, nil).data(t, http.StatusOK, &out)
+		return out, e.Pagination
+	}
+	var all []apiSession
+	for page := 1; ; page++ {
+		items, p := list(page, 40)
+		if p == nil || p.Total != n {
+			t.Fatalf("page %d: pagination %+v, want total %d", page, p, n)
+		}
+		all = append(all, items...)
+		if !p.HasNext {
+			break
+		}
+	}
+	if len(all) != n {
+		t.Fatalf("%d sessions over every page, want %d", len(all), n)
+	}
+	for i, s := range all {
+		if want := fmt.Sprintf("s-%03d", n-1-i); s.SessionID != want || !s.Active || s.EndedAt != nil {
+			t.Fatalf("session %d is %+v, want %s, open (newest first)", i, s, want)
+		}
+	}
+	// The user's own token reaches them too, and a logout shows at once.
+	own := st.tokenFor(t, u)
+	id, b := authEvent("auth.user.logout", map[string]any{"authId": u.AuthID, "sessionId": fmt.Sprintf("s-%03d", n-1)})
+	st.publish(t, "auth.user.logout", id, b)
+	eventually(t, "the logout", func() error {
+		r, err := svc.send("GET", "/api/v1/users/me/sessions?limit=1", own, nil)
+		if err != nil {
+			return err
+		}
+		var items []apiSession
+		if err := jsonData(r, &items); err != nil {
+			return err
+		}
+		if len(items) != 1 || items[0].Active || items[0].EndedAt == nil {
+			return fmt.Errorf("newest session %+v, want ended", items)
+		}
+		return nil
+	})
+	items, p := list(4, 40) // the last page: the oldest sessions, beyond the actor's 100
+	if len(items) != n-3*40 || p.HasNext || items[len(items)-1].SessionID != "s-000" {
+		t.Errorf("last page %+v %+v", items, p)
+	}
+}
