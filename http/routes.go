@@ -19,7 +19,9 @@ func (s *Server) routes(r *router.Router) {
 	s.public(r, GET, "/health/live", s.healthLive)
 	s.public(r, GET, "/health/ready", s.healthReady)
 	s.public(r, GET, "/health/detailed", s.healthDetailed)
-	s.public(r, GET, "/metrics", s.metrics)
+	if !s.cfg.NoMetrics {
+		s.public(r, GET, "/metrics", s.metrics)
+	}
 	s.docsRoutes(r) // /docs, /docs/openapi.json and the Swagger UI assets (docs.go)
 
 	const users = "/api/v1/users"

@@ -79,6 +79,8 @@ type Config struct {
 	// TrustedProxies are the peers whose X-Forwarded-For is believed
 	// (TRUST_PROXY); empty means the client IP is always the connection's peer.
 	TrustedProxies []netip.Prefix
+	// NoMetrics leaves /metrics out (METRICS_ENABLED=false): it answers 404.
+	NoMetrics bool
 	// NoAudit keeps no audit records of role, status and delete changes
 	// (AUDIT_ENABLED=false).
 	NoAudit bool

@@ -777,6 +777,38 @@ func (c Config) TrustedProxies() ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// noEffect lists the variables of the spec's configuration that are parsed and
+// validated but change nothing in this service, each with why (README,
+// Configuration). run logs a warning for each one the environment sets, so that
+// nobody tunes a knob that is not connected.
+var noEffect = []struct{ name, why string }{
+	{"AUTH_SERVICE_URL", "the Auth Service is reached only through its RabbitMQ events"},
+	{"COURSE_SERVICE_URL", "course ids are taken as given; no other service is called"},
+	{"ANALYTICS_SERVICE_URL", "analytics consume the published events; no other service is called"},
+	{"EMAIL_SERVICE_URL", "no email is sent; the Email Service consumes the published events"},
+	{"BCRYPT_ROUNDS", "no password is stored here (the Auth Service owns them)"},
+	{"JWT_EXPIRES_IN", "tokens are issued by the Auth Service; their exp is what counts"},
+	{"JWT_REFRESH_EXPIRES_IN", "tokens are issued by the Auth Service"},
+	{"MAX_FILE_SIZE", "there is no upload route (avatarUrl is a URL)"},
+	{"ALLOWED_FILE_TYPES", "there is no upload route (avatarUrl is a URL)"},
+	{"CACHE_TTL_USER_PREFERENCES", "preferences live in the user's actor, current by construction"},
+	{"CACHE_TTL_USER_ENROLLMENTS", "enrollments live in the user's actor, current by construction"},
+	{"HEALTH_CHECK_INTERVAL", "dependencies are checked when /health/* is asked, not on a timer"},
+	{"ENABLE_PROFILE_COMPLETION_TRACKING", "profile completion is an answer of the contract"},
+	{"ENABLE_ENROLLMENT_ANALYTICS", "enrollment stats are an answer of the contract"},
+	{"ENABLE_PREFERENCE_CACHING", "preferences always live in the user's actor"},
+}
+
+// warnNoEffect logs a warning for each variable of noEffect that getenv sets.
+func warnNoEffect(getenv func(string) string, logger *slog.Logger) {
+	for _, v := range noEffect {
+		if getenv(v.name) != "" {
+			logger.Warn("configuration variable has no effect in this service",
+				slog.String("variable", v.name), slog.String("why", v.why))
+		}
+	}
+}
+
 // headerToken reports whether s is an RFC 9110 token, as header names are.
 func headerToken(s string) bool {
 	if s == "" {

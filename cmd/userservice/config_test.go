@@ -460,6 +460,20 @@ func pemOf(t *testing.T, pub any) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
 
+// TestNoEffectVariablesExist: every variable said to have no effect is one
+// LoadConfig reads (and so is validated), and none is used by run.
+func TestNoEffectVariablesExist(t *testing.T) {
+	read := map[string]bool{}
+	for _, v := range configVars() {
+		read[v.name] = true
+	}
+	for _, v := range noEffect {
+		if !read[v.name] || v.why == "" {
+			t.Errorf("%s: read %v, why %q", v.name, read[v.name], v.why)
+		}
+	}
+}
+
 func TestTrustedProxies(t *testing.T) {
 	for _, tc := range []struct {
 		value string

@@ -45,6 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer flushLogs()
 	logger.Info("starting user service", slog.Any("config", cfg), slog.String("version", version))
+	warnNoEffect(getenv, logger)
 
 	// PostgreSQL: the pool connects lazily, so the service starts (and reports not
 	// ready) while PostgreSQL is down; migrations are retried until they ran.
@@ -179,6 +180,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		HealthCheckTimeout:      cfg.HealthCheckTimeout.Duration(),
 		RateLimitSkipSuccessful: cfg.RateLimitSkipSuccessful,
 		NoAudit:                 !cfg.AuditEnabled,
+		NoMetrics:               !cfg.MetricsEnabled,
 	}, httpapi.Deps{
 		Users:       users,
 		Directory:   cachedDirectory{directory, searchCache},
