@@ -53,6 +53,12 @@ type Directory interface {
 	// total: every session ever recorded, not only the newest MaxSessionsKept
 	// that the user's actor holds.
 	Sessions(ctx context.Context, userID string, page PageQuery) ([]Session, int, error)
+	// CourseRoster returns one page of a course's enrollments with their users'
+	// public profiles, and the total when q.CountTotal (else -1), as of the last
+	// committed write.
+	CourseRoster(ctx context.Context, q RosterQuery) ([]CourseEnrollment, int64, error)
+	// CourseStats counts a course's enrollments, as of the last committed write.
+	CourseStats(ctx context.Context, courseID string) (CourseStats, error)
 }
 
 // IdempotencyStore keeps the first answers of POSTs that carried an Idempotency-Key.

@@ -185,6 +185,67 @@ func (d *memDirectory) Sessions(ctx context.Context, userID string, p userservic
 	return items, page.Total, nil
 }
 
+func (d *memDirectory) courseRows(course string) []userservice.CourseEnrollment {
+	var rows []userservice.CourseEnrollment
+	for _, st := range d.users.states {
+		u := st.User
+		e, ok := st.Enrollments[course]
+		if !ok || u.Status == userservice.StatusDeleted {
+			continue
+		}
+		rows = append(rows, userservice.CourseEnrollment{Enrollment: e, User: userservice.PublicProfile{
+			ID: u.ID, Username: u.Username, FirstName: u.FirstName, LastName: u.LastName, DisplayName: u.DisplayName, AvatarURL: u.AvatarURL,
+		}})
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].ID < rows[j].ID })
+	return rows
+}
+
+func (d *memDirectory) CourseRoster(ctx context.Context, q userservice.RosterQuery) ([]userservice.CourseEnrollment, int64, error) {
+	d.users.mu.Lock()
+	defer d.users.mu.Unlock()
+	var out []userservice.CourseEnrollment
+	var total int64
+	for _, e := range d.courseRows(q.CourseID) {
+		if q.Status != "" && e.EnrollmentStatus != q.Status {
+			continue
+		}
+		total++
+		if e.ID > q.After && len(out) < q.Limit {
+			out = append(out, e)
+		}
+	}
+	if !q.CountTotal {
+		total = -1
+	}
+	return out, total, nil
+}
+
+func (d *memDirectory) CourseStats(ctx context.Context, course string) (userservice.CourseStats, error) {
+	d.users.mu.Lock()
+	defer d.users.mu.Unlock()
+	s := userservice.CourseStats{CourseID: course}
+	var sum float64
+	for _, e := range d.courseRows(course) {
+		s.Enrolled++
+		sum += e.Progress
+		switch e.EnrollmentStatus {
+		case userservice.EnrollmentActive:
+			s.Active++
+		case userservice.EnrollmentCompleted:
+			s.Completed++
+		case userservice.EnrollmentDropped:
+			s.Dropped++
+		case userservice.EnrollmentSuspended:
+			s.Suspended++
+		}
+	}
+	if s.Enrolled > 0 {
+		s.AverageProgress = sum / float64(s.Enrolled)
+	}
+	return s, nil
+}
+
 // memIdem is an in-memory IdempotencyStore.
 type memIdem struct {
 	mu   sync.Mutex

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -361,6 +362,30 @@ func TestOpenAPIResponsesMatchTheDocument(t *testing.T) {
 			send("unenroll again", "DELETE", me("enrollments", c3), alice, nil, 404, "NOT_FOUND"),
 			send("unenroll bad course id", "DELETE", me("enrollments", "x"), alice, nil, 400, "INVALID_PARAMETER"),
 			send("unenroll another user", "DELETE", userPath(h.bob.id, "enrollments", c1), alice, nil, 403, "FORBIDDEN"),
+		)
+	})
+
+	t.Run("courses", func(t *testing.T) {
+		teacher := h.teacher.token
+		course := func(rest string) string { return "/api/v1/courses/" + c1 + rest }
+		first := c.run(t, h, get("roster first page", course("/enrollments?limit=1"), teacher, 200, ""))
+		next, _ := first.json()["pagination"].(map[string]any)["nextCursor"].(string)
+		if next == "" {
+			t.Fatalf("no nextCursor on a first page of one: %s", first.body)
+		}
+		run(t,
+			get("roster next page", course("/enrollments?limit=1&count=none&cursor="+url.QueryEscape(next)), teacher, 200, ""),
+			get("roster by status", course("/enrollments?status=completed"), admin, 200, ""),
+			beyond(get("roster cursor with a filter", course("/enrollments?status=active&cursor="+url.QueryEscape(next)), teacher, 400, "VALIDATION_ERROR"),
+				"a cursor carries its filters"),
+			beyond(get("roster with page", course("/enrollments?page=2"), teacher, 400, "VALIDATION_ERROR"), "this list is paged with cursor"),
+			beyond(get("roster bad cursor", course("/enrollments?cursor=xyz"), teacher, 400, "VALIDATION_ERROR"), "a cursor is opaque"),
+			get("roster limit too big", course("/enrollments?limit=101"), teacher, 400, "VALIDATION_ERROR"),
+			get("roster bad course id", "/api/v1/courses/c1/enrollments", teacher, 400, "INVALID_PARAMETER"),
+			get("roster by a student", course("/enrollments"), alice, 403, "FORBIDDEN"),
+			get("roster without token", course("/enrollments"), "", 401, "UNAUTHORIZED"),
+			get("course stats", course("/stats"), teacher, 200, ""),
+			get("course stats by a student", course("/stats"), alice, 403, "FORBIDDEN"),
 		)
 	})
 

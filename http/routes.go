@@ -52,4 +52,8 @@ func (s *Server) routes(r *router.Router) {
 	s.api(r, PUT, users+"/{id}/preferences/{category}", s.setCategoryPreferences)
 	s.api(r, DELETE, users+"/{id}/preferences/{category}", s.deleteCategory)
 	s.api(r, DELETE, users+"/{id}/preferences/{category}/{key}", s.deletePreference)
+
+	const courses = "/api/v1/courses"
+	s.api(r, GET, courses+"/{courseId}/enrollments", s.courseRoster)
+	s.api(r, GET, courses+"/{courseId}/stats", s.courseStats)
 }

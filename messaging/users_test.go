@@ -122,6 +122,14 @@ func (m *memUsers) Sessions(context.Context, string, userservice.PageQuery) ([]u
 	return nil, 0, userservice.ErrUnavailable
 }
 
+func (m *memUsers) CourseRoster(context.Context, userservice.RosterQuery) ([]userservice.CourseEnrollment, int64, error) {
+	return nil, 0, userservice.ErrUnavailable
+}
+
+func (m *memUsers) CourseStats(context.Context, string) (userservice.CourseStats, error) {
+	return userservice.CourseStats{}, userservice.ErrUnavailable
+}
+
 func (m *memUsers) IsProcessed(_ context.Context, id string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
