@@ -134,7 +134,9 @@ func (s *Server) courseRoster(r *request) error {
 func (s *Server) rosterQuery(course string, q url.Values) (userservice.RosterQuery, error) {
 	rq := userservice.RosterQuery{CourseID: course, Limit: s.cfg.DefaultPageSize, CountTotal: true}
 	var problems []userservice.FieldError
-	add := func(field, msg string) { problems = append(problems, userservice.FieldError{Field: field, Message: msg}) }
+	add := func(field, msg string) {
+		problems = append(problems, userservice.FieldError{Field: field, Message: msg})
+	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > s.cfg.MaxPageSize {
