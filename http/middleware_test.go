@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
@@ -394,5 +395,43 @@ func TestMasking(t *testing.T) {
 	}
 	if got := m.text("no secrets here"); got != "no secrets here" {
 		t.Error(got)
+	}
+}
+
+// TestClientIP: X-Forwarded-For counts only when the peer is a trusted proxy,
+// and then its rightmost hop that is not a trusted proxy is the client.
+func TestClientIP(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")}
+	for _, tc := range []struct {
+		name    string
+		proxies []netip.Prefix
+		peer    string
+		xff     []string // one header per entry
+		want    string
+	}{
+		{"off: the peer", nil, "10.1.1.1", []string{"203.0.113.9"}, "10.1.1.1"},
+		{"untrusted peer: the peer", trusted, "198.51.100.1", []string{"203.0.113.9"}, "198.51.100.1"},
+		{"trusted peer: the hop before it", trusted, "10.1.1.1", []string{"203.0.113.9"}, "203.0.113.9"},
+		{"spoofed left hops are ignored", trusted, "10.1.1.1", []string{"1.2.3.4, 203.0.113.9, 10.2.2.2"}, "203.0.113.9"},
+		{"several headers read as one list", trusted, "10.1.1.1", []string{"1.2.3.4", "203.0.113.9", "10.2.2.2"}, "203.0.113.9"},
+		{"every hop trusted: the leftmost", trusted, "10.1.1.1", []string{"10.3.3.3, 10.2.2.2"}, "10.3.3.3"},
+		{"no header: the proxy", trusted, "10.1.1.1", nil, "10.1.1.1"},
+		{"garbage stops the walk", trusted, "10.1.1.1", []string{"203.0.113.9, not-an-ip"}, "10.1.1.1"},
+		{"IPv6, all hops trusted", trusted, "2001:db8::1", []string{"2001:db8:1::5, 2001:db8:ffff::1"}, "2001:db8:1::5"},
+		{"IPv6 client", trusted, "2001:db8::1", []string{"2001:db9::7, 2001:db8::5"}, "2001:db9::7"},
+		{"IPv4-mapped hop", trusted, "10.1.1.1", []string{"::ffff:203.0.113.9"}, "203.0.113.9"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, func(c *Config, _ *Deps) { c.TrustedProxies = tc.proxies })
+			var req fasthttp.Request
+			for _, v := range tc.xff {
+				req.Header.Add("X-Forwarded-For", v)
+			}
+			var fc fasthttp.RequestCtx
+			fc.Init(&req, &net.TCPAddr{IP: net.ParseIP(tc.peer), Port: 4242}, nil)
+			if got := h.srv.clientIP(&fc); got != tc.want {
+				t.Errorf("clientIP = %s, want %s", got, tc.want)
+			}
+		})
 	}
 }
