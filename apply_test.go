@@ -989,3 +989,63 @@ func TestFeatureFlags(t *testing.T) {
 			len(o.State.Sessions), len(m.SessionUpserts), u.LoginCount, u.LastLoginAt)
 	}
 }
+
+func TestStatusDeletedIsSoftDeleteAndRestore(t *testing.T) {
+	s := registered(t)
+	byDelete := mutated(t, s, apply(t, s, SoftDelete{}, at(1)))
+	o := apply(t, s, ChangeStatus{Status: StatusDeleted}, at(1))
+	m := mutated(t, s, o)
+	if got := eventTypes(m); !reflect.DeepEqual(got, []string{EventUserDeleted}) {
+		t.Fatalf("events %v, want only user.deleted", got)
+	}
+	if !reflect.DeepEqual(dataOf(t, m.Events[0]), dataOf(t, byDelete.Events[0])) || len(m.Audit) != 1 ||
+		m.Audit[0].Action != AuditUserDeleted || !reflect.DeepEqual(m.Audit[0].After, byDelete.Audit[0].After) {
+		t.Errorf("status deleted: %+v, SoftDelete: %+v", m, byDelete)
+	}
+	if u, ok := o.Result.(User); !ok || u.Status != StatusDeleted {
+		t.Errorf("result %+v, want the deleted user", o.Result)
+	}
+	deleted := o.State
+	unchanged(t, deleted, apply(t, deleted, ChangeStatus{Status: StatusDeleted}, at(2)))
+
+	for _, st := range []Status{StatusActive, StatusInactive, StatusSuspended} {
+		t.Run("restore to "+string(st), func(t *testing.T) {
+			o := apply(t, deleted, ChangeStatus{Status: st}, at(3))
+			m := mutated(t, deleted, o)
+			if got := eventTypes(m); !reflect.DeepEqual(got, []string{EventUserRestored}) {
+				t.Fatalf("events %v, want only user.restored", got)
+			}
+			checkData(t, dataOf(t, m.Events[0]), map[string]any{"userId": testUserID, "authId": s.User.AuthID, "newStatus": string(st), "restoredBy": testAdminID})
+			if len(m.Audit) != 1 || m.Audit[0].Action != AuditUserRestored || m.Audit[0].Before["status"] != StatusDeleted || m.Audit[0].After["status"] != st {
+				t.Errorf("audit %+v", m.Audit)
+			}
+			if o.State.User.Status != st {
+				t.Errorf("status %s", o.State.User.Status)
+			}
+		})
+	}
+}
+
+func TestVerifyEmail(t *testing.T) {
+	s := registered(t)
+	if s.User.EmailVerified {
+		t.Fatal("registered verified without saying so")
+	}
+	o := apply(t, s, VerifyEmail{At: timeAt(1)}, at(1))
+	m := mutated(t, s, o)
+	if !o.State.User.EmailVerified || o.State.User.UpdatedAt != timeAt(1) {
+		t.Errorf("user %+v", o.State.User)
+	}
+	if got := eventTypes(m); !reflect.DeepEqual(got, []string{EventUserUpdated}) {
+		t.Fatalf("events %v", got)
+	}
+	if ch, _ := dataOf(t, m.Events[0])["changes"].(map[string]any); ch["emailVerified"] != true {
+		t.Errorf("event data %v", dataOf(t, m.Events[0]))
+	}
+	unchanged(t, o.State, apply(t, o.State, VerifyEmail{At: timeAt(2)}, at(2)))
+
+	reg := apply(t, nil, Register{ID: NewID(), Input: CreateUser{AuthID: NewID(), Email: "v@example.com", FirstName: "V", LastName: "W"}, EmailVerified: true}, at(0))
+	if !reg.State.User.EmailVerified {
+		t.Errorf("Register with EmailVerified: %+v", reg.State.User)
+	}
+}
