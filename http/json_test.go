@@ -2,11 +2,14 @@ package http
 
 import (
 	"bytes"
+	stdjson "encoding/json"
 	"errors"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/lms-platform/userservice"
 )
@@ -104,6 +107,7 @@ func TestCheckBody(t *testing.T) {
 // a well-formed tag that names no version, a weak tag among them, is kept as one
 // that matches nothing.
 func TestParseIfMatch(t *testing.T) {
+	re := ifMatchPattern(t)
 	none := []int64(nil)
 	for _, tc := range []struct {
 		in       string
@@ -142,6 +146,9 @@ func TestParseIfMatch(t *testing.T) {
 		{in: ` , , `, bad: true},
 	} {
 		p, err := parseIfMatch([]byte(tc.in))
+		if documented := re.MatchString(tc.in); documented != (err == nil) {
+			t.Errorf("%q: the document's pattern says %v, the parser %v", tc.in, documented, err)
+		}
 		switch {
 		case tc.bad:
 			if err == nil {
@@ -160,15 +167,42 @@ func TestParseIfMatch(t *testing.T) {
 	}
 }
 
+// ifMatchPattern is the pattern that the OpenAPI document gives If-Match.
+func ifMatchPattern(tb testing.TB) *regexp.Regexp {
+	tb.Helper()
+	var doc struct {
+		Components struct {
+			Parameters map[string]struct {
+				Schema struct {
+					Pattern string `json:"pattern"`
+				} `json:"schema"`
+			} `json:"parameters"`
+		} `json:"components"`
+	}
+	if err := stdjson.Unmarshal(openAPIDocument, &doc); err != nil {
+		tb.Fatal(err)
+	}
+	re, err := regexp.Compile(doc.Components.Parameters["If-Match"].Schema.Pattern)
+	if err != nil {
+		tb.Fatalf("If-Match pattern: %v", err)
+	}
+	return re
+}
+
 // FuzzParseIfMatch: the parser never panics, refuses only with a 400, and what
 // it accepts is consistent: `*` is Any, and every version it keeps is named by
-// a strong tag spelled exactly as the ETag the service sends.
+// a strong tag spelled exactly as the ETag the service sends. The OpenAPI
+// document's pattern accepts exactly what the parser accepts.
 func FuzzParseIfMatch(f *testing.F) {
 	for _, s := range []string{"*", `"5"`, `W/"5"`, `"4", "5"`, `"definitely-not-the-version"`, `""`, "garbage", `"5" "6"`, `,`, "\"\xff\""} {
 		f.Add([]byte(s))
 	}
+	re := ifMatchPattern(f)
 	f.Fuzz(func(t *testing.T, h []byte) {
 		p, err := parseIfMatch(h)
+		if len(bytes.Trim(h, " \t")) > 0 && utf8.Valid(h) && re.Match(h) != (err == nil) {
+			t.Fatalf("%q: the document's pattern says %v, the parser %v", h, re.Match(h), err)
+		}
 		if err != nil {
 			if e := asDomain(err); e == nil || e.Code != userservice.ECodeInvalidParam {
 				t.Fatalf("%q: %v", h, err)
