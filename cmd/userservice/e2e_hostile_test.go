@@ -114,3 +114,65 @@ func TestIfMatch(t *testing.T) {
 		}
 	})
 }
+
+// TestBodyErrorsNameTheField: through the real program, a value of the wrong
+// type and text PostgreSQL could not store answer 400 naming the field (never
+// "body", never 503), write nothing, and leave the user writable at once.
+func TestBodyErrorsNameTheField(t *testing.T) {
+	t.Parallel()
+	st := newStack(t)
+	svc := st.start(t, nil)
+	admin := st.adminToken(t)
+	u := svc.createUser(t, admin, newUserBody(t))
+	tok := st.tokenFor(t, u)
+	course := userservice.NewID()
+	svc.do(t, "POST", "/api/v1/users/me/enrollments", tok, map[string]any{"courseId": course}).data(t, http.StatusCreated, nil)
+	prefs := func(last string) string {
+		return `{"preferences":[{"category":"ui","key":"k0","value":1},{"category":"ui","key":"k1","value":"x"},` +
+			`{"category":"learning","key":"k2","value":true},{"category":"ui","key":"k3","value":` + last + `}]}`
+	}
+	for _, tc := range []struct {
+		name, method, path, body, field string
+	}{
+		{"bio a number", "PUT", "/api/v1/users/me", `{"bio":123}`, "bio"},
+		{"firstName a boolean", "PUT", "/api/v1/users/me", `{"firstName":true}`, "firstName"},
+		{"bio not UTF-8", "PUT", "/api/v1/users/me", "{\"bio\":\"\xff\xfe\"}", "bio"},
+		{"bio with NUL", "PUT", "/api/v1/users/me", `{"bio":"a\u0000"}`, "bio"},
+		{"a preference value not UTF-8", "PUT", "/api/v1/users/me/preferences", prefs("\"\xff\""), "preferences[3].value"},
+		{"a nested preference value not UTF-8", "PUT", "/api/v1/users/me/preferences", prefs("{\"a\":\"\xff\"}"), "preferences[3].value.a"},
+		{"a preference key a number", "PUT", "/api/v1/users/me/preferences/ui", `{"preferences":[{"key":1,"value":1}]}`, "preferences[0].key"},
+		{"progress a string", "PUT", "/api/v1/users/me/enrollments/" + course + "/progress", `{"progress":"50"}`, "progress"},
+		{"enrollment status a number", "PUT", "/api/v1/users/me/enrollments/" + course, `{"enrollmentStatus":3}`, "enrollmentStatus"},
+		{"courseId a number", "POST", "/api/v1/users/me/enrollments", `{"courseId":3}`, "courseId"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := st.mustUserRow(t, u.ID).Version
+			e := svc.do(t, tc.method, tc.path, tok, tc.body).fail(t, http.StatusBadRequest, "VALIDATION_ERROR")
+			if len(e.Details) != 1 || e.Details[0].Field != tc.field {
+				t.Errorf("details %+v, want one naming %s", e.Details, tc.field)
+			}
+			if after := st.mustUserRow(t, u.ID).Version; after != before {
+				t.Errorf("version %d → %d", before, after)
+			}
+		})
+	}
+	t.Run("admin bodies", func(t *testing.T) {
+		for _, tc := range []struct{ method, path, body, field string }{
+			{"PUT", "/api/v1/users/" + u.ID + "/role", `{"role":1}`, "role"},
+			{"PUT", "/api/v1/users/" + u.ID + "/status", `{"status":false}`, "status"},
+			{"PUT", "/api/v1/users/bulk/role", `{"userIds":["` + u.ID + `",2],"role":"teacher"}`, "userIds[1]"},
+			{"POST", "/api/v1/users", "{\"authId\":\"a\",\"email\":\"x@example.com\",\"firstName\":\"\xc3\",\"lastName\":\"B\"}", "firstName"},
+		} {
+			e := svc.do(t, tc.method, tc.path, admin, tc.body).fail(t, http.StatusBadRequest, "VALIDATION_ERROR")
+			if len(e.Details) != 1 || e.Details[0].Field != tc.field {
+				t.Errorf("%s %s: details %+v, want one naming %s", tc.method, tc.path, e.Details, tc.field)
+			}
+		}
+	})
+	t.Run("the user is still writable", func(t *testing.T) {
+		svc.do(t, "PUT", "/api/v1/users/me/preferences", tok, prefs(`"café ☕"`)).data(t, http.StatusOK, nil)
+		if n := st.count(t, `SELECT count(*) FROM preferences WHERE user_id = $1 AND key IN ('k0','k1','k2','k3')`, u.ID); n != 4 {
+			t.Errorf("%d preferences written, want 4", n)
+		}
+	})
+}
