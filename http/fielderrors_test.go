@@ -1,7 +1,10 @@
 package http
 
 import (
+	stdjson "encoding/json"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/lms-platform/userservice"
 )
@@ -100,4 +103,48 @@ func TestTextProblem(t *testing.T) {
 			t.Errorf("%q: %q %q %v, want %q", tc.body, path, msg, bad, tc.path)
 		}
 	}
+}
+
+// FuzzTextProblem: the scanner never panics, and a well-formed body it lets
+// through holds only text PostgreSQL can store: valid UTF-8, no NUL in any key
+// or string.
+func FuzzTextProblem(f *testing.F) {
+	for _, s := range []string{`{"bio":"x"}`, "{\"bio\":\"\xff\"}", `{"a":["\u0000"]}`, `{"a":"\ud800"}`, `{"a":"\ud83d\ude00"}`, `[{"k\u0000":1}]`, `{"a":`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		path, msg, bad := textProblem(body)
+		if bad {
+			if path == "" || msg == "" {
+				t.Fatalf("%q: problem %q at %q", body, msg, path)
+			}
+			return
+		}
+		var v any
+		if stdjson.Unmarshal(body, &v) != nil {
+			return
+		}
+		if !utf8.Valid(body) {
+			t.Fatalf("%q: not UTF-8, let through", body)
+		}
+		var walk func(any)
+		walk = func(v any) {
+			switch x := v.(type) {
+			case string:
+				if strings.ContainsRune(x, 0) {
+					t.Fatalf("%q: NUL let through", body)
+				}
+			case []any:
+				for _, e := range x {
+					walk(e)
+				}
+			case map[string]any:
+				for k, e := range x {
+					walk(k)
+					walk(e)
+				}
+			}
+		}
+		walk(v)
+	})
 }
