@@ -21,7 +21,7 @@ const maxTextDepth = 512
 // none. A body that is not well-formed JSON is left to the decoder: ok false.
 func textProblem(body []byte) (path, message string, ok bool) {
 	s := textScanner{b: body}
-	s.value("", 0)
+	s.value(0)
 	if s.problem == "" {
 		return "", "", false
 	}
@@ -34,9 +34,35 @@ func textProblem(body []byte) (path, message string, ok bool) {
 type textScanner struct {
 	b       []byte
 	i       int
-	path    string // where problem was found
-	problem string // "" while none was; also set (to broken) when the JSON is malformed
-	broken  bool
+	segs    []pathSeg // where the scan is; spelled out only for a problem
+	path    string    // where problem was found
+	problem string    // "" while none was
+	broken  bool      // the JSON is malformed: left to the decoder
+}
+
+// pathSeg is one step of a path: an object key (the raw text between its quotes)
+// or, when key is nil, an array index.
+type pathSeg struct {
+	key   []byte
+	index int
+}
+
+// where spells out the current path.
+func (s *textScanner) where() string {
+	var b []byte
+	for _, g := range s.segs {
+		if g.key == nil {
+			b = append(b, '[')
+			b = strconv.AppendInt(b, int64(g.index), 10)
+			b = append(b, ']')
+			continue
+		}
+		if len(b) > 0 {
+			b = append(b, '.')
+		}
+		b = append(b, g.key...)
+	}
+	return string(b)
 }
 
 func (s *textScanner) stop() bool { return s.problem != "" || s.broken }
@@ -52,7 +78,7 @@ func (s *textScanner) ws() {
 	}
 }
 
-func (s *textScanner) value(path string, depth int) {
+func (s *textScanner) value(depth int) {
 	s.ws()
 	if s.i >= len(s.b) || depth > maxTextDepth {
 		s.broken = true
@@ -60,11 +86,11 @@ func (s *textScanner) value(path string, depth int) {
 	}
 	switch s.b[s.i] {
 	case '{':
-		s.object(path, depth)
+		s.object(depth)
 	case '[':
-		s.array(path, depth)
+		s.array(depth)
 	case '"':
-		s.str(path)
+		s.str()
 	default: // a number, true, false or null: no text in it
 		for s.i < len(s.b) {
 			switch s.b[s.i] {
@@ -76,7 +102,7 @@ func (s *textScanner) value(path string, depth int) {
 	}
 }
 
-func (s *textScanner) object(path string, depth int) {
+func (s *textScanner) object(depth int) {
 	s.i++ // {
 	for first := true; ; first = false {
 		s.ws()
@@ -88,7 +114,7 @@ func (s *textScanner) object(path string, depth int) {
 			s.broken = true
 			return
 		}
-		key := s.str(path) // a bad key is reported at the object holding it
+		key := s.str() // a bad key is reported at the object holding it
 		if s.stop() {
 			return
 		}
@@ -98,7 +124,9 @@ func (s *textScanner) object(path string, depth int) {
 			return
 		}
 		s.i++
-		s.value(joinPath(path, key), depth+1)
+		s.segs = append(s.segs, pathSeg{key: key})
+		s.value(depth + 1)
+		s.segs = s.segs[:len(s.segs)-1]
 		if s.stop() {
 			return
 		}
@@ -120,7 +148,7 @@ func (s *textScanner) object(path string, depth int) {
 	}
 }
 
-func (s *textScanner) array(path string, depth int) {
+func (s *textScanner) array(depth int) {
 	s.i++ // [
 	for n := 0; ; n++ {
 		s.ws()
@@ -128,7 +156,9 @@ func (s *textScanner) array(path string, depth int) {
 			s.i++
 			return
 		}
-		s.value(path+"["+strconv.Itoa(n)+"]", depth+1)
+		s.segs = append(s.segs, pathSeg{index: n})
+		s.value(depth + 1)
+		s.segs = s.segs[:len(s.segs)-1]
 		if s.stop() {
 			return
 		}
@@ -150,27 +180,26 @@ func (s *textScanner) array(path string, depth int) {
 	}
 }
 
-// str scans the string at s.i, reporting a problem at path, and returns its
-// text as far as it is needed for a path (escapes other than \" and \\ are
-// kept as written).
-func (s *textScanner) str(path string) string {
+// str scans the string at s.i, reporting a problem at the current path, and
+// returns its raw text (escapes kept as written), for a path.
+func (s *textScanner) str() []byte {
 	s.i++ // "
 	start := s.i
-	fail := func(msg string) string {
-		s.path, s.problem = path, msg
-		return ""
+	fail := func(msg string) []byte {
+		s.path, s.problem = s.where(), msg
+		return nil
 	}
 	for s.i < len(s.b) {
 		c := s.b[s.i]
 		switch {
 		case c == '"':
-			text := string(s.b[start:s.i])
+			text := s.b[start:s.i:s.i]
 			s.i++
 			return text
 		case c == '\\':
 			if s.i+1 >= len(s.b) {
 				s.broken = true
-				return ""
+				return nil
 			}
 			if s.b[s.i+1] != 'u' {
 				s.i += 2
@@ -179,7 +208,7 @@ func (s *textScanner) str(path string) string {
 			r, ok := s.hex4(s.i + 2)
 			if !ok {
 				s.broken = true
-				return ""
+				return nil
 			}
 			s.i += 6
 			switch {
@@ -199,7 +228,7 @@ func (s *textScanner) str(path string) string {
 			}
 		case c < 0x20: // the decoder refuses control characters itself
 			s.broken = true
-			return ""
+			return nil
 		case c < utf8.RuneSelf:
 			s.i++
 		default:
@@ -211,7 +240,7 @@ func (s *textScanner) str(path string) string {
 		}
 	}
 	s.broken = true
-	return ""
+	return nil
 }
 
 // hex4 reads four hex digits at i.
