@@ -2,6 +2,7 @@ package userservice
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 )
 
@@ -21,9 +22,6 @@ func Apply(s *State, cmd Command, meta Meta) (*Outcome, error) {
 	}
 	if s == nil {
 		return nil, ErrUserNotFound
-	}
-	if meta.IfMatch != nil && *meta.IfMatch != s.User.Version {
-		return nil, ErrVersionMismatch
 	}
 	c := change{base: s, next: s.clone(), meta: meta}
 	var err error
@@ -61,10 +59,30 @@ func Apply(s *State, cmd Command, meta Meta) (*Outcome, error) {
 	default:
 		return nil, Errorf(ECodeInternal, "unknown command %T", cmd)
 	}
+	if meta.IfMatch != nil && !meta.IfMatch.Matches(s.User.Version) && !precedesPrecondition(err) {
+		return nil, ErrVersionMismatch
+	}
 	if err != nil {
 		return nil, err
 	}
 	return finish(&c)
+}
+
+// precedesPrecondition reports whether err answers before a failed If-Match
+// (CONTRACT.md: 400, 403, 404, then 409/412). The precondition is evaluated
+// after the command so that a target it names (an enrollment, a preference) is
+// known to exist: RFC 9110 §13.2.2 evaluates preconditions only on an existing
+// target, and an unknown one is a 404 whatever If-Match says.
+func precedesPrecondition(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code {
+	case ECodeValidation, ECodeInvalidJSON, ECodeInvalidParam, ECodeForbidden, ECodeAccountInactive, ECodeNotFound:
+		return true
+	}
+	return false
 }
 
 // change accumulates the effects of one command on a copy of the state.

@@ -287,18 +287,35 @@ func TestApplyVersions(t *testing.T) {
 			cur = o.State
 		}
 	})
-	t.Run("If-Match equal to the version passes", func(t *testing.T) {
-		meta := at(1)
-		meta.IfMatch = ptr(int64(1))
-		mutated(t, s, apply(t, s, ChangeStatus{Status: StatusInactive}, meta))
-	})
-	t.Run("If-Match of another version fails", func(t *testing.T) {
-		for _, v := range []int64{0, 2} {
+	t.Run("If-Match naming the version passes", func(t *testing.T) {
+		for _, p := range []Precondition{{Versions: []int64{1}}, {Versions: []int64{4, 1}}, {Any: true}} {
 			meta := at(1)
-			meta.IfMatch = ptr(v)
+			meta.IfMatch = &p
+			mutated(t, s, apply(t, s, ChangeStatus{Status: StatusInactive}, meta))
+		}
+	})
+	t.Run("If-Match naming another version fails", func(t *testing.T) {
+		for _, p := range []Precondition{{Versions: []int64{0}}, {Versions: []int64{2, 3}}, {}} {
+			meta := at(1)
+			meta.IfMatch = &p
 			applyErr(t, s, ChangeStatus{Status: StatusInactive}, meta, ECodeVersionMismatch)
 			applyErr(t, s, ChangeRole{Role: RoleStudent}, meta, ECodeVersionMismatch) // even a no-op
 		}
+	})
+	t.Run("an unknown target answers before a failed If-Match", func(t *testing.T) {
+		meta := at(1)
+		meta.IfMatch = &Precondition{Versions: []int64{99}}
+		applyErr(t, s, Unenroll{CourseID: courseA}, meta, ECodeNotFound)
+		applyErr(t, s, RemovePreference{Category: CategoryUI, Key: "nope"}, meta, ECodeNotFound)
+		applyErr(t, nil, ChangeStatus{Status: StatusInactive}, meta, ECodeNotFound)
+	})
+	t.Run("a failed If-Match answers before a conflict", func(t *testing.T) {
+		o := apply(t, s, Enroll{CourseID: courseA}, at(1))
+		meta := at(2)
+		meta.IfMatch = &Precondition{Versions: []int64{1}}
+		applyErr(t, o.State, Enroll{CourseID: courseA}, meta, ECodeVersionMismatch)
+		meta.IfMatch = &Precondition{Versions: []int64{2}}
+		applyErr(t, o.State, Enroll{CourseID: courseA}, meta, ECodeAlreadyEnrolled)
 	})
 	t.Run("the consumed message id is recorded", func(t *testing.T) {
 		meta := at(1)

@@ -104,8 +104,8 @@ type Meta struct {
 	ActorID *string
 	// CorrelationID is copied into every event and audit record.
 	CorrelationID string
-	// IfMatch, when set, must equal the current version (else [ErrVersionMismatch]).
-	IfMatch *int64
+	// IfMatch, when set, must match the current version (else [ErrVersionMismatch]).
+	IfMatch *Precondition
 	// MessageID is the consumed message being applied, recorded for exactly-once.
 	MessageID string
 	// Idempotency, when set, asks for the rendered answer to be stored with the change.
@@ -136,4 +136,30 @@ type Outcome struct {
 	Result any
 	// Created is true when the command created something (201).
 	Created bool
+}
+
+// Precondition is an If-Match header (RFC 9110 §13.1.1) as [Apply] evaluates it.
+// A version's entity tag is the strong tag of its decimal form ("6"), so a
+// strong tag matches by naming that exact text and a weak tag (W/"6") never
+// matches: If-Match uses the strong comparison.
+type Precondition struct {
+	// Any is `*`: any existing target matches.
+	Any bool
+	// Versions are the versions that the header's strong tags name. Tags that name
+	// no version (weak ones, "abc", "05") match nothing and are not kept, so a
+	// precondition with no Versions and not Any never matches.
+	Versions []int64
+}
+
+// Matches reports whether an existing target at version satisfies p.
+func (p *Precondition) Matches(version int64) bool {
+	if p.Any {
+		return true
+	}
+	for _, v := range p.Versions {
+		if v == version {
+			return true
+		}
+	}
+	return false
 }

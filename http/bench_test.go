@@ -2,8 +2,10 @@ package http
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,4 +66,40 @@ func BenchmarkGetMe(b *testing.B) {
 			b.Fatal(r.status)
 		}
 	}
+}
+
+// BenchmarkDecodePreferences decodes a body of 200 preferences (about 60 KB),
+// text check included; BenchmarkTextProblem is that check alone.
+func BenchmarkDecodePreferences(b *testing.B) {
+	body := preferencesBody(200)
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		var in userservice.UpsertPreferences
+		if err := decodeJSON(body, &in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkTextProblem(b *testing.B) {
+	body := preferencesBody(200)
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, _, bad := textProblem(body); bad {
+			b.Fatal("problem found")
+		}
+	}
+}
+
+func preferencesBody(n int) []byte {
+	var sb strings.Builder
+	sb.WriteString(`{"preferences":[`)
+	for i := range n {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `{"category":"learning","key":"k_%03d","value":{"label":"Überschrift %d — café ☕","items":[1,2,3],"on":true,"note":"%s"}}`, i, i, strings.Repeat("x", 200))
+	}
+	sb.WriteString(`]}`)
+	return []byte(sb.String())
 }

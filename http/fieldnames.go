@@ -2,6 +2,7 @@ package http
 
 import (
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 // for each name the type to check the value against when it holds objects.
 type fieldSet struct {
 	names map[string]reflect.Type // nil type: the value is not checked further
+	types map[string]reflect.Type // each name's Go type
 }
 
 var fieldSets sync.Map // reflect.Type → *fieldSet
@@ -98,7 +100,7 @@ func fieldsOf(t reflect.Type) *fieldSet {
 	if fs, ok := fieldSets.Load(t); ok {
 		return fs.(*fieldSet)
 	}
-	fs := &fieldSet{names: map[string]reflect.Type{}}
+	fs := &fieldSet{names: map[string]reflect.Type{}, types: map[string]reflect.Type{}}
 	addFields(fs, t)
 	actual, _ := fieldSets.LoadOrStore(t, fs)
 	return actual.(*fieldSet)
@@ -131,6 +133,7 @@ func addFields(fs *fieldSet, t reflect.Type) {
 			name = f.Name
 		}
 		fs.names[name] = checkedType(f.Type)
+		fs.types[name] = f.Type
 	}
 }
 
@@ -139,4 +142,58 @@ func joinPath(path, key string) string {
 		return key
 	}
 	return path + "." + key
+}
+
+// wrongTypes returns, in key order, every value of raw that does not decode into
+// its field of t, named by its path (`bio`, `preferences[3].value`,
+// `userIds[1]`; "body" for the body itself). The decoder stops at the first
+// such value and does not always say where it was (not inside a type that
+// decodes itself, such as Optional[T]); this says where, for each of them.
+func wrongTypes(raw []byte, t reflect.Type, path string) []userservice.FieldError {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	leaf := func() []userservice.FieldError {
+		err := json.Unmarshal(raw, reflect.New(t).Interface())
+		if err == nil {
+			return nil
+		}
+		name := path
+		if name == "" {
+			name = "body"
+		}
+		return []userservice.FieldError{{Field: name, Message: typeComplaint(err)}}
+	}
+	selfDecoding := t.Implements(unmarshalerType) || reflect.PointerTo(t).Implements(unmarshalerType)
+	switch {
+	case selfDecoding || (t.Kind() != reflect.Struct && t.Kind() != reflect.Slice) || t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8:
+		return leaf()
+	case t.Kind() == reflect.Slice:
+		var items []json.RawMessage
+		if json.Unmarshal(raw, &items) != nil {
+			return leaf()
+		}
+		var out []userservice.FieldError
+		for i, item := range items {
+			out = append(out, wrongTypes(item, t.Elem(), path+"["+strconv.Itoa(i)+"]")...)
+		}
+		return out
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(raw, &obj) != nil {
+		return leaf()
+	}
+	fs := fieldsOf(t)
+	keys := make([]string, 0, len(obj))
+	for k := range obj {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var out []userservice.FieldError
+	for _, k := range keys {
+		if ft, ok := fs.types[k]; ok {
+			out = append(out, wrongTypes(obj[k], ft, joinPath(path, k))...)
+		}
+	}
+	return out
 }

@@ -84,7 +84,7 @@ func (r *request) showUser(view func(*userservice.State) any) error {
 // writeUser authorizes the caller by a for the user that pathID names, executes
 // cmd on that user under the If-Match precondition (nil: any version) and
 // answers with render.
-func (s *Server) writeUser(r *request, pathID string, a access, ifMatch *int64, cmd userservice.Command, render renderFunc) error {
+func (s *Server) writeUser(r *request, pathID string, a access, ifMatch *userservice.Precondition, cmd userservice.Command, render renderFunc) error {
 	target, err := r.authorize(pathID, a)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"strconv"
 	"strings"
 
 	json "github.com/goccy/go-json"
@@ -73,7 +74,8 @@ func checkBody(body, contentType []byte, maxBytes int) error {
 }
 
 // decodeJSON decodes body into v: exactly one JSON value, no unknown fields, no
-// trailing data. Every failure is a 400 *userservice.Error.
+// trailing data, and only text that PostgreSQL can store. Every failure is a 400
+// *userservice.Error; one about a value names the value's field.
 func decodeJSON(body []byte, v any) (err error) {
 	defer func() {
 		// The decoder has had panics on malformed input in the past; bad input must
@@ -82,10 +84,13 @@ func decodeJSON(body []byte, v any) (err error) {
 			err = &userservice.Error{Code: userservice.ECodeInvalidJSON, Message: "Request body is not valid JSON"}
 		}
 	}()
+	if path, msg, bad := textProblem(body); bad {
+		return userservice.ValidationError([]userservice.FieldError{{Field: path, Message: msg}})
+	}
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {
-		return decodeError(err)
+		return decodeError(err, body, reflect.TypeOf(v))
 	}
 	var rest json.RawMessage
 	if err := d.Decode(&rest); err != io.EOF {
@@ -94,16 +99,24 @@ func decodeJSON(body []byte, v any) (err error) {
 	return checkFieldNames(body, reflect.TypeOf(v))
 }
 
-// decodeError explains a decoder error as a 400 with field details where the
-// decoder names the field.
-func decodeError(err error) error {
+// decodeError explains a decoder error on body, decoded into a t, as a 400
+// naming every value of the wrong type by its path.
+func decodeError(err error, body []byte, t reflect.Type) error {
 	var goccyType *json.UnmarshalTypeError
 	var stdType *stdjson.UnmarshalTypeError
-	switch {
-	case errors.As(err, &goccyType):
-		return userservice.ValidationError([]userservice.FieldError{{Field: fieldName(goccyType.Field), Message: "must be " + describeType(goccyType.Type)}})
-	case errors.As(err, &stdType):
-		return userservice.ValidationError([]userservice.FieldError{{Field: fieldName(stdType.Field), Message: "must be " + describeType(stdType.Type)}})
+	if errors.As(err, &goccyType) || errors.As(err, &stdType) {
+		if details := wrongTypes(body, t, ""); len(details) > 0 {
+			return userservice.ValidationError(details)
+		}
+		// Not found again (unreachable unless the decoders disagree): the
+		// decoder's own words.
+		field, typ := "", reflect.Type(nil)
+		if goccyType != nil {
+			field, typ = goccyType.Field, goccyType.Type
+		} else {
+			field, typ = stdType.Field, stdType.Type
+		}
+		return userservice.ValidationError([]userservice.FieldError{{Field: fieldPath(field), Message: "must be " + describeType(typ)}})
 	}
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 		return userservice.ValidationError([]userservice.FieldError{{Field: strings.Trim(name, `"`), Message: "is not allowed"}})
@@ -111,11 +124,38 @@ func decodeError(err error) error {
 	return &userservice.Error{Code: userservice.ECodeInvalidJSON, Message: "Request body is not valid JSON"}
 }
 
-func fieldName(f string) string {
+// typeComplaint says what a value that failed to decode must be.
+func typeComplaint(err error) string {
+	var goccyType *json.UnmarshalTypeError
+	var stdType *stdjson.UnmarshalTypeError
+	switch {
+	case errors.As(err, &goccyType):
+		return "must be " + describeType(goccyType.Type)
+	case errors.As(err, &stdType):
+		return "must be " + describeType(stdType.Type)
+	}
+	return "is not valid"
+}
+
+// fieldPath turns a decoder's field ("preferences.3.key") into the contract's
+// path ("preferences[3].key"); "" is the body.
+func fieldPath(f string) string {
 	if f == "" {
 		return "body"
 	}
-	return f
+	parts := strings.Split(f, ".")
+	var b strings.Builder
+	for i, p := range parts {
+		if _, err := strconv.Atoi(p); err == nil && i > 0 {
+			b.WriteString("[" + p + "]")
+			continue
+		}
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(p)
+	}
+	return b.String()
 }
 
 func describeType(t reflect.Type) string {

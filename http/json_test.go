@@ -2,8 +2,14 @@ package http
 
 import (
 	"bytes"
+	stdjson "encoding/json"
+	"errors"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/lms-platform/userservice"
 )
@@ -97,24 +103,127 @@ func TestCheckBody(t *testing.T) {
 	}
 }
 
+// TestParseIfMatch: only a value outside RFC 9110's If-Match grammar is refused;
+// a well-formed tag that names no version, a weak tag among them, is kept as one
+// that matches nothing.
 func TestParseIfMatch(t *testing.T) {
+	re := ifMatchPattern(t)
+	none := []int64(nil)
 	for _, tc := range []struct {
-		in   string
-		want int64 // -1: no precondition, -2: 400
+		in       string
+		bad      bool
+		any      bool
+		versions []int64
 	}{
-		{"", -1}, {"*", -1}, {`"5"`, 5}, {`W/"7"`, 7}, {` "3" `, 3},
-		{`5`, -2}, {`"five"`, -2}, {`"-1"`, -2}, {`""`, -2}, {`"1", "2"`, -2}, {`W/5`, -2},
+		{in: "*", any: true},
+		{in: ` * `, any: true},
+		{in: `"5"`, versions: []int64{5}},
+		{in: ` "3" `, versions: []int64{3}},
+		{in: `W/"7"`, versions: none},
+		{in: `"definitely-not-the-version"`, versions: none},
+		{in: `""`, versions: none},
+		{in: `"05"`, versions: none},
+		{in: `"-1"`, versions: none},
+		{in: `"+5"`, versions: none},
+		{in: `"99999999999999999999"`, versions: none},
+		{in: `"4", "5"`, versions: []int64{4, 5}},
+		{in: `"4",W/"5" ,"abc",,"6"`, versions: []int64{4, 6}},
+		{in: `, "4" ,`, versions: []int64{4}},
+		{in: "\"\x80\xff\"", versions: none}, // obs-text is an etagc
+		{in: `5`, bad: true},
+		{in: `garbage`, bad: true},
+		{in: `W/5`, bad: true},
+		{in: `w/"5"`, bad: true},
+		{in: `"5`, bad: true},
+		{in: `"5" "6"`, bad: true},
+		{in: `"5";x`, bad: true},
+		{in: `"a b"`, bad: true},
+		{in: `"a"b"`, bad: true},
+		{in: "\"a\x01\"", bad: true},
+		{in: `*, "5"`, bad: true},
+		{in: `**`, bad: true},
+		{in: `,`, bad: true},
+		{in: ` , , `, bad: true},
 	} {
-		v, err := parseIfMatch([]byte(tc.in))
+		p, err := parseIfMatch([]byte(tc.in))
+		if documented := re.MatchString(tc.in); documented != (err == nil) {
+			t.Errorf("%q: the document's pattern says %v, the parser %v", tc.in, documented, err)
+		}
 		switch {
-		case tc.want == -2 && err == nil:
-			t.Errorf("%q accepted", tc.in)
-		case tc.want == -1 && (err != nil || v != nil):
-			t.Errorf("%q: %v %v, want no precondition", tc.in, v, err)
-		case tc.want >= 0 && (err != nil || v == nil || *v != tc.want):
-			t.Errorf("%q: %v %v, want %d", tc.in, v, err, tc.want)
+		case tc.bad:
+			if err == nil {
+				t.Errorf("%q accepted as %+v", tc.in, p)
+			} else if e := asDomain(err); e == nil || e.Code != userservice.ECodeInvalidParam {
+				t.Errorf("%q: %v, want INVALID_PARAMETER", tc.in, err)
+			}
+		case err != nil || p == nil:
+			t.Errorf("%q: %+v %v", tc.in, p, err)
+		case p.Any != tc.any || !slices.Equal(p.Versions, tc.versions):
+			t.Errorf("%q: %+v, want any=%v versions=%v", tc.in, *p, tc.any, tc.versions)
 		}
 	}
+	if p, err := parseIfMatch(nil); p != nil || err != nil {
+		t.Errorf("no header: %+v %v, want no precondition", p, err)
+	}
+}
+
+// ifMatchPattern is the pattern that the OpenAPI document gives If-Match.
+func ifMatchPattern(tb testing.TB) *regexp.Regexp {
+	tb.Helper()
+	var doc struct {
+		Components struct {
+			Parameters map[string]struct {
+				Schema struct {
+					Pattern string `json:"pattern"`
+				} `json:"schema"`
+			} `json:"parameters"`
+		} `json:"components"`
+	}
+	if err := stdjson.Unmarshal(openAPIDocument, &doc); err != nil {
+		tb.Fatal(err)
+	}
+	re, err := regexp.Compile(doc.Components.Parameters["If-Match"].Schema.Pattern)
+	if err != nil {
+		tb.Fatalf("If-Match pattern: %v", err)
+	}
+	return re
+}
+
+// FuzzParseIfMatch: the parser never panics, refuses only with a 400, and what
+// it accepts is consistent: `*` is Any, and every version it keeps is named by
+// a strong tag spelled exactly as the ETag the service sends. The OpenAPI
+// document's pattern accepts exactly what the parser accepts.
+func FuzzParseIfMatch(f *testing.F) {
+	for _, s := range []string{"*", `"5"`, `W/"5"`, `"4", "5"`, `"definitely-not-the-version"`, `""`, "garbage", `"5" "6"`, `,`, "\"\xff\""} {
+		f.Add([]byte(s))
+	}
+	re := ifMatchPattern(f)
+	f.Fuzz(func(t *testing.T, h []byte) {
+		p, err := parseIfMatch(h)
+		if len(bytes.Trim(h, " \t")) > 0 && utf8.Valid(h) && re.Match(h) != (err == nil) {
+			t.Fatalf("%q: the document's pattern says %v, the parser %v", h, re.Match(h), err)
+		}
+		if err != nil {
+			if e := asDomain(err); e == nil || e.Code != userservice.ECodeInvalidParam {
+				t.Fatalf("%q: %v", h, err)
+			}
+			return
+		}
+		if p == nil {
+			if len(bytes.Trim(h, " \t")) != 0 {
+				t.Fatalf("%q: no precondition", h)
+			}
+			return
+		}
+		if p.Any != (string(bytes.Trim(h, " \t")) == "*") {
+			t.Fatalf("%q: any=%v", h, p.Any)
+		}
+		for _, v := range p.Versions {
+			if !bytes.Contains(h, []byte(`"`+strconv.FormatInt(v, 10)+`"`)) {
+				t.Fatalf("%q: version %d is not one of its tags", h, v)
+			}
+		}
+	})
 }
 
 func TestRenderSuccessOmitsEmptyParts(t *testing.T) {
@@ -169,4 +278,13 @@ func TestFieldNamesAreExact(t *testing.T) {
 			}
 		})
 	}
+}
+
+// asDomain returns err's *userservice.Error, or nil.
+func asDomain(err error) *userservice.Error {
+	var e *userservice.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return nil
 }

@@ -171,27 +171,84 @@ func (s *Server) checkLimit(limit int) error {
 	return nil
 }
 
-// ifMatch parses If-Match: `"5"`, `W/"5"` or `*` (any version). Nil means no
-// precondition.
-func (r *request) ifMatch() (*int64, error) {
+// ifMatch parses If-Match (400 when malformed). Nil means no precondition.
+func (r *request) ifMatch() (*userservice.Precondition, error) {
 	return parseIfMatch(r.fc.Request.Header.Peek("If-Match"))
 }
 
-func parseIfMatch(h []byte) (*int64, error) {
-	v := bytes.TrimSpace(h)
-	if len(v) == 0 || (len(v) == 1 && v[0] == '*') {
+var errBadIfMatch = invalidParam("If-Match", `must be * or a comma-separated list of entity tags such as "5"`)
+
+// parseIfMatch parses an If-Match value (RFC 9110 §13.1.1):
+//
+//	If-Match = "*" / #entity-tag
+//	entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE ; etagc = %x21 / %x23-7E / %x80-FF
+//
+// with the list syntax of §5.6.1 (OWS around commas, empty elements allowed, at
+// least one tag). Only a value outside this grammar is an error; a well-formed
+// tag that names no version is kept as one that matches nothing (a 412 once the
+// target exists). An empty value is no precondition.
+func parseIfMatch(h []byte) (*userservice.Precondition, error) {
+	v := bytes.Trim(h, " \t")
+	if len(v) == 0 {
 		return nil, nil
 	}
-	v = bytes.TrimPrefix(v, []byte("W/"))
-	bad := invalidParam("If-Match", `must be an entity tag such as "5"`)
-	if len(v) < 3 || v[0] != '"' || v[len(v)-1] != '"' {
-		return nil, bad
+	if len(v) == 1 && v[0] == '*' {
+		return &userservice.Precondition{Any: true}, nil
 	}
-	n, err := strconv.ParseInt(string(v[1:len(v)-1]), 10, 64)
-	if err != nil || n < 0 {
-		return nil, bad
+	p := &userservice.Precondition{}
+	tags := 0
+	for len(v) > 0 {
+		v = bytes.TrimLeft(v, " \t")
+		if len(v) > 0 && v[0] == ',' { // an empty list element
+			v = v[1:]
+			continue
+		}
+		if len(v) == 0 {
+			break
+		}
+		weak := bytes.HasPrefix(v, []byte("W/"))
+		if weak {
+			v = v[2:]
+		}
+		if len(v) == 0 || v[0] != '"' {
+			return nil, errBadIfMatch
+		}
+		end := 1
+		for end < len(v) && isETagChar(v[end]) {
+			end++
+		}
+		if end == len(v) || v[end] != '"' {
+			return nil, errBadIfMatch
+		}
+		opaque := v[1:end]
+		v = bytes.TrimLeft(v[end+1:], " \t")
+		if len(v) > 0 && v[0] != ',' {
+			return nil, errBadIfMatch
+		}
+		tags++
+		if n, ok := versionTag(opaque); ok && !weak {
+			p.Versions = append(p.Versions, n)
+		}
 	}
-	return &n, nil
+	if tags == 0 {
+		return nil, errBadIfMatch
+	}
+	return p, nil
+}
+
+// isETagChar reports whether c is an etagc: any visible byte but DQUOTE, or obs-text.
+func isETagChar(c byte) bool {
+	return c == 0x21 || (c >= 0x23 && c <= 0x7e) || c >= 0x80
+}
+
+// versionTag returns the version that an opaque tag names: exactly the decimal
+// text that [request.etag] sends, so "05" or "+5" name nothing.
+func versionTag(opaque []byte) (int64, bool) {
+	n, err := strconv.ParseInt(string(opaque), 10, 64)
+	if err != nil || n < 0 || strconv.FormatInt(n, 10) != string(opaque) {
+		return 0, false
+	}
+	return n, true
 }
 
 // decode reads the JSON body into v (413, 415, 400).
@@ -204,7 +261,7 @@ func (r *request) decode(v any) error {
 }
 
 // meta is the Meta of a command sent on behalf of this request.
-func (r *request) meta(ifMatch *int64) userservice.Meta {
+func (r *request) meta(ifMatch *userservice.Precondition) userservice.Meta {
 	m := userservice.Meta{CorrelationID: r.correlationID, IfMatch: ifMatch, Now: userservice.Now(), NoAudit: r.s.cfg.NoAudit}
 	if r.caller != nil {
 		m.ActorID = r.caller.actorID()

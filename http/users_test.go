@@ -141,7 +141,8 @@ func TestGetAndUpdateUser(t *testing.T) {
 		}
 		h.send("PUT", "/api/v1/users/me", h.alice.token, `{"bio":"a"}`, "If-Match", "five").expect(400, userservice.ECodeInvalidParam)
 		h.send("PUT", "/api/v1/users/me", h.alice.token, `{"bio":"a"}`, "If-Match", tag).expect(200, "")
-		h.send("PUT", "/api/v1/users/me", h.alice.token, `{"bio":"b"}`, "If-Match", "W/"+sprintf(`"%d"`, cur+1)).expect(200, "")
+		h.send("PUT", "/api/v1/users/me", h.alice.token, `{"bio":"b"}`, "If-Match", "W/"+sprintf(`"%d"`, cur+1)).expect(412, userservice.ECodeVersionMismatch)
+		h.send("PUT", "/api/v1/users/me", h.alice.token, `{"bio":"b"}`, "If-Match", sprintf(`"x", "%d"`, cur+1)).expect(200, "")
 		h.send("PUT", "/api/v1/users/me", h.alice.token, `{"bio":"c"}`, "If-Match", "*").expect(200, "")
 	})
 	t.Run("duplicate username is 409", func(t *testing.T) {

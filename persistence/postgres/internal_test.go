@@ -43,8 +43,12 @@ func TestMapError(t *testing.T) {
 		{"idempotency key", unique("idempotency_keys_pkey"), userservice.ECodeConflict, "", userservice.ErrIdempotencyKeyTaken},
 		{"enrollment", unique("enrollments_user_course_key"), userservice.ECodeAlreadyEnrolled, "", nil},
 		{"fence", userservice.ErrStaleVersion, userservice.ECodeUnavailable, "", userservice.ErrStaleVersion},
-		{"other unique", unique("something_else"), userservice.ECodeUnavailable, "", nil},
-		{"check violation", &pgconn.PgError{Code: "23514"}, userservice.ECodeUnavailable, "", nil},
+		{"other unique", unique("something_else"), userservice.ECodeConflict, "", nil},
+		{"foreign key", &pgconn.PgError{Code: "23503"}, userservice.ECodeConflict, "", nil},
+		{"check violation", &pgconn.PgError{Code: "23514", ColumnName: "time_spent_seconds"}, userservice.ECodeValidation, "", nil},
+		{"not null", &pgconn.PgError{Code: "23502", ColumnName: "email"}, userservice.ECodeValidation, "", nil},
+		{"bad encoding", &statementError{field: "bio", err: &pgconn.PgError{Code: "22021"}}, userservice.ECodeValidation, "", nil},
+		{"bad json", &pgconn.PgError{Code: "22P02"}, userservice.ECodeValidation, "", nil},
 		{"connection", errors.New("connection reset"), userservice.ECodeUnavailable, "", nil},
 	}
 	for _, tt := range tests {
@@ -59,13 +63,40 @@ func TestMapError(t *testing.T) {
 			if tt.is != nil && !errors.Is(got, tt.is) {
 				t.Errorf("err = %v, want %v", got, tt.is)
 			}
-			if tt.code == userservice.ECodeUnavailable && tt.is == nil && !errors.Is(got, tt.err) {
+			if code := tt.code; (code == userservice.ECodeUnavailable && tt.is == nil || code == userservice.ECodeValidation ||
+				tt.name == "other unique" || tt.name == "foreign key") && !errors.Is(got, tt.err) {
 				t.Errorf("the cause is lost: %v", got)
 			}
 		})
 	}
 	if mapError(nil) != nil {
 		t.Error("mapError(nil) != nil")
+	}
+}
+
+// TestMapErrorNamesTheField: a data error names the field its statement writes,
+// else PostgreSQL's column in the contract's spelling, else the body.
+func TestMapErrorNamesTheField(t *testing.T) {
+	for _, tc := range []struct {
+		err   error
+		field string
+	}{
+		{&statementError{field: "preferences", err: &pgconn.PgError{Code: "22P02", ColumnName: "value"}}, "preferences"},
+		{fmt.Errorf("w: %w", &pgconn.PgError{Code: "22001", ColumnName: "first_name"}), "firstName"},
+		{&pgconn.PgError{Code: "23514", ColumnName: "time_spent_seconds"}, "timeSpentSeconds"},
+		{&statementError{err: &pgconn.PgError{Code: "22021"}}, "body"},
+	} {
+		var de *userservice.Error
+		if !errors.As(mapError(tc.err), &de) || de.Code != userservice.ECodeValidation || len(de.Details) != 1 || de.Details[0].Field != tc.field {
+			t.Errorf("%v: %v, want a 400 naming %s", tc.err, de, tc.field)
+		}
+	}
+	if got := unstorableText("a", "ok", "b", (*string)(nil), "c", "x\x00", "d", "\xff"); got != "c" {
+		t.Errorf("unstorableText: %q, want c", got)
+	}
+	bad := "\xff"
+	if got := unstorableText("a", "ok", "b", &bad); got != "b" {
+		t.Errorf("unstorableText: %q, want b", got)
 	}
 }
 

@@ -141,7 +141,11 @@ func (it *txItem) queue(b *pgx.Batch, fail func(error)) {
 	m, u := it.p.m, &it.p.m.User
 	// want is the error of a checked statement that changed no row; such a
 	// statement must be one of the fenced ones.
+	// field names the request field that the next statements write, for a data
+	// error PostgreSQL answers about them (see mapError).
+	field := ""
 	add := func(want error, sql string, args ...any) {
+		f := field
 		qq := b.Queue(sql, args...)
 		qq.Fn = func(br pgx.BatchResults) error {
 			ct, err := br.Exec()
@@ -149,6 +153,9 @@ func (it *txItem) queue(b *pgx.Batch, fail func(error)) {
 				err = want
 			}
 			if err != nil {
+				if serverError(err) {
+					err = &statementError{field: f, err: err}
+				}
 				fail(err)
 			}
 			return err
@@ -166,6 +173,9 @@ func (it *txItem) queue(b *pgx.Batch, fail func(error)) {
 		add(userservice.ErrIdempotencyKeyTaken, fencedInsertIdempotency, r.CallerID, r.Key, r.RequestHash, r.Status, body,
 			r.CreatedAt.Time, time.Now().Add(-IdempotencyTTL))
 	}
+	field = unstorableText("authId", u.AuthID, "email", u.Email, "username", u.Username, "firstName", u.FirstName,
+		"lastName", u.LastName, "displayName", u.DisplayName, "avatarUrl", u.AvatarURL, "bio", u.Bio, "phone", u.Phone,
+		"timezone", u.Timezone, "language", u.Language)
 	if m.Create {
 		add(nil, insertUserSQL, u.ID, u.AuthID, u.Email, u.Username, u.FirstName, u.LastName, u.DisplayName,
 			u.AvatarURL, u.Bio, u.Phone, u.Timezone, u.Language, string(u.Role), string(u.Status), u.EmailVerified,
@@ -177,6 +187,7 @@ func (it *txItem) queue(b *pgx.Batch, fail func(error)) {
 			string(u.Role), string(u.Status), u.EmailVerified, u.ProfileCompleted, timeArg(u.LastActiveAt),
 			u.LoginCount, timeArg(u.LastLoginAt), u.Version, u.UpdatedAt.Time)
 	}
+	field = "courseId"
 	for _, courseID := range m.EnrollmentDeletes {
 		add(nil, deleteEnrollmentSQL, u.ID, courseID)
 	}
@@ -186,6 +197,7 @@ func (it *txItem) queue(b *pgx.Batch, fail func(error)) {
 			e.TimeSpentSeconds, e.EnrolledAt.Time, timeArg(e.CompletedAt), timeArg(e.LastAccessedAt),
 			e.CreatedAt.Time, e.UpdatedAt.Time)
 	}
+	field = "preferences"
 	for _, k := range m.PreferenceDeletes {
 		add(nil, deletePreferenceSQL, u.ID, k.Category, k.Key)
 	}
@@ -195,8 +207,10 @@ func (it *txItem) queue(b *pgx.Batch, fail func(error)) {
 	}
 	for i := range m.SessionUpserts {
 		s := &m.SessionUpserts[i]
+		field = unstorableText("sessionId", s.SessionID, "ipAddress", s.IPAddress, "userAgent", s.UserAgent)
 		add(nil, upsertSessionSQL, s.ID, u.ID, s.SessionID, s.IPAddress, s.UserAgent, s.StartedAt.Time, timeArg(s.EndedAt))
 	}
+	field = ""
 	for i := range m.Events {
 		e := &m.Events[i]
 		add(nil, insertOutboxSQL, e.ID, u.ID, e.Type, it.payloads[i])

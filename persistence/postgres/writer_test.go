@@ -579,3 +579,72 @@ func fallbacks(tb testing.TB) float64 {
 	tb.Fatal("user_service_write_fallbacks_total not exported")
 	return 0
 }
+
+// TestWriterDataErrorsAreTheMutationsOwn: a value PostgreSQL refuses (SQLSTATE
+// class 22: bytes that are not UTF-8 or NUL in text, \u0000 in jsonb) fails only
+// its own mutation, with a 400 that names the field, never a 503; the other
+// mutations of its batch commit.
+func TestWriterDataErrorsAreTheMutationsOwn(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	w := newWriter(t, db, postgres.WriterConfig{BatchWait: 200 * time.Millisecond})
+	a := registered(t, w, "data-a@example.com", "")
+	b := registered(t, w, "data-b@example.com", "")
+	c := registered(t, w, "data-c@example.com", "")
+
+	edit := func(s *userservice.State, bio string) *userservice.Mutation {
+		return apply(t, s, userservice.EditProfile{Input: userservice.UpdateUser{Bio: userservice.Optional[string]{Set: true, Value: bio}}}, metaAt(2)).Mutation
+	}
+	pref := func(s *userservice.State, value string) *userservice.Mutation {
+		in := userservice.UpsertPreferences{Preferences: []userservice.PreferenceInput{{Key: "theme", Value: json.RawMessage(value)}}}
+		if err := in.Validate(userservice.CategoryUI); err != nil {
+			t.Fatal(err)
+		}
+		return apply(t, s, userservice.SetPreferences{Category: userservice.CategoryUI, Input: in}, metaAt(2)).Mutation
+	}
+	var goods []*userservice.Mutation
+	for i := range 4 {
+		goods = append(goods, apply(t, nil, newUser(fmt.Sprintf("data-good%d@example.com", i), ""), metaAt(2)).Mutation)
+	}
+	bads := []struct {
+		m     *userservice.Mutation
+		field string
+	}{
+		{edit(a, "caf\xe9"), "bio"},
+		{edit(b, "a\x00b"), "bio"},
+		{pref(c, "{\"label\":\"\xff\"}"), "preferences"},
+	}
+	ms := []*userservice.Mutation{goods[0], bads[0].m, goods[1], bads[1].m, goods[2], bads[2].m, goods[3]}
+	errs := commitAll(t, w, ms...)
+	for i, m := range ms {
+		var want *struct {
+			m     *userservice.Mutation
+			field string
+		}
+		for j := range bads {
+			if bads[j].m == m {
+				want = &bads[j]
+			}
+		}
+		if want == nil {
+			if errs[i] != nil {
+				t.Errorf("good mutation %d: %v", i, errs[i])
+			}
+			if got := count(t, db, `SELECT count(*) FROM users WHERE id = $1`, m.UserID); got != 1 {
+				t.Errorf("good user %s not written", m.UserID)
+			}
+			continue
+		}
+		var de *userservice.Error
+		if !errors.As(errs[i], &de) || de.Code != userservice.ECodeValidation || len(de.Details) != 1 || de.Details[0].Field != want.field {
+			t.Errorf("bad mutation %d: err = %#v, want VALIDATION_ERROR naming %s", i, errs[i], want.field)
+			continue
+		}
+		if got := count(t, db, `SELECT version FROM users WHERE id = $1`, m.UserID); got != int(m.BaseVersion) {
+			t.Errorf("bad mutation %d: version %d, want %d (nothing written)", i, got, m.BaseVersion)
+		}
+		if got := count(t, db, `SELECT count(*) FROM outbox WHERE user_id = $1 AND event_id = ANY($2)`, m.UserID, eventIDs(m.Events)); got != 0 {
+			t.Errorf("bad mutation %d wrote %d outbox rows", i, got)
+		}
+	}
+}
