@@ -56,19 +56,22 @@ func (s *Server) healthLive(r *request) error {
 	return r.writeHealth(fasthttp.StatusOK, healthBody{Status: "alive", Timestamp: userservice.Now(), Uptime: s.uptime()})
 }
 
-// healthReady answers GET /health/ready: 503 until Health.Ready passes.
+// healthReady answers GET /health/ready: 503 until Health.Ready passes. The
+// check is shared between concurrent probes and for HealthCacheTTL (probeCache).
 func (s *Server) healthReady(r *request) error {
-	ctx, cancel := context.WithTimeout(r.ctx, s.cfg.HealthCheckTimeout)
-	defer cancel()
-	if err := s.deps.Health.Ready(ctx); err != nil {
+	err, ok := s.readyProbe.get(r.ctx, s.cfg.HealthCheckTimeout)
+	if !ok || err != nil {
 		return r.writeHealth(fasthttp.StatusServiceUnavailable, healthBody{Status: "not ready", Timestamp: userservice.Now()})
 	}
 	return r.writeHealth(fasthttp.StatusOK, healthBody{Status: "ready", Timestamp: userservice.Now()})
 }
 
-// healthDetailed answers GET /health/detailed: every check runs in parallel,
-// each with its own timeout, so one hung dependency cannot hang the probe.
-func (s *Server) healthDetailed(r *request) error {
+// dependencyReport is one run of every /health/detailed check, by name.
+type dependencyReport map[string]dependencyHealth
+
+// checkDependencies runs every check in parallel, each with its own timeout,
+// so one hung dependency cannot hang the probe.
+func (s *Server) checkDependencies(ctx context.Context) dependencyReport {
 	names := make([]string, 0, len(s.deps.Health.Checks))
 	for name := range s.deps.Health.Checks {
 		names = append(names, name)
@@ -81,17 +84,30 @@ func (s *Server) healthDetailed(r *request) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = s.runCheck(r.ctx, check)
+			results[i] = s.runCheck(ctx, check)
 		}()
 	}
 	wg.Wait()
-
-	body := healthBody{Status: "healthy", Timestamp: userservice.Now(), Uptime: s.uptime(), Version: s.deps.Health.Version,
-		Services: make(map[string]dependencyHealth, len(names))}
-	status := fasthttp.StatusOK
+	report := make(dependencyReport, len(names))
 	for i, name := range names {
-		body.Services[name] = results[i]
-		if results[i].Status == "connected" {
+		report[name] = results[i]
+	}
+	return report
+}
+
+// healthDetailed answers GET /health/detailed from the shared dependency report
+// (probeCache): a flood of probes costs the dependencies one check per HealthCacheTTL.
+func (s *Server) healthDetailed(r *request) error {
+	report, ok := s.detailedProbe.get(r.ctx, s.cfg.HealthCheckTimeout+time.Second)
+	body := healthBody{Status: "healthy", Timestamp: userservice.Now(), Uptime: s.uptime(), Version: s.deps.Health.Version,
+		Services: make(map[string]dependencyHealth, len(report))}
+	status := fasthttp.StatusOK
+	if !ok { // the caller went away or timed out waiting: say nothing is known
+		body.Status, status = "unhealthy", fasthttp.StatusServiceUnavailable
+	}
+	for name, d := range report {
+		body.Services[name] = d
+		if d.Status == "connected" {
 			continue
 		}
 		if name == criticalCheck {

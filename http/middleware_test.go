@@ -234,6 +234,7 @@ func TestHealth(t *testing.T) {
 	}
 	h := newHarness(t, func(c *Config, d *Deps) {
 		c.HealthCheckTimeout = 100 * time.Millisecond
+		c.HealthCacheTTL = -1 // every probe below must see the change before it
 		d.Health.Ready = func(context.Context) error { return ready }
 		d.Health.Checks = checks
 	})

@@ -76,6 +76,16 @@ type Config struct {
 	IdempotencyTTL time.Duration
 	// HealthCheckTimeout bounds each dependency check of /health/detailed. Default 2s.
 	HealthCheckTimeout time.Duration
+	// HealthCacheTTL is how long the result of a readiness or dependency check is
+	// shared between probes (HEALTH_CACHE_TTL). Default 1s; negative shares a
+	// result only between probes that arrive while the check runs.
+	HealthCacheTTL time.Duration
+	// MaxConns bounds the connections served at once (HTTP_MAX_CONNS); beyond it a
+	// new connection gets fasthttp's 503. MaxConnsPerIP bounds them per client IP
+	// address (HTTP_MAX_CONNS_PER_IP); beyond it a new connection gets a 429 and is
+	// closed; 0 means no per-IP limit. Defaults 10000 and 0.
+	MaxConns      int
+	MaxConnsPerIP int
 	// TrustedProxies are the peers whose X-Forwarded-For is believed
 	// (TRUST_PROXY); empty means the client IP is always the connection's peer.
 	TrustedProxies []netip.Prefix
@@ -140,6 +150,12 @@ func (c *Config) withDefaults() (Config, error) {
 	def(&out.HealthCheckTimeout, 2*time.Second)
 	def(&out.ReadTimeout, 30*time.Second)
 	def(&out.IdleTimeout, 120*time.Second)
+	if out.HealthCacheTTL == 0 {
+		out.HealthCacheTTL = time.Second
+	}
+	if out.MaxConns <= 0 {
+		out.MaxConns = 10000
+	}
 	if out.MaxBodyBytes <= 0 {
 		out.MaxBodyBytes = 1 << 20
 	}
@@ -209,6 +225,9 @@ type Server struct {
 	cancelBase context.CancelFunc
 
 	limiterWarn logThrottle
+
+	readyProbe    *probeCache[error]
+	detailedProbe *probeCache[dependencyReport]
 	shutdown    sync.Once
 }
 
@@ -254,6 +273,8 @@ func NewServer(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		}
 	}
 	s.auth = newAuthenticator(keys, c.TokenCacheSize, deps.Directory)
+	s.readyProbe = newProbeCache(c.HealthCacheTTL, deps.Health.Ready)
+	s.detailedProbe = newProbeCache(c.HealthCacheTTL, s.checkDependencies)
 
 	r := router.New()
 	r.RedirectTrailingSlash = false
@@ -280,6 +301,8 @@ func NewServer(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		ReadTimeout:           c.ReadTimeout,
 		WriteTimeout:          c.ReadTimeout,
 		IdleTimeout:           c.IdleTimeout,
+		Concurrency:           c.MaxConns,
+		MaxConnsPerIP:         c.MaxConnsPerIP,
 		NoDefaultServerHeader: true,
 		CloseOnShutdown:       true,
 		// Every body is JSON: a multipart body must reach the handler to get its 415,

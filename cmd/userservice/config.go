@@ -163,6 +163,15 @@ type Config struct {
 	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	RequestTimeout   time.Duration `env:"REQUEST_TIMEOUT" envDefault:"10s"`
 
+	// Connection limits (issue 11): connections served at once, per client IP
+	// (0 = no per-IP limit; behind a load balancer every client shares its IP),
+	// how long an idle keep-alive connection is kept, and how long a health
+	// check's result is shared between probes.
+	HTTPMaxConns      int           `env:"HTTP_MAX_CONNS" envDefault:"10000"`
+	HTTPMaxConnsPerIP int           `env:"HTTP_MAX_CONNS_PER_IP" envDefault:"0"`
+	HTTPIdleTimeout   time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"120s"`
+	HealthCacheTTL    time.Duration `env:"HEALTH_CACHE_TTL" envDefault:"1s"`
+
 	// The connection URL is built from the parts when the environment gave parts but
 	// no URL (LoadConfig decides; see DatabaseURL).
 	dbFromParts, redisFromParts, rabbitFromParts bool
@@ -637,6 +646,16 @@ func (c Config) Validate() error {
 	}
 	positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout)
 	positive("REQUEST_TIMEOUT", c.RequestTimeout)
+	if c.HTTPMaxConns < 1 {
+		add("HTTP_MAX_CONNS", "must be at least 1")
+	}
+	if c.HTTPMaxConnsPerIP < 0 {
+		add("HTTP_MAX_CONNS_PER_IP", "must be 0 (no limit) or more")
+	}
+	positive("HTTP_IDLE_TIMEOUT", c.HTTPIdleTimeout)
+	if c.HealthCacheTTL < 0 || c.HealthCacheTTL > time.Minute {
+		add("HEALTH_CACHE_TTL", "must be 0-1m")
+	}
 
 	if len(p) > 0 {
 		return &ConfigError{Problems: p}

@@ -78,6 +78,7 @@ var specDefaults = map[string]string{
 	// This rebuild's additions.
 	"ACTOR_IDLE_TIMEOUT": "10m0s", "ACTOR_MAX_ACTIVE": "100000", "WRITE_BATCH_MAX": "256",
 	"WRITE_BATCH_WAIT": "2ms", "SHUTDOWN_TIMEOUT": "20s", "REQUEST_TIMEOUT": "10s",
+	"HTTP_MAX_CONNS": "10000", "HTTP_MAX_CONNS_PER_IP": "0", "HTTP_IDLE_TIMEOUT": "2m0s", "HEALTH_CACHE_TTL": "1s",
 }
 
 func TestLoadConfigDefaults(t *testing.T) {
@@ -125,6 +126,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 			{"WRITE_BATCH_WAIT", c.WriteBatchWait, 2 * time.Millisecond},
 			{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout, 20 * time.Second},
 			{"REQUEST_TIMEOUT", c.RequestTimeout, 10 * time.Second},
+			{"HTTP_IDLE_TIMEOUT", c.HTTPIdleTimeout, 120 * time.Second},
+			{"HEALTH_CACHE_TTL", c.HealthCacheTTL, time.Second},
 		} {
 			if tc.got != tc.want {
 				t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
@@ -188,6 +191,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		"AUDIT_ENABLED": "false", "AUDIT_SENSITIVE_FIELDS": "password",
 		"ACTOR_IDLE_TIMEOUT": "30s", "ACTOR_MAX_ACTIVE": "5", "WRITE_BATCH_MAX": "64",
 		"WRITE_BATCH_WAIT": "0s", "SHUTDOWN_TIMEOUT": "5s", "REQUEST_TIMEOUT": "3s",
+		"HTTP_MAX_CONNS": "500", "HTTP_MAX_CONNS_PER_IP": "20", "HTTP_IDLE_TIMEOUT": "30s", "HEALTH_CACHE_TTL": "250ms",
 	}
 	for _, v := range configVars() {
 		// JWT_PUBLIC_KEY excludes JWT_JWKS_URL: TestJWTKeys reads it.
@@ -220,6 +224,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		AuditEnabled: false, AuditSensitiveFields: []string{"password"},
 		ActorIdleTimeout: 30 * time.Second, ActorMaxActive: 5, WriteBatchMax: 64,
 		WriteBatchWait: 0, ShutdownTimeout: 5 * time.Second, RequestTimeout: 3 * time.Second,
+		HTTPMaxConns: 500, HTTPMaxConnsPerIP: 20, HTTPIdleTimeout: 30 * time.Second, HealthCacheTTL: 250 * time.Millisecond,
 	}
 	if !reflect.DeepEqual(got, want) {
 		gv, wv := reflect.ValueOf(got), reflect.ValueOf(want)
@@ -310,6 +315,10 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 		{"actor max active", map[string]string{"ACTOR_MAX_ACTIVE": "0"}, "ACTOR_MAX_ACTIVE", "at least 1"},
 		{"write batch max zero", map[string]string{"WRITE_BATCH_MAX": "0"}, "WRITE_BATCH_MAX", "1-10000"},
 		{"write batch max too large", map[string]string{"WRITE_BATCH_MAX": "10001"}, "WRITE_BATCH_MAX", "1-10000"},
+		{"no connections", map[string]string{"HTTP_MAX_CONNS": "0"}, "HTTP_MAX_CONNS", "at least 1"},
+		{"negative per-IP limit", map[string]string{"HTTP_MAX_CONNS_PER_IP": "-1"}, "HTTP_MAX_CONNS_PER_IP", "0 (no limit)"},
+		{"zero idle timeout", map[string]string{"HTTP_IDLE_TIMEOUT": "0s"}, "HTTP_IDLE_TIMEOUT", ""},
+		{"health cache too long", map[string]string{"HEALTH_CACHE_TTL": "2m"}, "HEALTH_CACHE_TTL", "0-1m"},
 		{"write batch wait too long", map[string]string{"WRITE_BATCH_WAIT": "1001ms"}, "WRITE_BATCH_WAIT", "0-1s"},
 		{"write batch wait negative", map[string]string{"WRITE_BATCH_WAIT": "-1ms"}, "WRITE_BATCH_WAIT", "0-1s"},
 		{"shutdown timeout", map[string]string{"SHUTDOWN_TIMEOUT": "0s"}, "SHUTDOWN_TIMEOUT", "greater than 0"},
@@ -676,6 +685,7 @@ func TestDurations(t *testing.T) {
 		{"ACTOR_IDLE_TIMEOUT", "1h30m", func(c Config) time.Duration { return c.ActorIdleTimeout }, 90 * time.Minute},
 		{"SHUTDOWN_TIMEOUT", "1.5s", func(c Config) time.Duration { return c.ShutdownTimeout }, 1500 * time.Millisecond},
 		{"REQUEST_TIMEOUT", "250ms", func(c Config) time.Duration { return c.RequestTimeout }, 250 * time.Millisecond},
+		{"HEALTH_CACHE_TTL", "0", func(c Config) time.Duration { return c.HealthCacheTTL }, 0},
 		{"RATE_LIMIT_WINDOW", "1500", func(c Config) time.Duration { return c.RateLimitWindow.Duration() }, 1500 * time.Millisecond},
 		{"HEALTH_CHECK_TIMEOUT", "+20", func(c Config) time.Duration { return c.HealthCheckTimeout.Duration() }, 20 * time.Millisecond},
 		{"HEALTH_CHECK_INTERVAL", "86400000", func(c Config) time.Duration { return c.HealthCheckInterval.Duration() }, 24 * time.Hour},
@@ -827,7 +837,7 @@ func TestConfigVarsAreUnique(t *testing.T) {
 		}
 		seen[v.name] = v.field
 	}
-	if want := 66 + 6 + 4 + 1; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY
+	if want := 66 + 6 + 4 + 1 + 4; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY, HTTP_* limits and HEALTH_CACHE_TTL
 		t.Errorf("%d variables, want %d", len(seen), want)
 	}
 }

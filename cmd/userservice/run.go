@@ -178,6 +178,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Development:             cfg.Development(),
 		SensitiveFields:         cfg.AuditSensitiveFields,
 		HealthCheckTimeout:      cfg.HealthCheckTimeout.Duration(),
+		HealthCacheTTL:          healthCacheTTL(cfg.HealthCacheTTL),
+		MaxConns:                cfg.HTTPMaxConns,
+		MaxConnsPerIP:           cfg.HTTPMaxConnsPerIP,
+		IdleTimeout:             cfg.HTTPIdleTimeout,
 		RateLimitSkipSuccessful: cfg.RateLimitSkipSuccessful,
 		NoAudit:                 !cfg.AuditEnabled,
 		NoMetrics:               !cfg.MetricsEnabled,
@@ -373,3 +377,12 @@ func newLogger(cfg Config, stdout io.Writer) (*slog.Logger, func(), error) {
 }
 
 var _ userservice.Users = (*actors.Registry)(nil)
+
+// healthCacheTTL maps HEALTH_CACHE_TTL=0 (no sharing beyond probes that arrive
+// while a check runs) to the HTTP server's spelling of it.
+func healthCacheTTL(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
