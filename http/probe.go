@@ -18,7 +18,7 @@ type probeCache[T any] struct {
 	check func(context.Context) T
 
 	mu     sync.Mutex
-	at     time.Time     // when val was taken; zero before the first check
+	at     time.Time // when val was taken; zero before the first check
 	val    T
 	flight chan struct{} // closed when the running check finished; nil when none runs
 }

@@ -177,7 +177,11 @@ func TestConnectionLimitPerIP(t *testing.T) {
 // TestConnectionLimitTotal: past the total limit a new connection is answered
 // 503 at once (not left hanging), and idle connections that time out make room.
 func TestConnectionLimitTotal(t *testing.T) {
-	h := newHarness(t, func(c *Config, d *Deps) { c.MaxConns = 8; c.IdleTimeout = 500 * time.Millisecond; c.ReadTimeout = 500 * time.Millisecond })
+	h := newHarness(t, func(c *Config, d *Deps) {
+		c.MaxConns = 8
+		c.IdleTimeout = 500 * time.Millisecond
+		c.ReadTimeout = 500 * time.Millisecond
+	})
 	addr := serveReal(t, h)
 	idleConns(t, addr, "127.0.0.1", 8)
 	start := time.Now()

@@ -228,7 +228,7 @@ type Server struct {
 
 	readyProbe    *probeCache[error]
 	detailedProbe *probeCache[dependencyReport]
-	shutdown    sync.Once
+	shutdown      sync.Once
 }
 
 // NewServer builds the edge. Users, Directory, Idempotency, Health.Ready and logger
