@@ -24,6 +24,7 @@ const (
 	resultDuplicate    = "duplicate"     // already processed, or nothing to do (profile exists)
 	resultInvalid      = "invalid"       // unparsable or invalid: dead-lettered at once
 	resultRetried      = "retried"       // a transient failure, retried after a back-off
+	resultWaiting      = "waiting"       // a dependency is down: held, retried without counting an attempt
 	resultDeadLettered = "dead_lettered" // still failing after MaxAttempts: dead-lettered
 	resultFailed       = "failed"        // refused by the domain (e.g. email taken): dead-lettered
 	resultSkipped      = "skipped"       // switched off by a feature flag: acknowledged, no effect
@@ -66,6 +67,7 @@ const (
 	DefaultConsumerMaxAttempts = 5
 	DefaultRetryBackoff        = 200 * time.Millisecond
 	DefaultRetryBackoffMax     = 30 * time.Second
+	DefaultOutageBackoffMax    = 5 * time.Second
 	DefaultProcessTimeout      = 10 * time.Second
 )
 
@@ -96,6 +98,12 @@ type ConsumerConfig struct {
 	// each further one, up to RetryBackoffMax.
 	RetryBackoff    time.Duration
 	RetryBackoffMax time.Duration
+	// OutageBackoffMax caps the back-off of a message held while a dependency
+	// is down (PostgreSQL unreachable, a timeout). Such a failure is not the
+	// message's: it counts no attempt, the message stays unacknowledged and is
+	// tried again until the dependency is back (issue 11), so an outage of any
+	// length dead-letters nothing. Default 5s: the wait after recovery.
+	OutageBackoffMax time.Duration
 	// ProcessTimeout bounds one attempt (lookups and the actor's commit) and one
 	// dead-letter publish.
 	ProcessTimeout time.Duration
@@ -144,6 +152,7 @@ func (c *ConsumerConfig) withDefaults() (ConsumerConfig, error) {
 	}
 	def(&out.RetryBackoff, DefaultRetryBackoff)
 	def(&out.RetryBackoffMax, DefaultRetryBackoffMax)
+	def(&out.OutageBackoffMax, DefaultOutageBackoffMax)
 	def(&out.ProcessTimeout, DefaultProcessTimeout)
 	def(&out.ReconnectMax, DefaultReconnectMax)
 	def(&out.DialTimeout, DefaultDialTimeout)
@@ -221,7 +230,8 @@ type job struct {
 	bad      error      // why the message is invalid
 	typ      string     // for metrics
 	key      string     // authId whose later events wait behind this one's retries; "" for none
-	attempts int        // failed attempts so far
+	attempts int        // failed attempts so far (the message's own failures)
+	outages  int        // attempts in a row that met a dependency outage
 	retry    bool       // coming back from a retry timer
 }
 
@@ -388,9 +398,13 @@ func (s *session) work(in chan *job) {
 // later sends j back to its worker after its back-off.
 func (s *session) later(j *job, in chan *job) {
 	j.retry = true
-	d := s.c.cfg.RetryBackoff << min(j.attempts-1, 30)
-	if d <= 0 || d > s.c.cfg.RetryBackoffMax {
-		d = s.c.cfg.RetryBackoffMax
+	n, limit := j.attempts, s.c.cfg.RetryBackoffMax
+	if j.outages > 0 {
+		n, limit = j.outages, s.c.cfg.OutageBackoffMax
+	}
+	d := s.c.cfg.RetryBackoff << min(n-1, 30)
+	if d <= 0 || d > limit {
+		d = limit
 	}
 	time.AfterFunc(d, func() {
 		select {
@@ -426,7 +440,17 @@ func (s *session) process(j *job) (retry bool) {
 		log.Warn("dead-lettering an event the service refused", "error", err)
 		s.deadLetter(ctx, j, resultFailed, err)
 		return false
+	case outage(err):
+		j.outages++
+		countConsumed(j.typ, resultWaiting)
+		if j.outages == 1 {
+			log.Warn("a dependency is down; holding the event until it is back", "error", err)
+		} else {
+			log.Debug("a dependency is still down; holding the event", "tries", j.outages, "error", err)
+		}
+		return true
 	}
+	j.outages = 0
 	j.attempts++
 	if j.attempts >= c.cfg.MaxAttempts {
 		log.Error("dead-lettering an event after its last attempt", "attempts", j.attempts, "error", err)
@@ -586,6 +610,23 @@ func isDuplicate(err error) bool {
 	}
 	var e *userservice.Error
 	return errors.As(err, &e) && e.Code == userservice.ErrDuplicateMessage.Code && e.Message == userservice.ErrDuplicateMessage.Message
+}
+
+// outage reports whether a failed attempt met a dependency that is down or too
+// slow (PostgreSQL unreachable, a deadline), as opposed to a failure of the
+// event itself: a profile that does not exist yet, or an unexpected error.
+func outage(err error) bool {
+	if errors.Is(err, errUnknownAuthID) {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	switch userservice.ErrorCode(err) {
+	case userservice.ECodeUnavailable, userservice.ECodeTimeout:
+		return true
+	}
+	return false
 }
 
 // transient reports whether a failed attempt may succeed later: dependencies

@@ -2,6 +2,7 @@ package messaging
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -36,7 +37,7 @@ func newConsumerHarness(t *testing.T, tweak func(*ConsumerConfig), setup func(*m
 	cfg := ConsumerConfig{
 		URL: mustEnv(t, "TEST_RABBITMQ_URL"), Exchange: h.exchange, Queue: h.queue,
 		Prefetch: 16, Workers: 1, MaxAttempts: 3,
-		RetryBackoff: 20 * time.Millisecond, RetryBackoffMax: 200 * time.Millisecond,
+		RetryBackoff: 20 * time.Millisecond, RetryBackoffMax: 200 * time.Millisecond, OutageBackoffMax: 200 * time.Millisecond,
 		ReconnectMax: 500 * time.Millisecond, ProcessTimeout: 5 * time.Second,
 	}
 	if tweak != nil {
@@ -369,9 +370,9 @@ func TestConsumerDeadLettersRefusedEvents(t *testing.T) {
 
 func TestConsumerRetriesTransientFailures(t *testing.T) {
 	t.Parallel()
-	flaky, broken := userservice.NewID(), userservice.NewID()
+	flaky, broken, outage := userservice.NewID(), userservice.NewID(), userservice.NewID()
 	h := newConsumerHarness(t, nil, func(m *memUsers) {
-		failures := 0
+		failures, outages := 0, 0
 		m.fail = func(authID string, cmd userservice.Command) error {
 			if _, ok := cmd.(userservice.RecordLogin); !ok {
 				return nil
@@ -382,14 +383,23 @@ func TestConsumerRetriesTransientFailures(t *testing.T) {
 					failures++
 					return userservice.ErrUnavailable
 				}
-			case broken:
-				return userservice.Wrap(userservice.ECodeTimeout, "commit timed out", context.DeadlineExceeded)
+			case broken: // fails on its own: an unexpected error, every time
+				return errors.New("unexpected")
+			case outage: // a dependency down for far more tries than MaxAttempts
+				if outages < 10 {
+					outages++
+					if outages%2 == 0 {
+						return userservice.Wrap(userservice.ECodeTimeout, "commit timed out", context.DeadlineExceeded)
+					}
+					return userservice.ErrUnavailable
+				}
 			}
 			return nil
 		}
 	})
 	h.register(flaky)
 	h.register(broken)
+	h.register(outage)
 
 	t.Run("succeeds once the failure passes", func(t *testing.T) {
 		h.publish(userservice.AuthUserLogin, map[string]any{"authId": flaky})
@@ -410,6 +420,14 @@ func TestConsumerRetriesTransientFailures(t *testing.T) {
 		if h.state(broken).User.LoginCount != 0 {
 			t.Error("a failed login was recorded")
 		}
+	})
+	t.Run("a dependency outage counts no attempt and dead-letters nothing", func(t *testing.T) {
+		h.publish(userservice.AuthUserLogin, map[string]any{"authId": outage})
+		eventually(t, 20*time.Second, "the login", func() bool { return h.state(outage).User.LoginCount == 1 })
+		if n := h.users.callsFor(outage); n != 1+11 {
+			t.Errorf("%d Execute calls, want 1 registration and 11 login attempts", n)
+		}
+		h.noDeadLetters() // the earlier subtest took its one
 	})
 }
 
