@@ -567,8 +567,12 @@ func (c *change) recordLogin(cmd RecordLogin) {
 func (c *change) recordLogout(cmd RecordLogout) {
 	sessions := make([]Session, len(c.base.Sessions))
 	copy(sessions, c.base.Sessions)
+	found := false
 	for i := range sessions {
 		s := &sessions[i]
+		if cmd.SessionID != "" && s.SessionID == cmd.SessionID {
+			found = true
+		}
 		if !s.Active || (cmd.SessionID != "" && s.SessionID != cmd.SessionID) {
 			continue
 		}
@@ -578,6 +582,12 @@ func (c *change) recordLogout(cmd RecordLogout) {
 		c.dirty = true
 	}
 	c.next.Sessions = sessions
+	// The actor holds the newest MaxSessionsKept sessions; once it holds that many,
+	// older ones may be open in PostgreSQL only, and the logout must reach them too.
+	if len(sessions) >= MaxSessionsKept && !found {
+		c.m.EndSessions = &SessionsEnd{SessionID: cmd.SessionID, At: cmd.At}
+		c.dirty = true
+	}
 }
 
 func (c *change) recordPasswordChange(cmd RecordPasswordChange) {

@@ -3,6 +3,7 @@ package userservice
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strconv"
 	"testing"
@@ -1064,5 +1065,38 @@ func TestVerifyEmail(t *testing.T) {
 	reg := apply(t, nil, Register{ID: NewID(), Input: CreateUser{AuthID: NewID(), Email: "v@example.com", FirstName: "V", LastName: "W"}, EmailVerified: true}, at(0))
 	if !reg.State.User.EmailVerified {
 		t.Errorf("Register with EmailVerified: %+v", reg.State.User)
+	}
+}
+
+// TestLogoutReachesSessionsBeyondTheActor: once the actor holds MaxSessionsKept
+// sessions, older ones may be open in PostgreSQL only, so a logout that names no
+// session, or one the actor does not hold, also ends them there (issue 11).
+func TestLogoutReachesSessionsBeyondTheActor(t *testing.T) {
+	s := registered(t)
+	for i := range MaxSessionsKept - 1 {
+		s = apply(t, s, RecordLogin{SessionID: fmt.Sprintf("s%d", i), At: timeAt(10)}, at(10)).State
+	}
+	// Below the limit the actor holds every session: nothing more to end.
+	if m := mutated(t, s, apply(t, s, RecordLogout{At: timeAt(20)}, at(20))); m.EndSessions != nil {
+		t.Fatalf("with %d sessions held: EndSessions %+v", len(s.Sessions), m.EndSessions)
+	}
+	s = apply(t, s, RecordLogin{SessionID: "last", At: timeAt(11)}, at(11)).State
+	if len(s.Sessions) != MaxSessionsKept {
+		t.Fatalf("%d sessions held", len(s.Sessions))
+	}
+	o := apply(t, s, RecordLogout{At: timeAt(20)}, at(20))
+	m := mutated(t, s, o)
+	if m.EndSessions == nil || m.EndSessions.SessionID != "" || m.EndSessions.At != timeAt(20) || len(activeSessions(o.State)) != 0 {
+		t.Fatalf("logout of all at the limit: EndSessions %+v, active %v", m.EndSessions, activeSessions(o.State))
+	}
+	// A session the actor does not hold may be an older one.
+	m = mutated(t, o.State, apply(t, o.State, RecordLogout{SessionID: "older", At: timeAt(21)}, at(21)))
+	if m.EndSessions == nil || m.EndSessions.SessionID != "older" {
+		t.Fatalf("logout of a session not held: EndSessions %+v", m.EndSessions)
+	}
+	// One it holds needs nothing more.
+	m = mutated(t, s, apply(t, s, RecordLogout{SessionID: "last", At: timeAt(22)}, at(22)))
+	if m.EndSessions != nil || len(m.SessionUpserts) != 1 {
+		t.Fatalf("logout of a held session: EndSessions %+v, rows %+v", m.EndSessions, m.SessionUpserts)
 	}
 }

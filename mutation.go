@@ -17,6 +17,10 @@ type Mutation struct {
 	PreferenceUpserts []Preference
 	PreferenceDeletes []PrefKey
 	SessionUpserts    []Session // inserted or updated by (user, sessionId)
+	// EndSessions, when set, ends open sessions in PostgreSQL that the actor may
+	// not hold: it keeps only the newest MaxSessionsKept (issue 11: a logout
+	// without a session id ends every open session of the user).
+	EndSessions *SessionsEnd
 
 	Events []Event
 	Audit  []AuditRecord
@@ -28,6 +32,13 @@ type Mutation struct {
 	// Idempotency, when set, is stored with the change so that a retry with the
 	// same key replays the first answer ([ErrIdempotencyKeyTaken] if taken).
 	Idempotency *IdempotencyRecord
+}
+
+// SessionsEnd ends the user's open sessions at At: the one named SessionID, or
+// every open one when SessionID is "".
+type SessionsEnd struct {
+	SessionID string
+	At        Time
 }
 
 // IdempotencyRecord is the stored first answer of a POST with an Idempotency-Key.

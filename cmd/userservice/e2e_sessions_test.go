@@ -90,4 +90,23 @@ func TestSessionsBeyondTheActor(t *testing.T) {
 	if len(items) != n-3*40 || p.HasNext || items[len(items)-1].SessionID != "s-000" {
 		t.Errorf("last page %+v %+v", items, p)
 	}
+
+	// A logout without a session id ends every open session, the ones only
+	// PostgreSQL holds too (issue 11).
+	id, b = authEvent("auth.user.logout", map[string]any{"authId": u.AuthID})
+	st.publish(t, "auth.user.logout", id, b)
+	eventually(t, "the logout of every session", func() error {
+		if c := st.count(t, `SELECT count(*) FROM sessions WHERE user_id = $1 AND ended_at IS NULL`, u.ID); c != 0 {
+			return fmt.Errorf("%d sessions still open in PostgreSQL", c)
+		}
+		return nil
+	})
+	for page := 1; page <= 4; page++ {
+		items, _ := list(page, 40)
+		for _, s := range items {
+			if s.Active || s.EndedAt == nil {
+				t.Fatalf("page %d: session %+v still open", page, s)
+			}
+		}
+	}
 }

@@ -52,6 +52,10 @@ const (
 	deletePreferenceSQL = `DELETE FROM preferences WHERE user_id = $1 AND category = $2 AND key = $3`
 
 	// A session id seen again restarts the session under the id the actor holds.
+	// endSessionsSQL ends open sessions beyond the actor's newest ones: the one
+	// named, or all when the name is ''.
+	endSessionsSQL = `UPDATE sessions SET ended_at = $3
+WHERE user_id = $1 AND ended_at IS NULL AND ($2 = '' OR session_id = $2)`
 	upsertSessionSQL = `INSERT INTO sessions (id, user_id, session_id, ip_address, user_agent, started_at, ended_at)
 	VALUES ($1, $2, $3, $4, $5, $6, $7)
 	ON CONFLICT (user_id, session_id) DO UPDATE SET id = EXCLUDED.id, ip_address = EXCLUDED.ip_address,
@@ -209,6 +213,9 @@ func (it *txItem) queue(b *pgx.Batch, fail func(error)) {
 		s := &m.SessionUpserts[i]
 		field = unstorableText("sessionId", s.SessionID, "ipAddress", s.IPAddress, "userAgent", s.UserAgent)
 		add(nil, upsertSessionSQL, s.ID, u.ID, s.SessionID, s.IPAddress, s.UserAgent, s.StartedAt.Time, timeArg(s.EndedAt))
+	}
+	if e := m.EndSessions; e != nil {
+		add(nil, endSessionsSQL, u.ID, e.SessionID, e.At.Time)
 	}
 	field = ""
 	for i := range m.Events {
