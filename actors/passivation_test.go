@@ -140,3 +140,68 @@ func TestMaxActive(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "the cap to hold", func() bool { return r.ActiveCount() <= 256 })
 }
+
+// TestMaxActiveWithBusyActors: twice as many users as the cap are busy at once
+// (each write takes 300 ms to commit). The owner must not stop a busy actor (its
+// write would be lost) and must not spin asking busy actors to stop: it waits
+// for them to report idle, then brings the count back to the cap (issue 11).
+// ACTOR_MAX_ACTIVE is therefore a soft limit: cap plus the actors busy at once.
+func TestMaxActiveWithBusyActors(t *testing.T) {
+	const limit, users = 128, 256 // 128 owners (the minimum) of one actor each
+	store := newMemStore()
+	store.commitDelay = 300 * time.Millisecond
+	live := newLiveCounter()
+	r := newTestRegistry(t, Config{Owners: 128, MaxActive: limit, CallTimeout: 10 * time.Second}, store, live.hooks())
+	ids := make([]string, users)
+	for i := range ids {
+		ids[i] = store.seed(t)
+	}
+	ctx := ctxTimeout(t, 20*time.Second)
+	var peak atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if n := int64(r.ActiveCount()); n > peak.Load() {
+				peak.Store(n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	var wg sync.WaitGroup
+	for i := range ids {
+		wg.Go(func() {
+			for round := range 3 {
+				if _, err := r.Execute(ctx, ids[i], editBio("busy"+strconv.Itoa(round)), meta()); err != nil {
+					t.Errorf("user %d round %d: %v", i, round, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(done)
+	eventually(t, 5*time.Second, "the cap to hold once the actors are idle", func() bool { return r.ActiveCount() <= limit })
+	// Every activation (each user re-activates in each round once evicted) asks
+	// one other child to stop, and asks again at most once per idle report: about
+	// 2 per user and round (1,293 measured). An owner that spins on busy children
+	// asks tens of thousands of times (59,208 measured before the fix).
+	if n := r.evictions.Load(); n > 10*users {
+		t.Errorf("%d eviction requests for %d users over 3 rounds: the owner spun on busy actors", n, users)
+	}
+	if p := peak.Load(); p > users {
+		t.Errorf("peak %d active actors for %d users", p, users)
+	}
+	for i, id := range ids {
+		if v := store.version(id); v != 4 {
+			t.Errorf("user %d: version %d, want 4 (a write was lost)", i, v)
+		}
+	}
+	if m := live.max(); m > 1 {
+		t.Fatalf("%d actors of one user were alive at once", m)
+	}
+	t.Logf("peak %d active (cap %d, %d busy users), %d eviction requests, %d active after", peak.Load(), limit, users, r.evictions.Load(), r.ActiveCount())
+}
