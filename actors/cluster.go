@@ -19,6 +19,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	userservice "github.com/lms-platform/userservice"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -76,6 +77,24 @@ type ClusterConfig struct {
 	DriftMargin time.Duration
 	// CallTimeout bounds a call whose context has no deadline (default 5s).
 	CallTimeout time.Duration
+
+	// dial, when set, opens the etcd connections (tests cut them to partition a node).
+	dial func(ctx context.Context, addr string) (net.Conn, error)
+	// hooks let tests see activations start serving and replies leave.
+	hooks clusterHooks
+}
+
+type clusterHooks struct {
+	ready func(addr, userID string) // an activation starts serving
+	reply func(addr, userID string) // a grain answered a read
+}
+
+func (c ClusterConfig) etcdConfig() clientv3.Config {
+	cfg := clientv3.Config{Endpoints: c.EtcdEndpoints, DialTimeout: 5 * time.Second}
+	if c.dial != nil {
+		cfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(c.dial)}
+	}
+	return cfg
 }
 
 func (c ClusterConfig) withDefaults() (ClusterConfig, error) {
@@ -125,6 +144,8 @@ type Cluster struct {
 	grains  map[string]*handle // the local activations, by user id
 	leaseID clientv3.LeaseID
 
+	down       sync.Map     // remoting addresses whose connection was lost
+	fencedAt   atomic.Int64 // unix nanos of the last self-fencing (tests)
 	closing    atomic.Bool
 	stopLease  context.CancelFunc
 	leaseDone  chan struct{}
@@ -205,7 +226,7 @@ func NewCluster(cfg ClusterConfig, local *Registry, logger *slog.Logger) (c *Clu
 		base:   time.Now(),
 		grains: map[string]*handle{},
 	}
-	c.etcd, err = clientv3.New(clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: nil})
+	c.etcd, err = clientv3.New(cfg.etcdConfig())
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to etcd: %w", err)
 	}
@@ -221,7 +242,7 @@ func NewCluster(cfg ClusterConfig, local *Registry, logger *slog.Logger) (c *Clu
 
 	libLog := slog.New(minLevel{logger.Handler(), slog.LevelError}).With("component", "protoactor-cluster")
 	c.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return libLog }))
-	provider, err := etcd.NewWithConfig("/userservice/"+cfg.Name+"/members", clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second})
+	provider, err := etcd.NewWithConfig("/userservice/"+cfg.Name+"/members", cfg.etcdConfig())
 	if err != nil {
 		c.closeLease()
 		return nil, fmt.Errorf("cannot create etcd cluster provider: %w", err)
@@ -234,12 +255,34 @@ func NewCluster(cfg ClusterConfig, local *Registry, logger *slog.Logger) (c *Clu
 		c.closeLease()
 		return nil, fmt.Errorf("cannot start fence endpoint: %w", err)
 	}
+	c.system.EventStream.Subscribe(c.onEvent)
 	if err := startMember(c.cl); err != nil {
 		c.closeLease()
 		return nil, err
 	}
 	logger.Info("joined cluster", slog.String("cluster", cfg.Name), slog.String("address", c.addr))
 	return c, nil
+}
+
+// onEvent tracks remoting endpoints that dropped: a call is not sent to a node
+// whose connection is known lost (it could not run there), it waits for the
+// membership to change or the connection to come back.
+func (c *Cluster) onEvent(ev any) {
+	switch ev := ev.(type) {
+	case *remote.EndpointTerminatedEvent:
+		c.down.Store(ev.Address, true)
+	case *remote.EndpointConnectedEvent:
+		c.down.Delete(ev.Address)
+	case *cluster.ClusterTopology:
+		for _, m := range ev.Joined {
+			c.down.Delete(m.Address())
+		}
+	}
+}
+
+func (c *Cluster) isDown(addr string) bool {
+	_, ok := c.down.Load(addr)
+	return ok
 }
 
 // startMember turns protoactor's panics on a failed start into an error.
@@ -297,6 +340,7 @@ func (c *Cluster) keepLease(ctx context.Context) {
 		}
 		if !lost && !c.valid() {
 			lost = true
+			c.fencedAt.Store(time.Now().UnixNano())
 			clusterFenced.Inc()
 			c.log.Warn("cluster lease lapsed; dropping every local user until a new lease", slog.String("address", c.addr))
 			c.abortAll()
@@ -589,6 +633,10 @@ func (c *Cluster) call(ctx context.Context, m *wireMsg, read bool) (*wireMsg, er
 		if pid == nil {
 			continue // no owner yet (membership changing)
 		}
+		if pid.Address != c.addr && c.isDown(pid.Address) {
+			c.cl.PidCache.RemoveByValue(m.UserID, userKind, pid)
+			continue // its node is unreachable: not sent, so not run
+		}
 		res, err := c.system.Root.RequestFuture(pid, msg, time.Until(deadline)).Result()
 		if err != nil {
 			// Timed out: the grain may have run it.
@@ -656,25 +704,6 @@ func (c *Cluster) Shutdown(ctx context.Context) error {
 	c.cl.Shutdown(true)
 	c.closeLease()
 	return c.local.Shutdown(ctx)
-}
-
-// Kill leaves without any handoff, as kill -9 would (tests): remoting stops, the
-// lease is neither renewed nor revoked, so other nodes take the users over only
-// once it lapses.
-func (c *Cluster) Kill() {
-	c.shutdownMu.Lock()
-	defer c.shutdownMu.Unlock()
-	if c.shut {
-		return
-	}
-	c.shut = true
-	c.closing.Store(true)
-	c.stopLease()
-	<-c.leaseDone
-	c.validUntil.Store(0)
-	c.cl.Shutdown(false)
-	_ = c.etcd.Close()
-	_ = c.local.Shutdown(context.Background())
 }
 
 func (c *Cluster) closeLease() {

@@ -71,6 +71,9 @@ func (g *grain) Receive(ctx actor.Context) {
 			return
 		}
 		g.ready = true
+		if f := g.c.cfg.hooks.ready; f != nil {
+			f(g.c.addr, g.h.userID)
+		}
 		for _, call := range q {
 			g.dispatch(call.m, call.sender)
 		}
@@ -170,6 +173,9 @@ func (g *grain) dispatch(w *wireMsg, sender *actor.PID) {
 				reply.Err = toWireError(err)
 			default:
 				reply.State = st
+				if f := c.cfg.hooks.reply; f != nil {
+					f(c.addr, w.UserID)
+				}
 			}
 		case wireExecute:
 			meta := w.Meta

@@ -18,12 +18,12 @@ import (
 type wireKind uint8
 
 const (
-	wireGet     wireKind = iota + 1 // caller → grain
-	wireExecute                     // caller → grain
-	wireReply                       // grain → caller: Reply
-	wireMoved                       // grain → caller: not executed, ask the owner again
-	wireRelease                     // node → node's fence endpoint: give up UserID
-	wireReleased                    // fence endpoint → node: released (nothing of it runs any more)
+	wireGet      wireKind = iota + 1 // caller → grain
+	wireExecute                      // caller → grain
+	wireReply                        // grain → caller: Reply
+	wireMoved                        // grain → caller: not executed, ask the owner again
+	wireRelease                      // node → node's fence endpoint: give up UserID
+	wireReleased                     // fence endpoint → node: released (nothing of it runs any more)
 )
 
 type wireMsg struct {
