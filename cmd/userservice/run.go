@@ -108,11 +108,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	users, err := actors.New(actors.Config{
+	registry, err := actors.New(actors.Config{
 		IdleTimeout: cfg.ActorIdleTimeout, MaxActive: cfg.ActorMaxActive, OnCommit: saver.Save,
 	}, loader, notifyingCommitter{writer, relay}, logger)
 	if err != nil {
 		return err
+	}
+	// Cluster mode: the same actors behind protoactor's cluster; every node serves
+	// every user through the user's one owner (actors.Cluster, docs/cluster.md).
+	var users usersService = registry
+	if cfg.ClusterProvider == clusterEtcd {
+		users, err = actors.NewCluster(actors.ClusterConfig{
+			Name: cfg.ClusterName, Host: cfg.ClusterAdvertiseHost, Port: cfg.ClusterPort,
+			EtcdEndpoints: cfg.EtcdEndpoints, LeaseTTL: cfg.ClusterLeaseTTL, CallTimeout: cfg.RequestTimeout,
+		}, registry, logger)
+		if err != nil {
+			_ = registry.Shutdown(context.Background())
+			return err
+		}
 	}
 	directory, err := postgres.NewDirectory(db)
 	if err != nil {
@@ -358,3 +371,10 @@ func newLogger(cfg Config, stdout io.Writer) (*slog.Logger, func(), error) {
 }
 
 var _ userservice.Users = (*actors.Registry)(nil)
+
+// usersService is the Users the edges call plus its shutdown: the local Registry,
+// or the Cluster (whose Shutdown hands the node's users off and leaves).
+type usersService interface {
+	userservice.Users
+	Shutdown(ctx context.Context) error
+}
