@@ -50,6 +50,7 @@ const (
 	acquirePause  = 50 * time.Millisecond  // between rounds of an activation
 	callBackoffLo = 5 * time.Millisecond
 	callBackoffHi = 200 * time.Millisecond
+	leaveGrace    = time.Second // a leaving node answers "moved" this long after leaving
 )
 
 var (
@@ -133,6 +134,8 @@ type Cluster struct {
 	log    *slog.Logger
 	system *actor.ActorSystem
 	cl     *cluster.Cluster
+	// provider is the etcd membership; Shutdown leaves it before the node stops.
+	provider *etcd.Provider
 	etcd   *clientv3.Client
 	addr   string // host:port, the remoting address
 	prefix string // etcd key prefix of the fence keys
@@ -247,7 +250,9 @@ func NewCluster(cfg ClusterConfig, local *Registry, logger *slog.Logger) (c *Clu
 		c.closeLease()
 		return nil, fmt.Errorf("cannot create etcd cluster provider: %w", err)
 	}
-	kind := cluster.NewKind(userKind, actor.PropsFromProducer(func() actor.Actor { return &grain{c: c} }))
+	kind := cluster.NewKind(userKind, actor.PropsFromProducer(func() actor.Actor { return &grain{c: c} },
+		actor.WithReceiverMiddleware(interceptPoison)))
+	c.provider = provider
 	ccfg := cluster.Configure(cfg.Name, provider, disthash.New(), remote.Configure(cfg.Host, cfg.Port), cluster.WithKinds(kind))
 	c.cl = cluster.New(c.system, ccfg)
 	// The release endpoint: other nodes ask it to give up a user.
@@ -638,6 +643,11 @@ func (c *Cluster) call(ctx context.Context, m *wireMsg, read bool) (*wireMsg, er
 			continue // its node is unreachable: not sent, so not run
 		}
 		res, err := c.system.Root.RequestFuture(pid, msg, time.Until(deadline)).Result()
+		if errors.Is(err, actor.ErrDeadLetter) {
+			// No such grain (stopped): it did not run there.
+			c.cl.PidCache.RemoveByValue(m.UserID, userKind, pid)
+			continue
+		}
 		if err != nil {
 			// Timed out: the grain may have run it.
 			c.cl.PidCache.RemoveByValue(m.UserID, userKind, pid)
@@ -701,8 +711,17 @@ func (c *Cluster) Shutdown(ctx context.Context) error {
 	c.shut = true
 	c.closing.Store(true)
 	c.abortAll()
-	c.cl.Shutdown(true)
+	// Leave the membership first and keep answering "moved" while the other nodes
+	// see it, so a request routed here meanwhile is re-routed, not lost.
+	if err := c.provider.Shutdown(true); err != nil {
+		c.log.Warn("cannot leave the cluster membership; it lapses by itself", slog.Any("error", err))
+	}
+	select {
+	case <-time.After(leaveGrace):
+	case <-ctx.Done():
+	}
 	c.closeLease()
+	c.cl.Shutdown(true)
 	return c.local.Shutdown(ctx)
 }
 

@@ -24,6 +24,7 @@ type grain struct {
 	lastActive time.Time
 	idle       *time.Timer
 	self       *actor.PID
+	stopping   bool // grainStop scheduled
 }
 
 type queuedCall struct {
@@ -38,6 +39,32 @@ type activated struct{ err error }
 type grainIdle struct{}
 
 func (*grainIdle) IgnoreDeadLetterLogging() {}
+
+// grainStop ends an aborted grain after its grace period.
+type grainStop struct{}
+
+func (*grainStop) IgnoreDeadLetterLogging() {}
+
+// grainPoisoned replaces a PoisonPill (the placement actor poisons grains whose
+// owner moved; release poisons too): protoactor drops what is left in a stopped
+// actor's mailbox, so a poisoned grain first answers "moved" for stopGrace, and
+// only then stops.
+type grainPoisoned struct{}
+
+// stopGrace is how long an aborted grain answers "moved" before it stops: callers
+// that still route to it learn to ask again instead of losing their message.
+const stopGrace = 300 * time.Millisecond
+
+// interceptPoison is the receive middleware of the grain kind that turns a
+// PoisonPill into grainPoisoned.
+func interceptPoison(next actor.ReceiverFunc) actor.ReceiverFunc {
+	return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+		if _, ok := env.Message.(*actor.PoisonPill); ok {
+			env = &actor.MessageEnvelope{Header: env.Header, Message: &grainPoisoned{}, Sender: env.Sender}
+		}
+		next(c, env)
+	}
+}
 
 // Receive implements actor.Actor.
 func (g *grain) Receive(ctx actor.Context) {
@@ -77,6 +104,10 @@ func (g *grain) Receive(ctx actor.Context) {
 		for _, call := range q {
 			g.dispatch(call.m, call.sender)
 		}
+	case *grainPoisoned:
+		g.stop(ctx)
+	case *grainStop:
+		ctx.Stop(ctx.Self())
 	case *grainIdle:
 		idle := g.c.local.cfg.IdleTimeout
 		if rest := idle - time.Since(g.lastActive); rest > 0 || !g.ready {
@@ -119,15 +150,20 @@ func (g *grain) start(ctx actor.Context, userID string) {
 	}()
 }
 
-// stop ends the activation: it takes no more requests, and the grain poisons itself
-// so that what is already in its mailbox is answered "moved" rather than dropped.
+// stop ends the activation: it takes no more requests, answers "moved" for
+// stopGrace, then stops.
 func (g *grain) stop(ctx actor.Context) {
 	if g.h != nil {
 		g.h.mu.Lock()
 		g.h.aborted = true
 		g.h.mu.Unlock()
 	}
-	ctx.Poison(ctx.Self())
+	if g.stopping {
+		return
+	}
+	g.stopping = true
+	self, root := ctx.Self(), g.c.system.Root
+	time.AfterFunc(stopGrace, func() { root.Send(self, &grainStop{}) })
 }
 
 // forget removes a stopped activation once its requests in flight are answered
