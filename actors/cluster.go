@@ -136,9 +136,9 @@ type Cluster struct {
 	cl     *cluster.Cluster
 	// provider is the etcd membership; Shutdown leaves it before the node stops.
 	provider *etcd.Provider
-	etcd   *clientv3.Client
-	addr   string // host:port, the remoting address
-	prefix string // etcd key prefix of the fence keys
+	etcd     *clientv3.Client
+	addr     string // host:port, the remoting address
+	prefix   string // etcd key prefix of the fence keys
 
 	base       time.Time    // monotonic reference for validUntil
 	validUntil atomic.Int64 // nanos since base; serving is allowed before it

@@ -353,3 +353,131 @@ func TestClusterKillUnderWriters(t *testing.T) {
 		}
 	}
 }
+
+// serveLog records, per user, when each node's activation started serving and
+// when each node last answered a read.
+type serveLog struct {
+	mu    sync.Mutex
+	ready map[string]map[string][]time.Time // user → addr → times
+	reply map[string]map[string]time.Time   // user → addr → last read answered
+}
+
+func newServeLog() *serveLog {
+	return &serveLog{ready: map[string]map[string][]time.Time{}, reply: map[string]map[string]time.Time{}}
+}
+
+func (l *serveLog) hooks() clusterHooks {
+	return clusterHooks{
+		ready: func(addr, user string) {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if l.ready[user] == nil {
+				l.ready[user] = map[string][]time.Time{}
+			}
+			l.ready[user][addr] = append(l.ready[user][addr], time.Now())
+		},
+		reply: func(addr, user string) {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if l.reply[user] == nil {
+				l.reply[user] = map[string]time.Time{}
+			}
+			l.reply[user][addr] = time.Now()
+		},
+	}
+}
+
+// servingSince returns when a node other than addr started serving user after t.
+func (l *serveLog) takenOver(user, addr string, t time.Time) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for a, ts := range l.ready[user] {
+		if a == addr {
+			continue
+		}
+		for _, x := range ts {
+			if x.After(t) {
+				return x, true
+			}
+		}
+	}
+	return time.Time{}, false
+}
+
+// TestClusterPartitionedNodeStopsFirst cuts one node's etcd connections (a real
+// network fault; its remoting stays up): it must stop answering for its users
+// before any other node starts serving them.
+func TestClusterPartitionedNodeStopsFirst(t *testing.T) {
+	log := newServeLog()
+	tc := newTestCluster(t, 3, log.hooks())
+	cut := tc.nodes[0]
+	var owned []string
+	for len(owned) < 4 {
+		id := tc.store.seed(t)
+		if _, err := tc.nodes[1].Get(ctxTimeout(t, 10*time.Second), id, nil); err != nil {
+			t.Fatal(err)
+		}
+		log.mu.Lock()
+		if len(log.ready[id][cut.Address()]) > 0 {
+			owned = append(owned, id)
+		}
+		log.mu.Unlock()
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, n := range tc.nodes {
+		for _, id := range owned {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+					_, _ = n.Get(ctx, id, nil)
+					cancel()
+				}
+			}()
+		}
+	}
+	t.Cleanup(func() { tc.switches[0].setCut(false) }) // before the nodes shut down
+	cutAt := time.Now()
+	tc.switches[0].setCut(true)
+	deadline := time.Now().Add(30 * time.Second)
+	takeover := map[string]time.Time{}
+	for len(takeover) < len(owned) {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d users were taken over within 30s", len(takeover), len(owned))
+		}
+		for _, id := range owned {
+			if at, ok := log.takenOver(id, cut.Address(), cutAt); ok {
+				takeover[id] = at
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	fenced := time.Unix(0, cut.fencedAt.Load())
+	if cut.fencedAt.Load() == 0 {
+		t.Fatal("the cut-off node never fenced itself")
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	for _, id := range owned {
+		last := log.reply[id][cut.Address()]
+		t.Logf("user %s: cut-off node's last read %s after the cut, fenced at %s, taken over at %s",
+			id[:8], last.Sub(cutAt).Round(time.Millisecond), fenced.Sub(cutAt).Round(time.Millisecond),
+			takeover[id].Sub(cutAt).Round(time.Millisecond))
+		if !last.Before(takeover[id]) {
+			t.Fatalf("user %s: the cut-off node answered at %s, after another node took over at %s", id, last, takeover[id])
+		}
+		if !fenced.Before(takeover[id]) {
+			t.Fatalf("user %s: taken over at %s, before the cut-off node fenced itself at %s", id, takeover[id], fenced)
+		}
+	}
+}
