@@ -1,0 +1,243 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	userservice "github.com/lms-platform/userservice"
+)
+
+// The linearizability check: clients on every node read and write the bio of a
+// few users while nodes join, leave and die; the history is checked by porcupine
+// against one register per user.
+
+type regInput struct {
+	user  string
+	write bool
+	value string
+}
+
+type regOutput struct {
+	value string
+}
+
+var registerModel = porcupine.Model{
+	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
+		by := map[string][]porcupine.Operation{}
+		for _, op := range h {
+			u := op.Input.(regInput).user
+			by[u] = append(by[u], op)
+		}
+		out := make([][]porcupine.Operation, 0, len(by))
+		for _, ops := range by {
+			out = append(out, ops)
+		}
+		return out
+	},
+	Init: func() any { return "" },
+	Step: func(state, input, output any) (bool, any) {
+		in := input.(regInput)
+		if in.write {
+			return true, in.value
+		}
+		return output.(regOutput).value == state.(string), state
+	},
+	DescribeOperation: func(input, output any) string {
+		in := input.(regInput)
+		if in.write {
+			return "write " + in.value
+		}
+		return "read " + output.(regOutput).value
+	},
+}
+
+// history records operations; times are nanoseconds since start.
+type history struct {
+	start time.Time
+	mu    sync.Mutex
+	ops   []porcupine.Operation
+}
+
+func (h *history) now() int64 { return int64(time.Since(h.start)) }
+
+func (h *history) add(op porcupine.Operation) {
+	h.mu.Lock()
+	h.ops = append(h.ops, op)
+	h.mu.Unlock()
+}
+
+// liveSet is the nodes clients may use.
+type liveSet struct {
+	mu    sync.Mutex
+	nodes []userservice.Users
+}
+
+func (l *liveSet) pick() userservice.Users {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.nodes[rand.IntN(len(l.nodes))]
+}
+
+func (l *liveSet) set(nodes ...userservice.Users) {
+	l.mu.Lock()
+	l.nodes = nodes
+	l.mu.Unlock()
+}
+
+// runClients runs clients against live until stop closes and returns the history.
+// A write that failed with a provably-not-executed error is left out; one with an
+// unknown outcome stays open forever (it may take effect at any later time); a
+// failed read is left out.
+func runClients(t *testing.T, clients int, users []string, live *liveSet, stop <-chan struct{}) *history {
+	h := &history{start: time.Now()}
+	var seq atomic.Int64
+	var wg sync.WaitGroup
+	var unexpected atomic.Int64
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				node := live.pick()
+				user := users[rand.IntN(len(users))]
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				call := h.now()
+				if rand.IntN(2) == 0 {
+					v := "v" + strconv.FormatInt(seq.Add(1), 10)
+					_, err := node.Execute(ctx, user, editBio(v), meta())
+					ret := h.now()
+					switch {
+					case err == nil:
+					case errors.Is(err, userservice.ErrPlacementInFlux) || errors.Is(err, ErrShuttingDown):
+						cancel()
+						continue // not executed
+					case userservice.ErrorCode(err) == userservice.ECodeTimeout:
+						ret = math.MaxInt64 // outcome unknown
+					default:
+						unexpected.Add(1)
+						t.Errorf("write: %v", err)
+						ret = math.MaxInt64
+					}
+					h.add(porcupine.Operation{ClientId: c, Input: regInput{user: user, write: true, value: v}, Call: call, Output: regOutput{}, Return: ret})
+				} else {
+					st, err := node.Get(ctx, user, nil)
+					ret := h.now()
+					if err == nil {
+						v := ""
+						if st.User.Bio != nil {
+							v = *st.User.Bio
+						}
+						h.add(porcupine.Operation{ClientId: c, Input: regInput{user: user}, Call: call, Output: regOutput{value: v}, Return: ret})
+					} else if !errors.Is(err, userservice.ErrPlacementInFlux) && !errors.Is(err, ErrShuttingDown) {
+						t.Errorf("read: %v", err)
+					}
+				}
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return h
+}
+
+func checkHistory(t *testing.T, h *history) porcupine.CheckResult {
+	t.Helper()
+	res := porcupine.CheckOperationsTimeout(registerModel, h.ops, 2*time.Minute)
+	reads, writes := 0, 0
+	for _, op := range h.ops {
+		if op.Input.(regInput).write {
+			writes++
+		} else {
+			reads++
+		}
+	}
+	t.Logf("history of %d reads and %d writes: %s", reads, writes, res)
+	return res
+}
+
+// TestClusterLinearizable: clients on all nodes while a node joins, one leaves
+// gracefully and one is killed.
+func TestClusterLinearizable(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	users := []string{tc.store.seed(t), tc.store.seed(t), tc.store.seed(t)}
+	live := &liveSet{}
+	live.set(tc.nodes[0], tc.nodes[1], tc.nodes[2])
+	stop := make(chan struct{})
+	done := make(chan *history)
+	go func() { done <- runClients(t, 8, users, live, stop) }()
+	time.Sleep(time.Second)
+	d := tc.add() // join
+	live.set(tc.nodes[0], tc.nodes[1], tc.nodes[2], d)
+	time.Sleep(2 * time.Second)
+	live.set(tc.nodes[0], tc.nodes[2], d) // graceful leave of node 1
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	if err := tc.nodes[1].Shutdown(ctx); err != nil {
+		t.Errorf("graceful leave: %v", err)
+	}
+	cancel()
+	time.Sleep(2 * time.Second)
+	live.set(tc.nodes[0], d) // kill node 2
+	time.Sleep(50 * time.Millisecond)
+	tc.kill(2)
+	time.Sleep(5 * time.Second)
+	close(stop)
+	h := <-done
+	if res := checkHistory(t, h); res != porcupine.Ok {
+		t.Fatalf("history is not linearizable: %s", res)
+	}
+}
+
+// staleNode is a deliberately broken node: it answers some reads from a copy it
+// read earlier instead of asking the owner.
+type staleNode struct {
+	userservice.Users
+	mu    sync.Mutex
+	cache map[string]*userservice.State
+}
+
+func (s *staleNode) Get(ctx context.Context, userID string, touch *userservice.Time) (*userservice.State, error) {
+	s.mu.Lock()
+	st := s.cache[userID]
+	s.mu.Unlock()
+	if st != nil && rand.IntN(2) == 0 {
+		return st, nil
+	}
+	st, err := s.Users.Get(ctx, userID, touch)
+	if err == nil {
+		s.mu.Lock()
+		s.cache[userID] = st
+		s.mu.Unlock()
+	}
+	return st, err
+}
+
+// TestClusterLinearizabilityCheckerCatchesStaleReads: the same check fails when one
+// node answers from a copy it does not own.
+func TestClusterLinearizabilityCheckerCatchesStaleReads(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	users := []string{tc.store.seed(t), tc.store.seed(t)}
+	live := &liveSet{}
+	live.set(tc.nodes[0], tc.nodes[1], &staleNode{Users: tc.nodes[2], cache: map[string]*userservice.State{}})
+	stop := make(chan struct{})
+	done := make(chan *history)
+	go func() { done <- runClients(t, 8, users, live, stop) }()
+	time.Sleep(3 * time.Second)
+	close(stop)
+	if res := checkHistory(t, <-done); res != porcupine.Illegal {
+		t.Fatalf("the checker did not catch the stale node: %s", res)
+	}
+}
