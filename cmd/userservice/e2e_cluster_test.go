@@ -119,13 +119,42 @@ func TestE2EClusterConcurrentPutMe(t *testing.T) {
 			t.Fatalf("node %d reads version %d, want %d", i, v, base+100)
 		}
 	}
+	// One relay leads across the nodes: every change published once, in the user's
+	// order.
 	evs := tp.take(t, 100)
-	seq := map[int64]bool{}
+	last := base
 	for _, e := range evs {
-		if e.Type != "user.updated" || e.userID() != u.ID || seq[e.userVersion()] {
-			t.Fatalf("event %s (duplicate or unexpected)", e)
+		if e.Type != "user.updated" || e.userID() != u.ID || e.userVersion() != last+1 {
+			t.Fatalf("event %s after version %d (duplicate, out of order or unexpected)", e, last)
 		}
-		seq[e.userVersion()] = true
+		last = e.userVersion()
+	}
+	tp.expectNone(t)
+}
+
+// TestE2EClusterAuthEventsReachTheOwner: auth events consumed by any node are
+// applied by the user's owner: 30 logins of one user, all counted once.
+func TestE2EClusterAuthEventsReachTheOwner(t *testing.T) {
+	s := newStack(t)
+	nodes, _, _ := startCluster(t, s, 3)
+	s.waitConsumer(t)
+	admin := s.adminToken(t)
+	u := nodes[0].createUser(t, admin, newUserBody(t))
+	for i := range 30 {
+		id, body := authEvent("auth.user.login", map[string]any{"authId": u.AuthID, "sessionId": "s" + strconv.Itoa(i)})
+		s.publish(t, "auth.user.login", id, body)
+	}
+	tok := s.tokenFor(t, u)
+	eventually(t, "30 logins", func() error {
+		if row := s.mustUserRow(t, u.ID); row.LoginCount != 30 {
+			return fmt.Errorf("loginCount %d", row.LoginCount)
+		}
+		return nil
+	})
+	for i, n := range nodes {
+		if v := n.do(t, "GET", "/api/v1/users/me", tok, nil).version(t); v != s.mustUserRow(t, u.ID).Version {
+			t.Fatalf("node %d reads version %d, stored %d", i, v, s.mustUserRow(t, u.ID).Version)
+		}
 	}
 }
 
