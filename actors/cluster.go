@@ -148,6 +148,7 @@ type Cluster struct {
 	leaseID clientv3.LeaseID
 
 	down       sync.Map     // remoting addresses whose connection was lost
+	members    atomic.Int32 // members in the last topology this node saw
 	fencedAt   atomic.Int64 // unix nanos of the last self-fencing (tests)
 	closing    atomic.Bool
 	stopLease  context.CancelFunc
@@ -168,6 +169,10 @@ type handle struct {
 	aborted  bool
 	inflight int
 	pid      *actor.PID
+	// prev is the node's previous activation of the same user, replaced (and
+	// aborted) by this one while it may still have requests in flight; aborting this
+	// one waits for those too.
+	prev *handle
 }
 
 func newHandle(userID string) *handle {
@@ -196,14 +201,22 @@ func (h *handle) leave() {
 	h.mu.Unlock()
 }
 
-// abort stops admitting requests and waits until those admitted are answered.
+// abort stops admitting requests and waits until those admitted are answered,
+// its predecessor's included.
 func (h *handle) abort() {
 	h.mu.Lock()
 	h.aborted = true
 	for h.inflight > 0 {
 		h.cond.Wait()
 	}
+	prev := h.prev
 	h.mu.Unlock()
+	if prev != nil {
+		prev.abort()
+		h.mu.Lock()
+		h.prev = nil
+		h.mu.Unlock()
+	}
 }
 
 func (h *handle) isAborted() bool {
@@ -279,6 +292,7 @@ func (c *Cluster) onEvent(ev any) {
 	case *remote.EndpointConnectedEvent:
 		c.down.Delete(ev.Address)
 	case *cluster.ClusterTopology:
+		c.members.Store(int32(len(ev.Members)))
 		for _, m := range ev.Joined {
 			c.down.Delete(m.Address())
 		}

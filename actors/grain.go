@@ -135,7 +135,14 @@ func (g *grain) start(ctx actor.Context, userID string) {
 	if c.closing.Load() || !c.valid() {
 		h.aborted = true
 	}
-	old := c.grains[userID]
+	if old := c.grains[userID]; old != nil {
+		// A previous activation here still registered: it admits nothing from now
+		// on, and whoever aborts this one also waits for its requests.
+		old.mu.Lock()
+		old.aborted = true
+		old.mu.Unlock()
+		h.prev = old
+	}
 	c.grains[userID] = h
 	c.mu.Unlock()
 	g.h = h
@@ -143,6 +150,9 @@ func (g *grain) start(ctx actor.Context, userID string) {
 	self, root := ctx.Self(), c.system.Root
 	g.idle = time.AfterFunc(c.local.cfg.IdleTimeout, func() { root.Send(self, &grainIdle{}) })
 	go func() {
+		h.mu.Lock()
+		old := h.prev
+		h.mu.Unlock()
 		if old != nil { // an earlier local activation of the same user finishes first
 			old.abort()
 		}
