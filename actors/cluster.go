@@ -299,6 +299,28 @@ func (c *Cluster) onEvent(ev any) {
 	}
 }
 
+// isLocal reports whether pid lives in this node's actor system.
+func (c *Cluster) isLocal(pid *actor.PID) bool { return pid.Address == c.system.Address() }
+
+// send delivers m to a process: as is when it is local, gob-encoded otherwise.
+func (c *Cluster) send(to *actor.PID, m *wireMsg) {
+	if to == nil {
+		return
+	}
+	if c.isLocal(to) {
+		c.system.Root.Send(to, m)
+		return
+	}
+	msg, err := encodeWire(m)
+	if err != nil {
+		c.log.Error("cannot encode cluster reply", slog.Any("error", err))
+		if msg, err = encodeWire(&wireMsg{Kind: wireReply, Err: toWireError(err)}); err != nil {
+			return
+		}
+	}
+	c.system.Root.Send(to, msg)
+}
+
 func (c *Cluster) isDown(addr string) bool {
 	_, ok := c.down.Load(addr)
 	return ok
@@ -625,10 +647,7 @@ func (c *Cluster) call(ctx context.Context, m *wireMsg, read bool) (*wireMsg, er
 		return nil, ErrShuttingDown
 	}
 	m.Deadline = deadline.UnixNano()
-	msg, err := encodeWire(m)
-	if err != nil {
-		return nil, userservice.Wrap(userservice.ECodeInternal, "Internal server error", err)
-	}
+	var encoded *wrapperspb.BytesValue // for remote owners, encoded once
 	backoff := callBackoffLo
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
@@ -656,6 +675,16 @@ func (c *Cluster) call(ctx context.Context, m *wireMsg, read bool) (*wireMsg, er
 			c.cl.PidCache.RemoveByValue(m.UserID, userKind, pid)
 			continue // its node is unreachable: not sent, so not run
 		}
+		var msg any = m // a local grain gets the message itself: no serialization
+		if !c.isLocal(pid) {
+			if encoded == nil {
+				var err error
+				if encoded, err = encodeWire(m); err != nil {
+					return nil, userservice.Wrap(userservice.ECodeInternal, "Internal server error", err)
+				}
+			}
+			msg = encoded
+		}
 		res, err := c.system.Root.RequestFuture(pid, msg, time.Until(deadline)).Result()
 		if errors.Is(err, actor.ErrDeadLetter) {
 			// No such grain (stopped): it did not run there.
@@ -674,10 +703,13 @@ func (c *Cluster) call(ctx context.Context, m *wireMsg, read bool) (*wireMsg, er
 		case *actor.DeadLetterResponse:
 			c.cl.PidCache.RemoveByValue(m.UserID, userKind, pid)
 			continue
-		case *wrapperspb.BytesValue:
-			reply, err := decodeWire(v)
-			if err != nil {
-				return nil, userservice.Wrap(userservice.ECodeInternal, "Internal server error", err)
+		case *wrapperspb.BytesValue, *wireMsg:
+			reply, ok := v.(*wireMsg)
+			if !ok {
+				var err error
+				if reply, err = decodeWire(v.(*wrapperspb.BytesValue)); err != nil {
+					return nil, userservice.Wrap(userservice.ECodeInternal, "Internal server error", err)
+				}
 			}
 			if reply.Kind == wireMoved {
 				clusterMoved.Inc()

@@ -489,3 +489,91 @@ func TestClusterPartitionedNodeStopsFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterJoinMovesAThird: a third node joining two moves about a third of the
+// active users to itself; meanwhile each user's single writer reads back exactly
+// its own last write through any node (nothing stale).
+func TestClusterJoinMovesAThird(t *testing.T) {
+	log := newServeLog()
+	tc := newTestCluster(t, 2, log.hooks())
+	users := make([]string, 30)
+	for i := range users {
+		users[i] = tc.store.seed(t)
+	}
+	live := &liveSet{}
+	live.set(tc.nodes[0], tc.nodes[1])
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var stale, ops atomic.Int64
+	for _, id := range users {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				out, err := live.pick().Execute(ctx, id, editBio("b"+strconv.Itoa(i)), meta())
+				if err != nil {
+					cancel()
+					t.Errorf("write: %v", err)
+					return
+				}
+				st, err := live.pick().Get(ctx, id, nil)
+				cancel()
+				if err != nil {
+					t.Errorf("read: %v", err)
+					return
+				}
+				ops.Add(2)
+				if st.User.Version != out.State.User.Version {
+					stale.Add(1)
+					t.Errorf("user %s: read version %d after its write of %d", id, st.User.Version, out.State.User.Version)
+				}
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	joinAt := time.Now()
+	d := tc.add()
+	tc.waitMembers(3)
+	live.set(tc.nodes[0], tc.nodes[1], d)
+	time.Sleep(3 * time.Second)
+	close(stop)
+	wg.Wait()
+	moved := 0
+	var last time.Time
+	log.mu.Lock()
+	activations := 0
+	for _, id := range users {
+		for addr, ts := range log.ready[id] {
+			for _, x := range ts {
+				if x.After(joinAt) {
+					activations++
+					last = maxTime(last, x)
+					if addr == d.Address() {
+						moved++
+						break
+					}
+				}
+			}
+		}
+	}
+	log.mu.Unlock()
+	window := last.Sub(joinAt)
+	t.Logf("join: %d of %d users moved to the new node; %d activations in %s after the join (%.0f/s); %d operations, %d stale",
+		moved, len(users), activations, window.Round(time.Millisecond), float64(activations)/max(window.Seconds(), 0.001), ops.Load(), stale.Load())
+	if moved < len(users)/6 || moved > len(users)*2/3 {
+		t.Fatalf("%d of %d users moved, want about a third", moved, len(users))
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

@@ -77,16 +77,9 @@ func (g *grain) Receive(ctx actor.Context) {
 			g.c.log.Error("bad cluster request", slog.Any("error", err))
 			return
 		}
-		g.lastActive = time.Now()
-		switch {
-		case g.h == nil || g.h.isAborted():
-			g.moved(ctx.Sender())
-			g.stop(ctx)
-		case !g.ready:
-			g.queue = append(g.queue, queuedCall{m: w, sender: ctx.Sender()})
-		default:
-			g.dispatch(w, ctx.Sender())
-		}
+		g.request(ctx, w)
+	case *wireMsg: // from this node: not serialized
+		g.request(ctx, m)
 	case *activated:
 		q := g.queue
 		g.queue = nil
@@ -122,6 +115,20 @@ func (g *grain) Receive(ctx actor.Context) {
 		if h := g.h; h != nil {
 			go g.c.forget(h)
 		}
+	}
+}
+
+// request admits, queues or refuses one call.
+func (g *grain) request(ctx actor.Context, w *wireMsg) {
+	g.lastActive = time.Now()
+	switch {
+	case g.h == nil || g.h.isAborted():
+		g.moved(ctx.Sender())
+		g.stop(ctx)
+	case !g.ready:
+		g.queue = append(g.queue, queuedCall{m: w, sender: ctx.Sender()})
+	default:
+		g.dispatch(w, ctx.Sender())
 	}
 }
 
@@ -188,12 +195,7 @@ func (c *Cluster) forget(h *handle) {
 }
 
 func (g *grain) moved(to *actor.PID) {
-	if to == nil {
-		return
-	}
-	if msg, err := encodeWire(&wireMsg{Kind: wireMoved}); err == nil {
-		g.c.system.Root.Send(to, msg)
-	}
+	g.c.send(to, &wireMsg{Kind: wireMoved})
 }
 
 // dispatch hands the request to the local Registry and answers the caller from the
@@ -243,14 +245,6 @@ func (g *grain) dispatch(w *wireMsg, sender *actor.PID) {
 				reply.Outcome = toWireOutcome(out)
 			}
 		}
-		if sender == nil {
-			return
-		}
-		msg, err := encodeWire(reply)
-		if err != nil {
-			c.log.Error("cannot encode cluster reply", slog.Any("error", err))
-			msg, _ = encodeWire(&wireMsg{Kind: wireReply, Err: toWireError(err)})
-		}
-		c.system.Root.Send(sender, msg)
+		c.send(sender, reply)
 	}()
 }
