@@ -100,6 +100,14 @@ func (g *grain) Receive(ctx actor.Context) {
 	case *grainPoisoned:
 		g.stop(ctx)
 	case *grainStop:
+		// Stop only after a quiet stopGrace: while callers still send here (their
+		// views or caches lag) keep answering "moved", since a message that reaches
+		// the mailbox as the actor stops is dropped.
+		if quiet := time.Since(g.lastActive); quiet < stopGrace {
+			self, root := ctx.Self(), g.c.system.Root
+			time.AfterFunc(stopGrace-quiet, func() { root.Send(self, &grainStop{}) })
+			return
+		}
 		ctx.Stop(ctx.Self())
 	case *grainIdle:
 		idle := g.c.local.cfg.IdleTimeout
