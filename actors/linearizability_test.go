@@ -10,6 +10,7 @@ package actors
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -27,11 +28,18 @@ import (
 // few users while nodes join, leave and die; the history is checked by porcupine
 // against one register per user.
 
+// regInput is one operation on one register: a user's bio, one of the user's
+// preferences, or the progress of one of the user's enrollments.
 type regInput struct {
 	user  string
+	key   string // "bio", "pref" or "progress"
 	write bool
 	value string
 }
+
+const linCourse = "course-lin"
+
+var linPref = userservice.PrefKey{Category: userservice.CategoryUI, Key: "lin"}
 
 type regOutput struct {
 	value string
@@ -41,8 +49,8 @@ var registerModel = porcupine.Model{
 	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
 		by := map[string][]porcupine.Operation{}
 		for _, op := range h {
-			u := op.Input.(regInput).user
-			by[u] = append(by[u], op)
+			in := op.Input.(regInput)
+			by[in.user+"/"+in.key] = append(by[in.user+"/"+in.key], op)
 		}
 		out := make([][]porcupine.Operation, 0, len(by))
 		for _, ops := range by {
@@ -61,9 +69,9 @@ var registerModel = porcupine.Model{
 	DescribeOperation: func(input, output any) string {
 		in := input.(regInput)
 		if in.write {
-			return "write " + in.value
+			return "write " + in.key + "=" + in.value
 		}
-		return "read " + output.(regOutput).value
+		return "read " + in.key + "=" + output.(regOutput).value
 	},
 }
 
@@ -124,8 +132,9 @@ func runClients(t *testing.T, clients int, users []string, live *liveSet, stop <
 				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 				call := h.now()
 				if rand.IntN(2) == 0 {
-					v := "v" + strconv.FormatInt(seq.Add(1), 10)
-					_, err := node.Execute(ctx, user, editBio(v), meta())
+					n := seq.Add(1)
+					key, cmd, v := writeOp(n)
+					_, err := node.Execute(ctx, user, cmd, meta())
 					ret := h.now()
 					switch {
 					case err == nil:
@@ -139,16 +148,15 @@ func runClients(t *testing.T, clients int, users []string, live *liveSet, stop <
 						t.Errorf("write: %v", err)
 						ret = math.MaxInt64
 					}
-					h.add(porcupine.Operation{ClientId: c, Input: regInput{user: user, write: true, value: v}, Call: call, Output: regOutput{}, Return: ret})
+					h.add(porcupine.Operation{ClientId: c, Input: regInput{user: user, key: key, write: true, value: v}, Call: call, Output: regOutput{}, Return: ret})
 				} else {
 					st, err := node.Get(ctx, user, nil)
 					ret := h.now()
 					if err == nil {
-						v := ""
-						if st.User.Bio != nil {
-							v = *st.User.Bio
+						// One read of the state is a read of each register.
+						for key, v := range readRegisters(st) {
+							h.add(porcupine.Operation{ClientId: c, Input: regInput{user: user, key: key}, Call: call, Output: regOutput{value: v}, Return: ret})
 						}
-						h.add(porcupine.Operation{ClientId: c, Input: regInput{user: user}, Call: call, Output: regOutput{value: v}, Return: ret})
 					} else if !errors.Is(err, userservice.ErrPlacementInFlux) && !errors.Is(err, ErrShuttingDown) {
 						t.Errorf("read: %v", err)
 					}
@@ -161,10 +169,57 @@ func runClients(t *testing.T, clients int, users []string, live *liveSet, stop <
 	return h
 }
 
+// writeOp is the n-th write: a bio edit, a preference upsert or a progress update,
+// each with a value no other write uses.
+func writeOp(n int64) (key string, cmd userservice.Command, value string) {
+	v := strconv.FormatInt(n, 10)
+	switch n % 3 {
+	case 0:
+		return "bio", editBio("v" + v), "v" + v
+	case 1:
+		raw := `"p` + v + `"`
+		return "pref", userservice.SetPreferences{Category: linPref.Category, Input: userservice.UpsertPreferences{
+			Preferences: []userservice.PreferenceInput{{Key: linPref.Key, Value: json.RawMessage(raw)}}}}, raw
+	default:
+		p := float64(n%9000) / 100 // below 100: never completes
+		return "progress", userservice.SetProgress{CourseID: linCourse, Input: userservice.UpdateProgress{Progress: &p}},
+			strconv.FormatFloat(p, 'f', 2, 64)
+	}
+}
+
+// readRegisters projects a state on the registers.
+func readRegisters(st *userservice.State) map[string]string {
+	// The model's registers start at "": no write sets a progress of 0 (n%9000 is 0
+	// only for multiples of 3, which write the bio), so 0 reads as "".
+	out := map[string]string{"bio": "", "pref": "", "progress": ""}
+	if st.User.Bio != nil {
+		out["bio"] = *st.User.Bio
+	}
+	if p, ok := st.Preferences[linPref]; ok {
+		out["pref"] = string(p.Value)
+	}
+	if e, ok := st.Enrollments[linCourse]; ok && e.Progress != 0 {
+		out["progress"] = strconv.FormatFloat(e.Progress, 'f', 2, 64)
+	}
+	return out
+}
+
+// seedLinUsers stores n users, each enrolled in linCourse.
+func seedLinUsers(t *testing.T, tc *testCluster, n int) []string {
+	users := make([]string, n)
+	for i := range users {
+		users[i] = tc.store.seed(t)
+		if _, err := tc.nodes[0].Execute(ctxTimeout(t, 10*time.Second), users[i], userservice.Enroll{CourseID: linCourse}, meta()); err != nil {
+			t.Fatalf("enroll: %v", err)
+		}
+	}
+	return users
+}
+
 func checkHistory(t *testing.T, h *history) porcupine.CheckResult {
 	t.Helper()
 	res := porcupine.CheckOperationsTimeout(registerModel, h.ops, 2*time.Minute)
-	reads, writes := 0, 0
+	reads, writes := 0, 0 // reads are counted per register
 	for _, op := range h.ops {
 		if op.Input.(regInput).write {
 			writes++
@@ -180,7 +235,7 @@ func checkHistory(t *testing.T, h *history) porcupine.CheckResult {
 // gracefully and one is killed.
 func TestClusterLinearizable(t *testing.T) {
 	tc := newTestCluster(t, 3)
-	users := []string{tc.store.seed(t), tc.store.seed(t), tc.store.seed(t)}
+	users := seedLinUsers(t, tc, 3)
 	live := &liveSet{}
 	live.set(tc.nodes[0], tc.nodes[1], tc.nodes[2])
 	stop := make(chan struct{})
@@ -237,7 +292,7 @@ func (s *staleNode) Get(ctx context.Context, userID string, touch *userservice.T
 // node answers from a copy it does not own.
 func TestClusterLinearizabilityCheckerCatchesStaleReads(t *testing.T) {
 	tc := newTestCluster(t, 3)
-	users := []string{tc.store.seed(t), tc.store.seed(t)}
+	users := seedLinUsers(t, tc, 2)
 	live := &liveSet{}
 	live.set(tc.nodes[0], tc.nodes[1], &staleNode{Users: tc.nodes[2], cache: map[string]*userservice.State{}})
 	stop := make(chan struct{})
