@@ -685,7 +685,16 @@ func (c *Cluster) call(ctx context.Context, m *wireMsg, read bool) (*wireMsg, er
 			}
 			msg = encoded
 		}
-		res, err := c.system.Root.RequestFuture(pid, msg, time.Until(deadline)).Result()
+		res, err := c.await(c.system.Root.RequestFuture(pid, msg, time.Until(deadline)), pid)
+		if errors.Is(err, errNodeLost) {
+			// Its node's connection dropped while we waited: a read is repeated, a
+			// write's outcome is unknown (it may have committed before the node died).
+			c.cl.PidCache.RemoveByValue(m.UserID, userKind, pid)
+			if read {
+				continue
+			}
+			return nil, userservice.Wrap(userservice.ECodeTimeout, "The request timed out", err)
+		}
 		if errors.Is(err, actor.ErrDeadLetter) {
 			// No such grain (stopped): it did not run there.
 			c.cl.PidCache.RemoveByValue(m.UserID, userKind, pid)
@@ -719,6 +728,38 @@ func (c *Cluster) call(ctx context.Context, m *wireMsg, read bool) (*wireMsg, er
 			return reply, nil
 		default:
 			return nil, unexpectedReply(v)
+		}
+	}
+}
+
+// errNodeLost: the node a request was sent to lost its connection before answering.
+var errNodeLost = errors.New("the owner node's connection was lost")
+
+// await waits for the future, but gives up early with errNodeLost when the remote
+// node's connection is reported lost (rather than waiting out the deadline).
+func (c *Cluster) await(f *actor.Future, pid *actor.PID) (any, error) {
+	if c.isLocal(pid) {
+		return f.Result()
+	}
+	type result struct {
+		v   any
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := f.Result()
+		ch <- result{v, err}
+	}()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case r := <-ch:
+			return r.v, r.err
+		case <-tick.C:
+			if c.isDown(pid.Address) {
+				return nil, errNodeLost
+			}
 		}
 	}
 }
