@@ -337,6 +337,19 @@ func startMember(cl *cluster.Cluster) (err error) {
 	return nil
 }
 
+// ErrNotServing is Ready's answer while this node may not serve users: its fence
+// lease lapsed (partitioned from etcd) or it is leaving.
+var ErrNotServing = errors.New("cluster node is not serving: fence lease lapsed or leaving")
+
+// Ready reports whether this node serves its users now (for /health/ready, so a load
+// balancer stops sending to a fenced node).
+func (c *Cluster) Ready() error {
+	if c.closing.Load() || !c.valid() {
+		return ErrNotServing
+	}
+	return nil
+}
+
 // Address is this node's remoting address.
 func (c *Cluster) Address() string { return c.addr }
 

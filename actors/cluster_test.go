@@ -452,6 +452,9 @@ func TestClusterPartitionedNodeStopsFirst(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { tc.switches[0].setCut(false) }) // before the nodes shut down
+	if err := cut.Ready(); err != nil {
+		t.Fatalf("before the cut: %v", err)
+	}
 	cutAt := time.Now()
 	tc.switches[0].setCut(true)
 	deadline := time.Now().Add(30 * time.Second)
@@ -470,6 +473,9 @@ func TestClusterPartitionedNodeStopsFirst(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	close(stop)
 	wg.Wait()
+	if cut.Ready() == nil {
+		t.Error("the cut-off node still reports ready (/health/ready)")
+	}
 	fenced := time.Unix(0, cut.fencedAt.Load())
 	if cut.fencedAt.Load() == 0 {
 		t.Fatal("the cut-off node never fenced itself")

@@ -117,14 +117,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// Cluster mode: the same actors behind protoactor's cluster; every node serves
 	// every user through the user's one owner (actors.Cluster, docs/cluster.md).
 	var users usersService = registry
+	ready := db.Ready
 	if cfg.ClusterProvider == clusterEtcd {
-		users, err = actors.NewCluster(actors.ClusterConfig{
+		node, err := actors.NewCluster(actors.ClusterConfig{
 			Name: cfg.ClusterName, Host: cfg.ClusterAdvertiseHost, Port: cfg.ClusterPort,
 			EtcdEndpoints: cfg.EtcdEndpoints, LeaseTTL: cfg.ClusterLeaseTTL, CallTimeout: cfg.RequestTimeout,
 		}, registry, logger)
 		if err != nil {
 			_ = registry.Shutdown(context.Background())
 			return err
+		}
+		users = node
+		// A node fenced off etcd answers 503 on /health/ready too.
+		ready = func(ctx context.Context) error {
+			if err := node.Ready(); err != nil {
+				return err
+			}
+			return db.Ready(ctx)
 		}
 	}
 	directory, err := postgres.NewDirectory(db)
@@ -185,7 +194,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Idempotency: idempotency,
 		RateLimiter: rateLimiter{limiter},
 		Health: httpapi.Health{
-			Ready: db.Ready,
+			Ready: ready,
 			Checks: map[string]func(context.Context) error{
 				"database": db.Ping,
 				"redis":    rdb.Ping,
