@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lms-platform/userservice"
 )
 
 // Cluster mode end to end: three in-process nodes (each its own HTTP port and
@@ -536,5 +538,57 @@ func TestE2EClusterKill9UnderWriters(t *testing.T) {
 	}
 	if n := missing(); n > 0 {
 		t.Fatalf("%d committed changes have no event", n)
+	}
+}
+
+// TestE2EClusterIdempotencyKey: an Idempotency-Key answer is rendered on the node
+// that got the request and stored by the owner with the change; the same key
+// replays it through any node, another body is refused, and concurrent first
+// requests over all nodes create one user with one answer.
+func TestE2EClusterIdempotencyKey(t *testing.T) {
+	s := newStack(t)
+	nodes, _, _ := startCluster(t, s, 3)
+	admin := s.adminToken(t)
+	u := nodes[0].createUser(t, admin, newUserBody(t))
+	tok := s.tokenFor(t, u)
+	key := "enroll-" + randomHex(t, 8)
+	course := map[string]any{"courseId": userservice.NewID()}
+	first := nodes[1].do(t, "POST", "/api/v1/users/me/enrollments", tok, course, "Idempotency-Key", key)
+	first.data(t, http.StatusCreated, nil)
+	for i, n := range nodes {
+		again := n.do(t, "POST", "/api/v1/users/me/enrollments", tok, course, "Idempotency-Key", key)
+		if again.Status != first.Status || string(again.Body) != string(first.Body) || again.Header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("replay through node %d differs:\nfirst %s\nagain %s", i, first, again)
+		}
+	}
+	nodes[2].do(t, "POST", "/api/v1/users/me/enrollments", tok, map[string]any{"courseId": userservice.NewID()}, "Idempotency-Key", key).
+		fail(t, http.StatusUnprocessableEntity, "IDEMPOTENCY_KEY_REUSED")
+	if v := s.mustUserRow(t, u.ID).Version; v != u.Version+1 {
+		t.Fatalf("version %d after one enrollment and replays, want %d", v, u.Version+1)
+	}
+
+	key2 := "create-" + randomHex(t, 8)
+	b := newUserBody(t)
+	rs := make([]*response, 15)
+	errs := make([]error, len(rs))
+	var wg sync.WaitGroup
+	for i := range rs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rs[i], errs[i] = nodes[i%3].send("POST", "/api/v1/users", admin, b, "Idempotency-Key", key2)
+		}()
+	}
+	wg.Wait()
+	for i, r := range rs {
+		if errs[i] != nil {
+			t.Fatalf("request %d: %v", i, errs[i])
+		}
+		if r.Status != http.StatusCreated || string(r.Body) != string(rs[0].Body) {
+			t.Fatalf("concurrent request %d: %s\nfirst: %s", i, r, rs[0])
+		}
+	}
+	if n := s.count(t, `SELECT count(*) FROM users WHERE email = $1`, b["email"]); n != 1 {
+		t.Fatalf("%d users from concurrent requests with one key, want 1", n)
 	}
 }
