@@ -10,6 +10,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -22,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/anishathalye/porcupine"
 
 	"github.com/lms-platform/userservice"
 )
@@ -590,5 +593,134 @@ func TestE2EClusterIdempotencyKey(t *testing.T) {
 	}
 	if n := s.count(t, `SELECT count(*) FROM users WHERE email = $1`, b["email"]); n != 1 {
 		t.Fatalf("%d users from concurrent requests with one key, want 1", n)
+	}
+}
+
+// TestE2EClusterLinearizableOverHTTP: clients on every node's HTTP port read and
+// write the bio of two users while one node is replaced (SIGTERM, a new node joins);
+// porcupine checks the history against one register per user.
+func TestE2EClusterLinearizableOverHTTP(t *testing.T) {
+	s := newStack(t)
+	nodes, etcd, name := startCluster(t, s, 3)
+	admin := s.adminToken(t)
+	type user struct{ id, tok string }
+	users := make([]user, 2)
+	for i := range users {
+		u := nodes[i].createUser(t, admin, newUserBody(t))
+		users[i] = user{u.ID, s.tokenFor(t, u)}
+	}
+	type in struct {
+		user  string
+		write bool
+		value string
+	}
+	model := porcupine.Model{
+		Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
+			by := map[string][]porcupine.Operation{}
+			for _, op := range h {
+				by[op.Input.(in).user] = append(by[op.Input.(in).user], op)
+			}
+			var out [][]porcupine.Operation
+			for _, ops := range by {
+				out = append(out, ops)
+			}
+			return out
+		},
+		Init: func() any { return "" },
+		Step: func(state, input, output any) (bool, any) {
+			if i := input.(in); i.write {
+				return true, i.value
+			}
+			return output.(string) == state.(string), state
+		},
+	}
+	var (
+		mu    sync.Mutex
+		live  = append([]*service(nil), nodes...)
+		ops   []porcupine.Operation
+		bad   []string
+		seq   atomic.Int64
+		stop  = make(chan struct{})
+		wg    sync.WaitGroup
+		start = time.Now()
+	)
+	now := func() int64 { return int64(time.Since(start)) }
+	for c := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				mu.Lock()
+				node := live[rand.IntN(len(live))]
+				mu.Unlock()
+				u := users[rand.IntN(len(users))]
+				call := now()
+				if rand.IntN(2) == 0 {
+					v := "h" + strconv.FormatInt(seq.Add(1), 10)
+					r, err := node.send("PUT", "/api/v1/users/me", u.tok, map[string]any{"bio": v})
+					ret := now()
+					switch {
+					case err == nil && r.Status == http.StatusOK:
+					case err == nil && r.Status == http.StatusServiceUnavailable && r.Header.Get("Retry-After") != "":
+						continue // not executed
+					default: // outcome unknown
+						ret = math.MaxInt64
+						mu.Lock()
+						bad = append(bad, fmt.Sprintf("%v %v", r, err))
+						mu.Unlock()
+					}
+					mu.Lock()
+					ops = append(ops, porcupine.Operation{ClientId: c, Input: in{u.id, true, v}, Call: call, Return: ret, Output: ""})
+					mu.Unlock()
+				} else {
+					r, err := node.send("GET", "/api/v1/users/me", u.tok, nil)
+					ret := now()
+					var got apiUser
+					if err != nil || r.Status != http.StatusOK || jsonData(r, &got) != nil {
+						if err != nil || r.Status != http.StatusServiceUnavailable {
+							mu.Lock()
+							bad = append(bad, fmt.Sprintf("%v %v", r, err))
+							mu.Unlock()
+						}
+						continue
+					}
+					v := ""
+					if got.Bio != nil {
+						v = *got.Bio
+					}
+					mu.Lock()
+					ops = append(ops, porcupine.Operation{ClientId: c, Input: in{u.id, false, ""}, Call: call, Return: ret, Output: v})
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	time.Sleep(2 * time.Second)
+	mu.Lock()
+	live = []*service{nodes[1], nodes[2]}
+	mu.Unlock()
+	time.Sleep(50 * time.Millisecond)
+	if err := nodes[0].stop(); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	fresh := s.start(t, clusterEnv(t, etcd, name))
+	mu.Lock()
+	live = []*service{nodes[1], nodes[2], fresh}
+	mu.Unlock()
+	time.Sleep(3 * time.Second)
+	close(stop)
+	wg.Wait()
+	if len(bad) > 0 {
+		t.Fatalf("%d answers other than 200 or 503+Retry-After, first: %s", len(bad), bad[0])
+	}
+	res := porcupine.CheckOperationsTimeout(model, ops, time.Minute)
+	t.Logf("HTTP history of %d operations: %s", len(ops), res)
+	if res != porcupine.Ok {
+		t.Fatalf("history is not linearizable: %s", res)
 	}
 }
