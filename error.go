@@ -113,4 +113,8 @@ var (
 	ErrIdempotencyKeyTaken = &Error{Code: ECodeConflict, Message: "Idempotency key already used"}
 	// ErrUnavailable is returned when a dependency the request needs is down.
 	ErrUnavailable = &Error{Code: ECodeUnavailable, Message: "Service temporarily unavailable"}
+	// ErrPlacementInFlux is returned in cluster mode when the user's owner could not
+	// be reached before the deadline because the user is moving between nodes (or its
+	// node is failing over). Nothing was executed; the HTTP layer adds Retry-After.
+	ErrPlacementInFlux = &Error{Code: ECodeUnavailable, Message: "User is moving between nodes, please retry"}
 )

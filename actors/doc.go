@@ -1,7 +1,10 @@
 // Package actors keeps one protoactor-go virtual actor per user: the only place
 // that holds a user's committed state in memory and the only writer of that user.
 // [Registry] implements [userservice.Users]; the edges address users only through
-// that interface, so a cluster mode can replace the Registry without touching them.
+// that interface. [Cluster] implements it too (cluster mode, docs/cluster.md): each
+// node keeps its Registry, fronted by a protoactor cluster kind placed by
+// distributed hashing over the etcd membership, with a fence lease and a release
+// handshake so that one node at a time serves a user.
 //
 // Design. A fixed set of owner actors shards the user ids (FNV-1a of the id). An
 // owner keeps userID → child and spawns a user actor on the first message for that

@@ -37,6 +37,17 @@ type execute struct {
 	meta userservice.Meta
 }
 
+// reload makes the user actor load its state again before it answers anything
+// queued after it (cluster mode: a node that takes a user over must not serve the
+// copy it may still hold from an earlier ownership). The reply is *reloadDone once
+// the load has started; requests after it wait for the load.
+type reload struct {
+	request
+}
+
+// reloadDone acknowledges a reload.
+type reloadDone struct{}
+
 // loaded is the result of an asynchronous LoadState, sent by the loading goroutine
 // to the user actor.
 type loaded struct {

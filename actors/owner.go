@@ -52,6 +52,8 @@ func (o *owner) Receive(ctx actor.Context) {
 		o.route(ctx, m.userID)
 	case *execute:
 		o.route(ctx, m.userID)
+	case *reload:
+		o.route(ctx, m.userID)
 	case *passivateRequest:
 		if e := o.entries[m.userID]; e != nil && e.pid == m.child && !e.passivating {
 			o.passivate(ctx, e)

@@ -185,6 +185,23 @@ func (r *Registry) Execute(ctx context.Context, userID string, cmd userservice.C
 	return nil, unexpectedReply(v)
 }
 
+// Reload makes the user's actor (activating it if needed) load its state again
+// before it serves anything sent after this call returns.
+func (r *Registry) Reload(ctx context.Context, userID string) error {
+	deadline := r.deadline(ctx)
+	v, err := r.call(ctx, userID, &reload{request: request{userID: userID, sent: time.Now(), deadline: deadline}}, deadline)
+	if err != nil {
+		return err
+	}
+	switch v := v.(type) {
+	case *reloadDone:
+		return nil
+	case error:
+		return v
+	}
+	return unexpectedReply(v)
+}
+
 // ActiveCount returns the number of user actors in memory (including those being
 // passivated).
 func (r *Registry) ActiveCount() int { return int(r.active.Load()) }

@@ -84,6 +84,13 @@ func (u *userActor) Receive(ctx actor.Context) {
 		} else {
 			u.enqueue(ctx, m)
 		}
+	case *reload:
+		u.lastActive = start
+		if u.phase == phaseReady && u.inflight == nil && len(u.queue) == 0 {
+			u.reload(ctx, ctx.Sender())
+		} else {
+			u.enqueue(ctx, m)
+		}
 	case *loaded:
 		u.lastActive = start
 		u.loaded(ctx, m)
@@ -199,11 +206,19 @@ func (u *userActor) drain(ctx actor.Context) {
 			u.get(ctx, m, h.sender, time.Now())
 		case *execute:
 			u.execute(ctx, m, h.sender, time.Now())
+		case *reload:
+			u.reload(ctx, h.sender)
 		}
 	}
 	if len(u.queue) == 0 {
 		u.queue = nil // an idle actor keeps no buffer
 	}
+}
+
+// reload acknowledges and starts a fresh load; what is queued after it waits.
+func (u *userActor) reload(ctx actor.Context, sender *actor.PID) {
+	u.reply(ctx, sender, &reloadDone{})
+	u.load(ctx)
 }
 
 // get answers with the committed state, recording activity first when asked to

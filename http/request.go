@@ -3,6 +3,7 @@ package http
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net/url"
 	"strconv"
@@ -78,6 +79,9 @@ func (r *request) fail(err error) {
 	}
 	if status == fasthttp.StatusUnauthorized {
 		r.fc.Response.Header.Set("WWW-Authenticate", `Bearer realm="user-service"`)
+	}
+	if errors.Is(err, userservice.ErrPlacementInFlux) {
+		r.fc.Response.Header.Set("Retry-After", "1") // cluster mode: the user is moving
 	}
 	body := renderError(e.Code, msg, e.Details, nil)
 	r.writeJSON(status, body)

@@ -7,6 +7,7 @@
 # Usage: scripts/devstack.sh <command> <profile>        profile: run | test | test2
 #
 #   install                    apt-get install whatever the profile needs and is missing
+#                              (etcd-server too for test profiles, or with WANT_ETCD=1)
 #   up                         install, then start all three servers and wait until they answer
 #   down                       stop all three servers
 #   status                     show what runs (exit 0 only if all three answer)
@@ -243,6 +244,10 @@ missing_packages() {
 	command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
 	command -v redis-cli >/dev/null 2>&1 || pkgs+=(redis-tools)
 	[[ -x $RABBIT_SBIN/rabbitmq-server ]] || pkgs+=(rabbitmq-server)
+	# etcd: the cluster tests (profile test) and `make cluster` (WANT_ETCD=1).
+	if [[ $1 == test* || ${WANT_ETCD:-} == 1 ]]; then
+		command -v etcd >/dev/null 2>&1 || pkgs+=(etcd-server)
+	fi
 	if [[ $1 == test ]]; then
 		command -v promtool >/dev/null 2>&1 || pkgs+=(prometheus)
 		command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)

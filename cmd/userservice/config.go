@@ -172,10 +172,26 @@ type Config struct {
 	HTTPIdleTimeout   time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"120s"`
 	HealthCacheTTL    time.Duration `env:"HEALTH_CACHE_TTL" envDefault:"1s"`
 
+	// Cluster mode (docs/cluster.md). CLUSTER_PROVIDER=none is single-node mode.
+	// Remoting binds exactly CLUSTER_ADVERTISE_HOST:CLUSTER_PORT.
+	ClusterProvider      string        `env:"CLUSTER_PROVIDER" envDefault:"none"`
+	ClusterName          string        `env:"CLUSTER_NAME" envDefault:"userservice"`
+	ClusterAdvertiseHost string        `env:"CLUSTER_ADVERTISE_HOST" envDefault:"127.0.0.1"`
+	ClusterPort          int           `env:"CLUSTER_PORT" envDefault:"8090"`
+	EtcdEndpoints        []string      `env:"ETCD_ENDPOINTS" envDefault:"127.0.0.1:2379"`
+	ClusterLeaseTTL      time.Duration `env:"CLUSTER_LEASE_TTL" envDefault:"5s"`
+
 	// The connection URL is built from the parts when the environment gave parts but
 	// no URL (LoadConfig decides; see DatabaseURL).
 	dbFromParts, redisFromParts, rabbitFromParts bool
 }
+
+// CLUSTER_PROVIDER values.
+const (
+	clusterNone = "none"
+	clusterEtcd = "etcd"
+	clusterK8s  = "k8s"
+)
 
 // defaultJWTSecret is the spec's placeholder; anyone can read it, so production refuses it.
 const defaultJWTSecret = "your-super-secret-jwt-key-change-in-production"
@@ -655,6 +671,34 @@ func (c Config) Validate() error {
 	positive("HTTP_IDLE_TIMEOUT", c.HTTPIdleTimeout)
 	if c.HealthCacheTTL < 0 || c.HealthCacheTTL > time.Minute {
 		add("HEALTH_CACHE_TTL", "must be 0-1m")
+	}
+
+	switch c.ClusterProvider {
+	case clusterNone:
+	case clusterEtcd:
+		if c.ClusterName == "" || strings.ContainsAny(c.ClusterName, "/ ") {
+			add("CLUSTER_NAME", "must be a non-empty name without / or spaces")
+		}
+		if net.ParseIP(c.ClusterAdvertiseHost) == nil && !headerToken(c.ClusterAdvertiseHost) {
+			add("CLUSTER_ADVERTISE_HOST", "must be an IP address or a host name")
+		}
+		port("CLUSTER_PORT", c.ClusterPort)
+		for _, e := range c.EtcdEndpoints {
+			if _, p, err := net.SplitHostPort(e); err != nil || p == "" {
+				add("ETCD_ENDPOINTS", fmt.Sprintf("%q is not host:port", clip(e, 60)))
+				break
+			}
+		}
+		if len(c.EtcdEndpoints) == 0 {
+			add("ETCD_ENDPOINTS", "must list at least one host:port")
+		}
+		if c.ClusterLeaseTTL < 2*time.Second || c.ClusterLeaseTTL%time.Second != 0 {
+			add("CLUSTER_LEASE_TTL", "must be whole seconds, at least 2s")
+		}
+	case clusterK8s:
+		add("CLUSTER_PROVIDER", "k8s is not available in this build; use etcd")
+	default:
+		add("CLUSTER_PROVIDER", "must be none, etcd or k8s")
 	}
 
 	if len(p) > 0 {

@@ -79,6 +79,8 @@ var specDefaults = map[string]string{
 	"ACTOR_IDLE_TIMEOUT": "10m0s", "ACTOR_MAX_ACTIVE": "100000", "WRITE_BATCH_MAX": "256",
 	"WRITE_BATCH_WAIT": "2ms", "SHUTDOWN_TIMEOUT": "20s", "REQUEST_TIMEOUT": "10s",
 	"HTTP_MAX_CONNS": "10000", "HTTP_MAX_CONNS_PER_IP": "0", "HTTP_IDLE_TIMEOUT": "2m0s", "HEALTH_CACHE_TTL": "1s",
+	"CLUSTER_PROVIDER": "none", "CLUSTER_NAME": "userservice", "CLUSTER_ADVERTISE_HOST": "127.0.0.1",
+	"CLUSTER_PORT": "8090", "ETCD_ENDPOINTS": "127.0.0.1:2379", "CLUSTER_LEASE_TTL": "5s",
 }
 
 func TestLoadConfigDefaults(t *testing.T) {
@@ -192,6 +194,8 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		"ACTOR_IDLE_TIMEOUT": "30s", "ACTOR_MAX_ACTIVE": "5", "WRITE_BATCH_MAX": "64",
 		"WRITE_BATCH_WAIT": "0s", "SHUTDOWN_TIMEOUT": "5s", "REQUEST_TIMEOUT": "3s",
 		"HTTP_MAX_CONNS": "500", "HTTP_MAX_CONNS_PER_IP": "20", "HTTP_IDLE_TIMEOUT": "30s", "HEALTH_CACHE_TTL": "250ms",
+		"CLUSTER_PROVIDER": "etcd", "CLUSTER_NAME": "c1", "CLUSTER_ADVERTISE_HOST": "10.0.0.7", "CLUSTER_PORT": "9000",
+		"ETCD_ENDPOINTS": "e1:2379,e2:2379", "CLUSTER_LEASE_TTL": "3s",
 	}
 	for _, v := range configVars() {
 		// JWT_PUBLIC_KEY excludes JWT_JWKS_URL: TestJWTKeys reads it.
@@ -225,6 +229,8 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		ActorIdleTimeout: 30 * time.Second, ActorMaxActive: 5, WriteBatchMax: 64,
 		WriteBatchWait: 0, ShutdownTimeout: 5 * time.Second, RequestTimeout: 3 * time.Second,
 		HTTPMaxConns: 500, HTTPMaxConnsPerIP: 20, HTTPIdleTimeout: 30 * time.Second, HealthCacheTTL: 250 * time.Millisecond,
+		ClusterProvider: "etcd", ClusterName: "c1", ClusterAdvertiseHost: "10.0.0.7", ClusterPort: 9000,
+		EtcdEndpoints: []string{"e1:2379", "e2:2379"}, ClusterLeaseTTL: 3 * time.Second,
 	}
 	if !reflect.DeepEqual(got, want) {
 		gv, wv := reflect.ValueOf(got), reflect.ValueOf(want)
@@ -323,6 +329,12 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 		{"write batch wait negative", map[string]string{"WRITE_BATCH_WAIT": "-1ms"}, "WRITE_BATCH_WAIT", "0-1s"},
 		{"shutdown timeout", map[string]string{"SHUTDOWN_TIMEOUT": "0s"}, "SHUTDOWN_TIMEOUT", "greater than 0"},
 		{"request timeout", map[string]string{"REQUEST_TIMEOUT": "-1s"}, "REQUEST_TIMEOUT", "greater than 0"},
+		{"cluster provider unknown", map[string]string{"CLUSTER_PROVIDER": "consul"}, "CLUSTER_PROVIDER", "none, etcd or k8s"},
+		{"cluster provider k8s", map[string]string{"CLUSTER_PROVIDER": "k8s"}, "CLUSTER_PROVIDER", "not available"},
+		{"cluster port", map[string]string{"CLUSTER_PROVIDER": "etcd", "CLUSTER_PORT": "0"}, "CLUSTER_PORT", "1-65535"},
+		{"cluster name", map[string]string{"CLUSTER_PROVIDER": "etcd", "CLUSTER_NAME": "a/b"}, "CLUSTER_NAME", "without /"},
+		{"cluster lease ttl", map[string]string{"CLUSTER_PROVIDER": "etcd", "CLUSTER_LEASE_TTL": "1500ms"}, "CLUSTER_LEASE_TTL", "whole seconds"},
+		{"etcd endpoints", map[string]string{"CLUSTER_PROVIDER": "etcd", "ETCD_ENDPOINTS": "e1:2379,localhost"}, "ETCD_ENDPOINTS", "host:port"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, ok := tc.env["JWT_SECRET"]; !ok && tc.wantVar != "JWT_SECRET" {
@@ -837,7 +849,7 @@ func TestConfigVarsAreUnique(t *testing.T) {
 		}
 		seen[v.name] = v.field
 	}
-	if want := 66 + 6 + 4 + 1 + 4; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY, HTTP_* limits and HEALTH_CACHE_TTL
+	if want := 66 + 6 + 4 + 1 + 4 + 6; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY, HTTP_* limits and HEALTH_CACHE_TTL, CLUSTER_*/ETCD_*
 		t.Errorf("%d variables, want %d", len(seen), want)
 	}
 }

@@ -109,11 +109,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	users, err := actors.New(actors.Config{
+	registry, err := actors.New(actors.Config{
 		IdleTimeout: cfg.ActorIdleTimeout, MaxActive: cfg.ActorMaxActive, OnCommit: saver.Save,
 	}, loader, notifyingCommitter{writer, relay}, logger)
 	if err != nil {
 		return err
+	}
+	// Cluster mode: the same actors behind protoactor's cluster; every node serves
+	// every user through the user's one owner (actors.Cluster, docs/cluster.md).
+	var users usersService = registry
+	ready := db.Ready
+	if cfg.ClusterProvider == clusterEtcd {
+		node, err := actors.NewCluster(actors.ClusterConfig{
+			Name: cfg.ClusterName, Host: cfg.ClusterAdvertiseHost, Port: cfg.ClusterPort,
+			EtcdEndpoints: cfg.EtcdEndpoints, LeaseTTL: cfg.ClusterLeaseTTL, CallTimeout: cfg.RequestTimeout,
+		}, registry, logger)
+		if err != nil {
+			_ = registry.Shutdown(context.Background())
+			return err
+		}
+		users = node
+		// A node fenced off etcd answers 503 on /health/ready too.
+		ready = func(ctx context.Context) error {
+			if err := node.Ready(); err != nil {
+				return err
+			}
+			return db.Ready(ctx)
+		}
 	}
 	directory, err := postgres.NewDirectory(db)
 	if err != nil {
@@ -191,7 +213,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Idempotency: idempotency,
 		RateLimiter: rateLimiter{limiter},
 		Health: httpapi.Health{
-			Ready: db.Ready,
+			Ready: ready,
 			Checks: map[string]func(context.Context) error{
 				"database": db.Ping,
 				"redis":    rdb.Ping,
@@ -385,4 +407,11 @@ func healthCacheTTL(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// usersService is the Users the edges call plus its shutdown: the local Registry,
+// or the Cluster (whose Shutdown hands the node's users off and leaves).
+type usersService interface {
+	userservice.Users
+	Shutdown(ctx context.Context) error
 }
