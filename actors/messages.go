@@ -79,18 +79,9 @@ type passivateRequest struct {
 // message, so it arrives after everything the owner forwarded before it.
 type passivateConfirm struct{}
 
-// passivateCancel: the child is busy (it got work after asking, or the owner
-// asked it to stop to enforce the cap while it had work); the owner flushes its
-// buffer to the child and treats it as active again, and does not ask it again
-// until it reports idleNotice.
+// passivateCancel: the child got work after asking; the owner flushes its buffer to
+// the child and treats it as active again.
 type passivateCancel struct {
-	userID string
-	child  *actor.PID
-}
-
-// idleNotice: a child that cancelled a passivation has finished its work. An
-// owner over its cap may now passivate it (or another idle child).
-type idleNotice struct {
 	userID string
 	child  *actor.PID
 }

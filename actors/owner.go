@@ -31,7 +31,6 @@ type entry struct {
 	pid         *actor.PID
 	lastUsed    uint64
 	passivating bool   // confirm sent; messages go to buffer until Terminated or cancel
-	waitingIdle bool   // cancelled because busy: not asked again before its idleNotice
 	buffer      []held // in arrival order
 }
 
@@ -64,7 +63,6 @@ func (o *owner) Receive(ctx actor.Context) {
 			return
 		}
 		e.passivating = false
-		e.waitingIdle = true
 		o.draining--
 		o.clock++
 		e.lastUsed = o.clock // so the next eviction picks another child
@@ -73,11 +71,6 @@ func (o *owner) Receive(ctx actor.Context) {
 		}
 		e.buffer = nil
 		o.enforceCap(ctx)
-	case *idleNotice:
-		if e := o.entries[m.userID]; e != nil && e.pid == m.child && e.waitingIdle {
-			e.waitingIdle = false
-			o.enforceCap(ctx)
-		}
 	case *actor.Terminated:
 		o.terminated(ctx, m.Who)
 	case *actor.Stopping:
@@ -118,23 +111,15 @@ func (o *owner) activate(ctx actor.Context, userID string) *entry {
 }
 
 // enforceCap starts passivating least recently used children while more than
-// perOwner are not already passivating. A child that refused because it was busy
-// is not asked again before it reports idle; when every child over the cap is
-// busy, the owner waits for an idleNotice instead of asking in a loop. So the cap
-// is soft: busy actors are never stopped (a stop would lose their work), and the
-// owner holds at most perOwner plus the children busy at that moment.
+// perOwner are not already passivating.
 func (o *owner) enforceCap(ctx actor.Context) {
 	for len(o.entries)-o.draining > o.reg.perOwner {
 		var lru *entry
 		for _, e := range o.entries {
-			if !e.passivating && !e.waitingIdle && (lru == nil || e.lastUsed < lru.lastUsed) {
+			if !e.passivating && (lru == nil || e.lastUsed < lru.lastUsed) {
 				lru = e
 			}
 		}
-		if lru == nil {
-			return // every candidate is busy: the next idleNotice resumes
-		}
-		o.reg.evictions.Add(1)
 		o.passivate(ctx, lru)
 	}
 }

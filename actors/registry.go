@@ -22,10 +22,8 @@ type Config struct {
 	IdleTimeout time.Duration
 	// MaxActive bounds the user actors in memory (ACTOR_MAX_ACTIVE; default 100000).
 	// Each owner keeps at most ceil(MaxActive/Owners) and passivates its least
-	// recently used idle child beyond that. The bound is soft: a busy actor (loading,
-	// or with a write in flight or queued) is never stopped, since that would lose
-	// its work; the owner waits for it to report idle instead. So at most
-	// ceil(MaxActive/Owners) idle children per owner, plus those busy at that moment.
+	// recently used child beyond that, so the bound is exact when MaxActive is a
+	// multiple of Owners and otherwise exceeded by less than Owners.
 	MaxActive int
 	// CallTimeout bounds a call whose context has no deadline (default 5s).
 	CallTimeout time.Duration
@@ -91,9 +89,6 @@ type Registry struct {
 	pending     atomic.Int64
 	active      atomic.Int64
 	activations atomic.Uint64
-	// evictions counts the passivateConfirms owners sent to enforce the cap (tests
-	// read it: an owner over its cap must wait for busy children, not spin).
-	evictions atomic.Int64
 }
 
 var _ userservice.Users = (*Registry)(nil)

@@ -48,7 +48,6 @@ type userActor struct {
 	queue       []held
 	inflight    *inflight // the command whose mutation is being committed
 	passivating bool      // passivateRequest sent, no confirm yet
-	ownerWaits  bool      // passivateCancel sent: report idleNotice once not busy
 	// lastActive is when the actor last had something to do; idle fires at most
 	// once per IdleTimeout and re-arms for the rest, so a busy actor costs no timer
 	// operation per message.
@@ -110,7 +109,6 @@ func (u *userActor) Receive(ctx actor.Context) {
 		u.passivating = false
 		if u.busy() {
 			ctx.Send(ctx.Parent(), &passivateCancel{userID: u.userID, child: ctx.Self()})
-			u.ownerWaits = true
 			u.lastActive = start
 			u.idle.Reset(u.reg.cfg.IdleTimeout)
 			return
@@ -134,11 +132,6 @@ func (u *userActor) Receive(ctx actor.Context) {
 		if h := u.reg.hooks.stopped; h != nil {
 			h(u.userID)
 		}
-		return
-	}
-	if u.ownerWaits && !u.busy() {
-		u.ownerWaits = false
-		ctx.Send(ctx.Parent(), &idleNotice{userID: u.userID, child: ctx.Self()})
 	}
 }
 
