@@ -151,6 +151,7 @@ type Server struct {
 	deps    Deps
 	logger  *slog.Logger
 	auth    *authenticator
+	cursors *userservice.CursorSigner
 	mask    masker
 	cors    corsPolicy
 	headers [][2]string // security headers, precomputed
@@ -193,12 +194,13 @@ func NewServer(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		deps.Health.Started = time.Now()
 	}
 	s := &Server{
-		cfg:    c,
-		deps:   deps,
-		logger: logger,
-		auth:   newAuthenticator(c.JWTSecret, c.TokenCacheSize, deps.Directory),
-		mask:   newMasker(c.SensitiveFields),
-		cors:   newCORSPolicy(c.CORS),
+		cfg:     c,
+		deps:    deps,
+		logger:  logger,
+		auth:    newAuthenticator(c.JWTSecret, c.TokenCacheSize, deps.Directory),
+		cursors: userservice.NewCursorSigner(c.JWTSecret),
+		mask:    newMasker(c.SensitiveFields),
+		cors:    newCORSPolicy(c.CORS),
 	}
 	if c.SecurityHeaders {
 		s.headers = securityHeaders()

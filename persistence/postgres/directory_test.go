@@ -237,6 +237,10 @@ func TestSearchUsers(t *testing.T) {
 			q.Page = page
 			got, p := search(t, q)
 			wantP := userservice.Pagination{Page: page, Limit: 3, Total: 10, TotalPages: 4, HasNext: page < 4, HasPrev: page > 1}
+			if (p.Next != nil) != p.HasNext {
+				t.Errorf("page %d: next position %v with hasNext %v", page, p.Next, p.HasNext)
+			}
+			p.Next = nil
 			if p != wantP {
 				t.Errorf("page %d: pagination = %+v, want %+v", page, p, wantP)
 			}
