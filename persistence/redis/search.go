@@ -241,18 +241,23 @@ func searchKeyHash(gen string, q userservice.UserSearch) string {
 }
 
 // entryPage is the pagination as an entry stores it: the API's fields and the
-// ones the API does not render.
+// ones the API does not render (the edge signs Next into nextCursor).
 type entryPage struct {
-	Page      userservice.Pagination `json:"p"`
-	Uncounted bool                   `json:"u,omitempty"`
-	Next      *userservice.Position  `json:"n,omitempty"`
+	Page       int                   `json:"page"`
+	Limit      int                   `json:"limit"`
+	Total      int                   `json:"total"`
+	TotalPages int                   `json:"totalPages"`
+	HasNext    bool                  `json:"hasNext"`
+	HasPrev    bool                  `json:"hasPrev"`
+	Uncounted  bool                  `json:"uncounted,omitempty"`
+	Next       *userservice.Position `json:"next,omitempty"`
 }
 
 // An entry is its format version (one byte), the pagination as compact JSON, a
 // newline, and the JSON array of the users as the API renders them.
 func encodeSearchEntry(users []byte, page userservice.Pagination) ([]byte, error) {
-	page.Keyset = false // the edge's to set; nextCursor is signed there
-	p, err := json.Marshal(entryPage{Page: page, Uncounted: page.Uncounted, Next: page.Next})
+	p, err := json.Marshal(entryPage{Page: page.Page, Limit: page.Limit, Total: page.Total, TotalPages: page.TotalPages,
+		HasNext: page.HasNext, HasPrev: page.HasPrev, Uncounted: page.Uncounted, Next: page.Next})
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode search pagination: %w", err)
 	}
@@ -276,7 +281,7 @@ func decodeSearchEntry(b []byte) ([]byte, userservice.Pagination, error) {
 	if err := json.Unmarshal(p, &e); err != nil {
 		return nil, page, fmt.Errorf("cannot decode search pagination: %w", err)
 	}
-	page = e.Page
-	page.Uncounted, page.Next = e.Uncounted, e.Next
+	page = userservice.Pagination{Page: e.Page, Limit: e.Limit, Total: e.Total, TotalPages: e.TotalPages,
+		HasNext: e.HasNext, HasPrev: e.HasPrev, Uncounted: e.Uncounted, Next: e.Next}
 	return users, page, nil
 }
