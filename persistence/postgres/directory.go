@@ -159,15 +159,24 @@ func buildSearch(q userservice.UserSearch, page, limit int) searchQuery {
 		return "$" + strconv.Itoa(len(pageArgs))
 	}
 	cols := userColumns + ", " + col + " AS sort_key"
+	if q.After == nil && page == 1 && col == "last_active_at" {
+		// The first page as the two range scans below, with no position: the
+		// (last_active_at, id) index has NULLs last ascending and first
+		// descending, so "DESC NULLS LAST" alone would sort every match.
+		n := arg(limit + 1)
+		sq.pageSQL = lastActiveUnion(cols, where, "", dir(desc), n, order)
+		sq.pageArgs = pageArgs
+		return sq
+	}
 	if q.After == nil {
 		sq.pageSQL = "SELECT " + cols + " FROM users" + where + order +
 			" LIMIT " + arg(limit+1) + " OFFSET " + arg((page-1)*limit)
 		sq.pageArgs = pageArgs
 		return sq
 	}
-	cmp, dir := " > ", " ASC"
+	cmp, dir := " > ", dir(desc)
 	if desc {
-		cmp, dir = " < ", " DESC"
+		cmp = " < "
 	}
 	cast := "::text"
 	if timeColumns[col] {
@@ -180,11 +189,7 @@ func buildSearch(q userservice.UserSearch, page, limit int) searchQuery {
 			" ORDER BY last_active_at" + dir + " NULLS LAST, id" + dir + " LIMIT " + arg(limit+1)
 	case col == "last_active_at":
 		key, id, n := arg(after.Key), arg(after.ID), arg(limit+1)
-		sq.pageSQL = "SELECT * FROM ((SELECT " + cols + " FROM users" + where +
-			" AND (last_active_at, id)" + cmp + "(" + key + cast + ", " + id + "::uuid)" +
-			" ORDER BY last_active_at" + dir + ", id" + dir + " LIMIT " + n + ")" +
-			" UNION ALL (SELECT " + cols + " FROM users" + where + " AND last_active_at IS NULL" +
-			" ORDER BY id" + dir + " LIMIT " + n + ")) page" + order + " LIMIT " + n
+		sq.pageSQL = lastActiveUnion(cols, where, " AND (last_active_at, id)"+cmp+"("+key+cast+", "+id+"::uuid)", dir, n, order)
 	default:
 		sq.pageSQL = "SELECT " + cols + " FROM users" + where +
 			" AND (" + col + ", id)" + cmp + "(" + arg(after.Key) + cast + ", " + arg(after.ID) + "::uuid)" +
@@ -192,6 +197,23 @@ func buildSearch(q userservice.UserSearch, page, limit int) searchQuery {
 	}
 	sq.pageArgs = pageArgs
 	return sq
+}
+
+func dir(desc bool) string {
+	if desc {
+		return " DESC"
+	}
+	return " ASC"
+}
+
+// lastActiveUnion is a page in lastActiveAt order as two index range scans: the
+// users active (after the position, when after is set), then those never
+// active, by id; each limited, merged and limited again.
+func lastActiveUnion(cols, where, after, dir, limit, order string) string {
+	return "SELECT * FROM ((SELECT " + cols + " FROM users" + where + " AND last_active_at IS NOT NULL" + after +
+		" ORDER BY last_active_at" + dir + ", id" + dir + " LIMIT " + limit + ")" +
+		" UNION ALL (SELECT " + cols + " FROM users" + where + " AND last_active_at IS NULL" +
+		" ORDER BY id" + dir + " LIMIT " + limit + ")) page" + order + " LIMIT " + limit
 }
 
 // positionOf renders a sort key scanned from PostgreSQL as a cursor position:
