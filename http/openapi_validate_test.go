@@ -281,6 +281,8 @@ func TestOpenAPIResponsesMatchTheDocument(t *testing.T) {
 			get("search deleted none", "/api/v1/users?status=deleted", admin, 200, ""),
 			get("search limit too big", "/api/v1/users?limit=1000", admin, 400, "VALIDATION_ERROR"),
 			get("search bad sort", "/api/v1/users?sortBy=password", admin, 400, "VALIDATION_ERROR"),
+			get("search uncounted", "/api/v1/users?limit=1&count=none", admin, 200, ""),
+			get("search bad count", "/api/v1/users?count=all", admin, 400, "VALIDATION_ERROR"),
 			get("search by a student", "/api/v1/users", alice, 403, "FORBIDDEN"),
 			get("search without token", "/api/v1/users", "", 401, "UNAUTHORIZED"),
 
@@ -327,6 +329,7 @@ func TestOpenAPIResponsesMatchTheDocument(t *testing.T) {
 			send("enroll unknown user", "POST", userPath(missing, "enrollments"), admin, map[string]any{"courseId": c1}, 404, "NOT_FOUND"),
 			send("enroll c2", "POST", me("enrollments"), alice, map[string]any{"courseId": c2}, 201, ""),
 			send("enroll c3", "POST", me("enrollments"), alice, map[string]any{"courseId": c3}, 201, ""),
+			get("enrollments first page, uncounted", me("enrollments")+"?limit=1&count=none", alice, 200, ""),
 
 			send("progress", "PUT", me("enrollments", c1, "progress"), alice, map[string]any{"progress": 42.5, "timeSpentSeconds": 600}, 200, ""),
 			send("progress completes", "PUT", me("enrollments", c1, "progress"), alice, map[string]any{"progress": 100}, 200, ""),
