@@ -47,12 +47,14 @@ const (
 )
 
 // UserSearchFilters are the query parameters of the admin search that a cursor is
-// bound to: a cursor answers 400 with any other value of them.
-var UserSearchFilters = []string{"search", "role", "status", "sortBy", "sortOrder", "count"}
+// bound to: a cursor answers 400 with any other value of them. limit and count
+// are not bound: each page may choose them (say, the total on the first page
+// only).
+var UserSearchFilters = []string{"search", "role", "status", "sortBy", "sortOrder"}
 
 // EnrollmentListFilters are the query parameters of an enrollment list that a
 // cursor is bound to.
-var EnrollmentListFilters = []string{"status", "count"}
+var EnrollmentListFilters = []string{"status"}
 
 // EnrollmentCursorList names the enrollment list of one user.
 func EnrollmentCursorList(userID string) string { return cursorListEnrollments + userID }

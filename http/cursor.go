@@ -35,8 +35,10 @@ func (r *request) linkNext(list string, q url.Values, params []string, page *use
 	for k, v := range userservice.Filters(q, params) {
 		next.Set(k, v)
 	}
-	if q.Has("limit") {
-		next.Set("limit", q.Get("limit"))
+	for _, k := range []string{"limit", "count"} { // kept from page to page, not bound
+		if q.Has(k) {
+			next.Set(k, q.Get(k))
+		}
 	}
 	next.Set("cursor", c)
 	// A relative reference resolves against the request's URI (RFC 8288, 3.1).
