@@ -129,6 +129,8 @@ type Deps struct {
 	Idempotency userservice.IdempotencyStore
 	Health      Health
 	RateLimiter RateLimiter
+	// Events reads the change feed; nil answers its routes 503.
+	Events userservice.EventHistory
 }
 
 // Health is what the /health* probes report.
@@ -166,6 +168,10 @@ type Server struct {
 	// has let in-flight requests finish.
 	base       context.Context
 	cancelBase context.CancelFunc
+	// streams is cancelled when Shutdown starts: open event streams end then,
+	// rather than holding the shutdown until its deadline.
+	streams     context.Context
+	stopStreams context.CancelFunc
 
 	limiterWarn logThrottle
 	shutdown    sync.Once
@@ -206,6 +212,7 @@ func NewServer(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		s.headers = securityHeaders()
 	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
+	s.streams, s.stopStreams = context.WithCancel(s.base)
 
 	r := router.New()
 	r.RedirectTrailingSlash = false
@@ -258,6 +265,7 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
 	s.shutdown.Do(func() {
+		s.stopStreams()
 		err = s.srv.ShutdownWithContext(ctx)
 		s.cancelBase()
 	})
