@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -29,8 +30,13 @@ type openAPIChecker struct {
 	statuses map[int]bool
 }
 
+// ndjsonDecoder registers, once, a decoder for the change feed's NDJSON answers
+// (checked as a string: the lines are the published envelopes).
+var ndjsonDecoder sync.Once
+
 func newOpenAPIChecker(t *testing.T) *openAPIChecker {
 	t.Helper()
+	ndjsonDecoder.Do(func() { openapi3filter.RegisterBodyDecoder("application/x-ndjson", openapi3filter.PlainBodyDecoder) })
 	doc := loadOpenAPI(t)
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {
@@ -235,6 +241,8 @@ func TestOpenAPIResponsesMatchTheDocument(t *testing.T) {
 			get("stats of an unknown user", userPath(missing, "stats"), admin, 404, "NOT_FOUND"),
 			get("own sessions", me("sessions")+"?page=1&limit=5", alice, 200, ""),
 			get("sessions limit too big", me("sessions")+"?limit=101", alice, 400, "VALIDATION_ERROR"),
+			get("own events", me("events")+"?after=0&limit=10", alice, 200, ""),
+			get("events bad after", me("events")+"?after=-1", alice, 400, "VALIDATION_ERROR"),
 		)
 		r := c.run(t, h, send("edit own profile", "PUT", me(), alice,
 			map[string]any{"displayName": "Alice A", "bio": "Learner", "phone": "+14155550123", "avatarUrl": "https://example.com/a.png", "timezone": "Europe/Paris"}, 200, ""))
