@@ -1,0 +1,67 @@
+package messaging
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/lms-platform/userservice"
+)
+
+// TestRelayKeepsPublishedEvents: with EventRetention the relay moves each
+// confirmed row to event_log (sequence from the envelope, payload as stored),
+// and the leader prunes events older than the retention (issue 15, change feed).
+func TestRelayKeepsPublishedEvents(t *testing.T) {
+	t.Parallel()
+	pool := newTestPool(t)
+	exchange, _, in := tapNewExchange(t)
+	ctx := context.Background()
+
+	old := userservice.NewID()
+	if _, err := pool.Exec(ctx, `INSERT INTO event_log (user_id, sequence, outbox_id, event_id, routing_key, payload, created_at)
+		VALUES ($1, 1, 1, $2, 'user.updated', '{}', now() - interval '2 hours'),
+		       ($1, 2, 2, $3, 'user.updated', '{}', now() - interval '10 minutes')`, old, userservice.NewID(), userservice.NewID()); err != nil {
+		t.Fatal(err)
+	}
+	u := userservice.NewID()
+	events := []testEvent{{u, userservice.EventUserCreated, 0}, {u, userservice.EventUserUpdated, 1}, {u, userservice.EventUserUpdated, 2}}
+	_, payloads := insertOutbox(t, pool, events)
+	r := newTestRelay(t, pool, exchange, func(c *RelayConfig) {
+		c.EventRetention, c.PruneInterval = time.Hour, 20*time.Millisecond
+	})
+	runInBackground(t, r.Run)
+	receive(t, in, len(events), 10*time.Second)
+
+	count := func(sql string, args ...any) int {
+		var n int
+		if err := pool.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	eventually(t, 10*time.Second, "rows moved and the old event pruned", func() bool {
+		return outboxRows(t, pool) == 0 && count(`SELECT count(*) FROM event_log WHERE user_id = $1`, u) == 3 &&
+			count(`SELECT count(*) FROM event_log WHERE user_id = $1`, old) == 1
+	})
+	rows, err := pool.Query(ctx, `SELECT sequence, routing_key, payload FROM event_log WHERE user_id = $1 ORDER BY sequence, outbox_id`, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	i := 0
+	for ; rows.Next(); i++ {
+		var seq int64
+		var key string
+		var payload []byte
+		if err := rows.Scan(&seq, &key, &payload); err != nil {
+			t.Fatal(err)
+		}
+		if seq != int64(i+1) || key != events[i].Type || !bytes.Equal(payload, payloads[i]) {
+			t.Errorf("event %d: sequence %d, type %s, payload %s", i, seq, key, payload)
+		}
+	}
+	if err := rows.Err(); err != nil || i != 3 {
+		t.Fatalf("%d events read: %v", i, err)
+	}
+}
