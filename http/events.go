@@ -76,14 +76,64 @@ func (s *Server) userEvents(r *request) error {
 	if s.deps.Events == nil {
 		return userservice.ErrUnavailable
 	}
+	fetch := func(ctx context.Context, after int64, limit int) ([]userservice.FeedEvent, error) {
+		return s.deps.Events.UserEvents(ctx, target, after, limit)
+	}
 	if sse {
-		s.streamEvents(r, target, after)
+		// id: only on the last event of a change (SSE keeps the last id seen), so
+		// that Last-Event-ID resumes after a whole change, never inside one.
+		s.streamEvents(r, after, fetch, func(b []userservice.FeedEvent, i int) (int64, bool) {
+			return b[i].Sequence, i == len(b)-1 || b[i+1].Sequence != b[i].Sequence
+		})
 		return nil
 	}
-	events, err := s.deps.Events.UserEvents(r.ctx, target, after, limit)
+	events, err := fetch(r.ctx, after, limit)
 	if err != nil {
 		return err
 	}
+	return writeNDJSON(r, events)
+}
+
+// allEvents answers GET /events (admin): the global feed, every user's
+// published events in the order their publication committed; `after` and
+// Last-Event-ID are a position.
+func (s *Server) allEvents(r *request) error {
+	sse := strings.Contains(string(r.fc.Request.Header.Peek("Accept")), "text/event-stream")
+	after, limit, err := r.feedQuery(sse)
+	if err != nil {
+		return err
+	}
+	if err := r.requireAdmin(); err != nil {
+		return err
+	}
+	if s.deps.Events == nil {
+		return userservice.ErrUnavailable
+	}
+	if sse {
+		s.streamEvents(r, after, s.deps.Events.Events, func(b []userservice.FeedEvent, i int) (int64, bool) {
+			return b[i].Position, true
+		})
+		return nil
+	}
+	events, err := s.deps.Events.Events(r.ctx, after, limit)
+	if err != nil {
+		return err
+	}
+	// Each line leads with its position, the cursor to resume after it.
+	for i, e := range events {
+		b := make([]byte, 0, len(e.Envelope)+24)
+		b = append(b, `{"position":`...)
+		b = strconv.AppendInt(b, e.Position, 10)
+		if len(e.Envelope) > 2 {
+			b = append(b, ',')
+		}
+		events[i].Envelope = append(b, e.Envelope[1:]...)
+	}
+	return writeNDJSON(r, events)
+}
+
+// writeNDJSON answers the envelopes, one a line.
+func writeNDJSON(r *request, events []userservice.FeedEvent) error {
 	n := 0
 	for _, e := range events {
 		n += len(e.Envelope) + 1
@@ -100,16 +150,17 @@ func (s *Server) userEvents(r *request) error {
 }
 
 // streamEvents answers with an event stream that lasts until the client goes
-// away or the server shuts down. Each event's `id:` is its sequence, sent only
-// on the last event of a change (SSE keeps the last id seen), so that
-// Last-Event-ID resumes after a whole change and never inside one.
-func (s *Server) streamEvents(r *request, userID string, after int64) {
+// away or the server shuts down: the events fetch returns after `after`, then
+// new ones as they commit. cursor gives an event's cursor and whether to send it
+// as `id:`; the stream continues after the last event's cursor.
+func (s *Server) streamEvents(r *request, after int64, fetch func(ctx context.Context, after int64, limit int) ([]userservice.FeedEvent, error),
+	cursor func(batch []userservice.FeedEvent, i int) (int64, bool)) {
 	r.fc.SetStatusCode(fasthttp.StatusOK)
 	r.fc.SetContentType("text/event-stream")
 	r.fc.Response.Header.Set("Cache-Control", "no-cache")
 	r.fc.Response.Header.Set("X-Accel-Buffering", "no")
 	conn := r.fc.Conn()
-	events, base, timeout, logger := s.deps.Events, s.streams, s.cfg.RequestTimeout, s.logger
+	base, timeout, logger, path := s.streams, s.cfg.RequestTimeout, s.logger, string(r.fc.Path())
 	writeTimeout := s.cfg.ReadTimeout // the server's WriteTimeout, renewed before each write
 	r.fc.SetBodyStreamWriter(func(w *bufio.Writer) {
 		last, idle := after, time.Now()
@@ -125,20 +176,20 @@ func (s *Server) streamEvents(r *request, userID string, after int64) {
 		}
 		for {
 			ctx, cancel := context.WithTimeout(base, timeout)
-			batch, err := events.UserEvents(ctx, userID, last, maxFeedLimit)
+			batch, err := fetch(ctx, last, maxFeedLimit)
 			cancel()
 			if err != nil {
 				if base.Err() == nil {
-					logger.Warn("event stream cannot read events", "userId", userID, "error", err.Error())
+					logger.Warn("event stream cannot read events", "path", path, "error", err.Error())
 				}
 				return // the client reconnects with Last-Event-ID
 			}
 			if len(batch) > 0 {
 				var b []byte
 				for i, e := range batch {
-					if i == len(batch)-1 || batch[i+1].Sequence != e.Sequence {
+					if id, send := cursor(batch, i); send {
 						b = append(b, "id: "...)
-						b = strconv.AppendInt(b, e.Sequence, 10)
+						b = strconv.AppendInt(b, id, 10)
 						b = append(b, '\n')
 					}
 					b = append(b, "event: "...)
@@ -150,7 +201,8 @@ func (s *Server) streamEvents(r *request, userID string, after int64) {
 				if !write(b) {
 					return
 				}
-				last, idle = batch[len(batch)-1].Sequence, time.Now()
+				last, _ = cursor(batch, len(batch)-1)
+				idle = time.Now()
 				continue
 			}
 			if time.Since(idle) >= feedKeepAlive {

@@ -242,6 +242,8 @@ func TestOpenAPIResponsesMatchTheDocument(t *testing.T) {
 			get("own sessions", me("sessions")+"?page=1&limit=5", alice, 200, ""),
 			get("sessions limit too big", me("sessions")+"?limit=101", alice, 400, "VALIDATION_ERROR"),
 			get("own events", me("events")+"?after=0&limit=10", alice, 200, ""),
+			get("global feed", "/api/v1/events?after=0", admin, 200, ""),
+			get("global feed by a student", "/api/v1/events", alice, 403, "FORBIDDEN"),
 			get("events bad after", me("events")+"?after=-1", alice, 400, "VALIDATION_ERROR"),
 		)
 		r := c.run(t, h, send("edit own profile", "PUT", me(), alice,

@@ -19,9 +19,9 @@ func TestRelayKeepsPublishedEvents(t *testing.T) {
 	ctx := context.Background()
 
 	old := userservice.NewID()
-	if _, err := pool.Exec(ctx, `INSERT INTO event_log (user_id, sequence, outbox_id, event_id, routing_key, payload, created_at)
-		VALUES ($1, 1, 1, $2, 'user.updated', '{}', now() - interval '2 hours'),
-		       ($1, 2, 2, $3, 'user.updated', '{}', now() - interval '10 minutes')`, old, userservice.NewID(), userservice.NewID()); err != nil {
+	if _, err := pool.Exec(ctx, `INSERT INTO event_log (user_id, sequence, outbox_id, event_id, routing_key, payload, created_at, position)
+		VALUES ($1, 1, 1, $2, 'user.updated', '{}', now() - interval '2 hours', 1),
+		       ($1, 2, 2, $3, 'user.updated', '{}', now() - interval '10 minutes', 2)`, old, userservice.NewID(), userservice.NewID()); err != nil {
 		t.Fatal(err)
 	}
 	u := userservice.NewID()
@@ -44,7 +44,7 @@ func TestRelayKeepsPublishedEvents(t *testing.T) {
 		return outboxRows(t, pool) == 0 && count(`SELECT count(*) FROM event_log WHERE user_id = $1`, u) == 3 &&
 			count(`SELECT count(*) FROM event_log WHERE user_id = $1`, old) == 1
 	})
-	rows, err := pool.Query(ctx, `SELECT sequence, routing_key, payload FROM event_log WHERE user_id = $1 ORDER BY sequence, outbox_id`, u)
+	rows, err := pool.Query(ctx, `SELECT sequence, routing_key, payload, position FROM event_log WHERE user_id = $1 ORDER BY sequence, outbox_id`, u)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,11 +54,15 @@ func TestRelayKeepsPublishedEvents(t *testing.T) {
 		var seq int64
 		var key string
 		var payload []byte
-		if err := rows.Scan(&seq, &key, &payload); err != nil {
+		var pos int64
+		if err := rows.Scan(&seq, &key, &payload, &pos); err != nil {
 			t.Fatal(err)
 		}
 		if seq != int64(i+1) || key != events[i].Type || !bytes.Equal(payload, payloads[i]) {
 			t.Errorf("event %d: sequence %d, type %s, payload %s", i, seq, key, payload)
+		}
+		if pos != int64(i+3) { // after the two events inserted first
+			t.Errorf("event %d: position %d, want %d", i, pos, i+3)
 		}
 	}
 	if err := rows.Err(); err != nil || i != 3 {

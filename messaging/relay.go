@@ -609,13 +609,22 @@ func (r *Relay) mark(ctx context.Context, acked, failed []int64) error {
 // moveToEventLogSQL deletes confirmed outbox rows and keeps them in event_log
 // (the change feed's history) in one statement. The sequence is the envelope's;
 // rows written before envelopes carried it fall back to metadata.userVersion.
+//
+// position numbers the global feed. An outbox id is not commit order (two
+// transactions take ids, the later id may commit first), but only the relay
+// leader moves rows, one statement after the other, each numbering its rows
+// after the largest position so far: positions grow in the order the moves
+// commit, so a reader that saw position P has seen every position below it. A
+// second mover (a lost leadership) collides on the unique position and its
+// statement fails, leaving its rows in the outbox to be published and moved again.
 const moveToEventLogSQL = `WITH moved AS (
 	DELETE FROM outbox WHERE id = ANY($1) RETURNING id, event_id, user_id, routing_key, payload, created_at)
-INSERT INTO event_log (user_id, sequence, outbox_id, event_id, routing_key, payload, created_at)
+INSERT INTO event_log (user_id, sequence, outbox_id, event_id, routing_key, payload, created_at, position)
 SELECT user_id, coalesce((e->>'sequence')::bigint, (e->'metadata'->>'userVersion')::bigint, 0),
-	id, event_id, routing_key, payload, created_at
+	id, event_id, routing_key, payload, created_at,
+	(SELECT coalesce(max(position), 0) FROM event_log) + row_number() OVER (ORDER BY id)
 FROM moved, LATERAL (SELECT convert_from(payload, 'UTF8')::jsonb AS e) AS env
-ON CONFLICT DO NOTHING`
+ON CONFLICT (user_id, sequence, outbox_id) DO NOTHING`
 
 // pruneEventLog deletes events older than the retention, in bounded chunks.
 func (r *Relay) pruneEventLog(ctx context.Context) (int64, error) {

@@ -11,9 +11,13 @@ CREATE TABLE event_log (
     routing_key text        NOT NULL,
     payload     bytea       NOT NULL,
     created_at  timestamptz NOT NULL,
+    -- The global feed's position: assigned by the relay leader as it moves rows, one
+    -- statement after another, so positions grow in the order the moves commit.
+    position    bigint      NOT NULL,
     PRIMARY KEY (user_id, sequence, outbox_id)
 );
 CREATE INDEX event_log_created_at_idx ON event_log (created_at);
+CREATE UNIQUE INDEX event_log_position_key ON event_log (position);
 
 -- +goose Down
 DROP TABLE event_log;

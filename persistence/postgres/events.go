@@ -21,6 +21,27 @@ const userEventsSQL = `SELECT sequence, routing_key, payload FROM (
 	FROM outbox WHERE user_id = $1
 ) e WHERE sequence > $2 ORDER BY sequence, outbox_id LIMIT $3`
 
+// Events returns up to limit published events after the global position
+// `after`, in position order (see userservice.EventHistory).
+func (d *Directory) Events(ctx context.Context, after int64, limit int) ([]userservice.FeedEvent, error) {
+	ctx, cancel := d.db.timeout(ctx)
+	defer cancel()
+	rows, err := d.db.pool.Query(ctx, `SELECT position, sequence, routing_key, payload FROM event_log
+		WHERE position > $1 ORDER BY position LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, unavailable("cannot read the events", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (userservice.FeedEvent, error) {
+		var e userservice.FeedEvent
+		err := row.Scan(&e.Position, &e.Sequence, &e.Type, &e.Envelope)
+		return e, err
+	})
+	if err != nil {
+		return nil, unavailable("cannot read the events", err)
+	}
+	return out, nil
+}
+
 // UserEvents returns up to limit of the user's events after the sequence
 // `after`, oldest first (see userservice.EventHistory).
 func (d *Directory) UserEvents(ctx context.Context, userID string, after int64, limit int) ([]userservice.FeedEvent, error) {
