@@ -579,8 +579,9 @@ func publishing(row *outboxRow) amqp.Publishing {
 	}
 }
 
-// mark deletes acked rows and counts an attempt on failed ones, in one round
-// trip. Deleting at once rather than stamping published_at and pruning later
+// mark deletes acked rows (moving them to event_log when EventRetention is
+// set) and counts an attempt on failed ones, in one round trip. The move runs on
+// the session that holds the leader lock, like every statement of the leader. Deleting at once rather than stamping published_at and pruning later
 // writes each row once instead of twice: the stamp was a non-HOT update (both
 // partial indexes cover published_at) that cost 10 buffer accesses and 3.7 WAL
 // records per row under the PUT /me benchmark, and the prune a second pass.
