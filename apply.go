@@ -116,6 +116,7 @@ func finish(c *change) (*Outcome, error) {
 	m.ProcessedMessageID = c.meta.MessageID
 	for i := range m.Events {
 		m.Events[i].Metadata["userVersion"] = c.next.User.Version
+		m.Events[i].Sequence = c.next.User.Version
 	}
 	o := &Outcome{State: c.next, Mutation: m, Result: c.result, Created: c.created}
 	if c.meta.Idempotency != nil {
@@ -155,8 +156,11 @@ func (c *change) event(typ string, data map[string]any) {
 	if c.meta.ActorID != nil {
 		md["actorId"] = *c.meta.ActorID
 	}
+	if c.meta.RequestID != "" {
+		md["requestId"] = c.meta.RequestID
+	}
 	c.m.Events = append(c.m.Events, Event{
-		ID: NewID(), Type: typ, Source: EventSourceUserService, Data: data,
+		ID: NewID(), Type: typ, Source: EventSourceUserService, Version: EnvelopeVersion, Data: data,
 		Timestamp: c.meta.Now, CorrelationID: c.meta.CorrelationID, Metadata: md,
 	})
 	c.dirty = true

@@ -104,6 +104,9 @@ type Meta struct {
 	ActorID *string
 	// CorrelationID is copied into every event and audit record.
 	CorrelationID string
+	// RequestID is the HTTP request's id, copied into each event's metadata so a
+	// consumer can tell its own writes' echoes ("" for consumed events).
+	RequestID string
 	// IfMatch, when set, must match the current version (else [ErrVersionMismatch]).
 	IfMatch *Precondition
 	// MessageID is the consumed message being applied, recorded for exactly-once.

@@ -24,12 +24,25 @@ const (
 	AuthUserEmailVerified   = "auth.user.email_verified"
 )
 
+// EnvelopeVersion is the format of the event envelope: 2 added sequence and
+// version (CONTRACT.md, second round: change feed).
+const EnvelopeVersion = 2
+
 // Event is the envelope published to RabbitMQ (CONTRACT.md, Events). Metadata is
-// always an object.
+// always an object: actorId (who asked, absent for system events), requestId
+// (the HTTP request's X-Request-ID, absent for consumed events) and userVersion.
+//
+// Sequence is the user's version after the change the event reports: it grows by
+// one with every committed change of that user, so a consumer that tracks it
+// per user sees reordering and duplicates. Changes that publish nothing
+// (preferences, logins) also advance it, so a step of more than one is not by
+// itself a lost event; several events of one change share their sequence.
 type Event struct {
 	ID            string         `json:"id"`
 	Type          string         `json:"type"`
 	Source        string         `json:"source"`
+	Version       int            `json:"version"`
+	Sequence      int64          `json:"sequence"`
 	Data          any            `json:"data"`
 	Timestamp     Time           `json:"timestamp"`
 	CorrelationID string         `json:"correlationId"`

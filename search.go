@@ -26,6 +26,12 @@ type UserSearch struct {
 	Status    Status // "" for any but deleted
 	SortBy    string
 	SortOrder string // "asc" or "desc"
+	// Count is CountExact (the default) or CountNone (no total is computed).
+	Count string
+	// After, when set, is the position of a cursor: the page holds the users
+	// strictly after it in the sort order (keyset pagination), and Page is the
+	// page number the cursor opens, for display only.
+	After *Position
 }
 
 // Pagination describes one page of a list.
@@ -36,6 +42,45 @@ type Pagination struct {
 	TotalPages int  `json:"totalPages"`
 	HasNext    bool `json:"hasNext"`
 	HasPrev    bool `json:"hasPrev"`
+	// NextCursor opens the next page of a keyset-paginated list; nil on the last
+	// page. Rendered (null or the cursor) only when Keyset is set.
+	NextCursor *string `json:"nextCursor"`
+	// Keyset says the list pages by cursor too (the admin search, enrollment lists).
+	Keyset bool `json:"-"`
+	// Uncounted is count=none: Total and TotalPages are not known and not rendered.
+	Uncounted bool `json:"-"`
+	// Next is the position of the page's last item when there is a next page; the
+	// HTTP edge signs it into NextCursor.
+	Next *Position `json:"-"`
+}
+
+// MarshalJSON renders the API shape: total and totalPages unless uncounted,
+// nextCursor only for a keyset list.
+func (p Pagination) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, 128)
+	b = append(b, `{"page":`...)
+	b = strconv.AppendInt(b, int64(p.Page), 10)
+	b = append(b, `,"limit":`...)
+	b = strconv.AppendInt(b, int64(p.Limit), 10)
+	if !p.Uncounted {
+		b = append(b, `,"total":`...)
+		b = strconv.AppendInt(b, int64(p.Total), 10)
+		b = append(b, `,"totalPages":`...)
+		b = strconv.AppendInt(b, int64(p.TotalPages), 10)
+	}
+	b = append(b, `,"hasNext":`...)
+	b = strconv.AppendBool(b, p.HasNext)
+	b = append(b, `,"hasPrev":`...)
+	b = strconv.AppendBool(b, p.HasPrev)
+	if p.Keyset {
+		b = append(b, `,"nextCursor":`...)
+		if p.NextCursor == nil {
+			b = append(b, "null"...)
+		} else {
+			b = strconv.AppendQuote(b, *p.NextCursor) // base64url and '.': nothing to escape
+		}
+	}
+	return append(b, '}'), nil
 }
 
 // NewPagination computes the page metadata for total items.
@@ -90,7 +135,7 @@ func ParsePageQuery(q url.Values, defaultLimit int) (PageQuery, error) {
 func ParseUserSearch(q url.Values, defaultLimit int) (UserSearch, error) {
 	var v validator
 	p := parsePage(&v, q, defaultLimit)
-	s := UserSearch{Page: p.Page, Limit: p.Limit, SortBy: "createdAt", SortOrder: "desc"}
+	s := UserSearch{Page: p.Page, Limit: p.Limit, SortBy: "createdAt", SortOrder: "desc", Count: parseCount(&v, q)}
 	s.Search = strings.TrimSpace(q.Get("search"))
 	if len(s.Search) > MaxSearchLength {
 		v.add("search", "must be at most "+strconv.Itoa(MaxSearchLength)+" characters")

@@ -10,7 +10,7 @@ import (
 func TestParseUserSearch(t *testing.T) {
 	t.Run("defaults", func(t *testing.T) {
 		got, err := ParseUserSearch(url.Values{}, DefaultPageSize)
-		want := UserSearch{Page: 1, Limit: 20, SortBy: "createdAt", SortOrder: "desc"}
+		want := UserSearch{Page: 1, Limit: 20, SortBy: "createdAt", SortOrder: "desc", Count: CountExact}
 		if err != nil || got != want {
 			t.Errorf("got %+v, %v, want %+v", got, err, want)
 		}
@@ -19,13 +19,14 @@ func TestParseUserSearch(t *testing.T) {
 		name, query string
 		want        UserSearch
 	}{
-		{"limit 100", "limit=100", UserSearch{Page: 1, Limit: 100, SortBy: "createdAt", SortOrder: "desc"}},
-		{"limit 1 page 3", "limit=1&page=3", UserSearch{Page: 3, Limit: 1, SortBy: "createdAt", SortOrder: "desc"}},
-		{"search trimmed", "search=%20Ada%20", UserSearch{Page: 1, Limit: 20, Search: "Ada", SortBy: "createdAt", SortOrder: "desc"}},
-		{"role and status", "role=instructor&status=deleted", UserSearch{Page: 1, Limit: 20, Role: RoleInstructor, Status: StatusDeleted, SortBy: "createdAt", SortOrder: "desc"}},
-		{"sort order is case-insensitive", "sortBy=email&sortOrder=ASC", UserSearch{Page: 1, Limit: 20, SortBy: "email", SortOrder: "asc"}},
-		{"empty values mean the defaults", "role=&status=&sortBy=&sortOrder=&search=", UserSearch{Page: 1, Limit: 20, SortBy: "createdAt", SortOrder: "desc"}},
-		{"search of 200 bytes", "search=" + strings.Repeat("a", 200), UserSearch{Page: 1, Limit: 20, Search: strings.Repeat("a", 200), SortBy: "createdAt", SortOrder: "desc"}},
+		{"limit 100", "limit=100", UserSearch{Page: 1, Limit: 100, SortBy: "createdAt", SortOrder: "desc", Count: CountExact}},
+		{"limit 1 page 3", "limit=1&page=3", UserSearch{Page: 3, Limit: 1, SortBy: "createdAt", SortOrder: "desc", Count: CountExact}},
+		{"search trimmed", "search=%20Ada%20", UserSearch{Page: 1, Limit: 20, Search: "Ada", SortBy: "createdAt", SortOrder: "desc", Count: CountExact}},
+		{"role and status", "role=instructor&status=deleted", UserSearch{Page: 1, Limit: 20, Role: RoleInstructor, Status: StatusDeleted, SortBy: "createdAt", SortOrder: "desc", Count: CountExact}},
+		{"sort order is case-insensitive", "sortBy=email&sortOrder=ASC", UserSearch{Page: 1, Limit: 20, SortBy: "email", SortOrder: "asc", Count: CountExact}},
+		{"empty values mean the defaults", "role=&status=&sortBy=&sortOrder=&search=", UserSearch{Page: 1, Limit: 20, SortBy: "createdAt", SortOrder: "desc", Count: CountExact}},
+		{"count none", "count=none", UserSearch{Page: 1, Limit: 20, SortBy: "createdAt", SortOrder: "desc", Count: CountNone}},
+		{"search of 200 bytes", "search=" + strings.Repeat("a", 200), UserSearch{Page: 1, Limit: 20, Search: strings.Repeat("a", 200), SortBy: "createdAt", SortOrder: "desc", Count: CountExact}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			q, _ := url.ParseQuery(tc.query)

@@ -69,3 +69,24 @@ type IdempotencyStore interface {
 	// ErrIdempotencyKeyTaken). Used for answers that changed nothing.
 	PutIdempotency(ctx context.Context, rec *IdempotencyRecord) error
 }
+
+// FeedEvent is one retained event of the change feed: its envelope as published.
+type FeedEvent struct {
+	// Position is the event's place in the global feed (0 while unpublished).
+	Position int64
+	Sequence int64
+	Type     string
+	Envelope []byte // the JSON envelope, exactly as published
+}
+
+// EventHistory reads the change feed (issue 15): the events retained
+// (EVENT_RETENTION) plus those not yet published.
+type EventHistory interface {
+	// UserEvents returns up to limit of the user's events with a sequence after
+	// `after`, in the order they happened. It never ends inside the events of one
+	// change (which share a sequence), unless a single change has more than limit.
+	UserEvents(ctx context.Context, userID string, after int64, limit int) ([]FeedEvent, error)
+	// Events returns up to limit published events of every user with a position
+	// after `after`, in the order their publication committed.
+	Events(ctx context.Context, after int64, limit int) ([]FeedEvent, error)
+}

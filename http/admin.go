@@ -19,8 +19,16 @@ const maxBulkIDs = 1000
 const bulkConcurrency = 32
 
 // searchUsers answers GET /users (admin): the search of PostgreSQL.
+//
+// It pages by page/limit (OFFSET) or by cursor (keyset: the users after the
+// cursor's position in (sort key, id) order); every page with a next one carries
+// pagination.nextCursor and a Link rel="next". count=none skips the total.
 func (s *Server) searchUsers(r *request) error {
-	q, err := userservice.ParseUserSearch(r.query(), s.cfg.DefaultPageSize)
+	params, cur, err := r.cursorQuery(userservice.CursorListUsers, r.query(), userservice.UserSearchFilters)
+	if err != nil {
+		return err
+	}
+	q, err := userservice.ParseUserSearch(params, s.cfg.DefaultPageSize)
 	if err != nil {
 		return err
 	}
@@ -30,21 +38,29 @@ func (s *Server) searchUsers(r *request) error {
 	if err := r.requireAdmin(); err != nil {
 		return err
 	}
+	if cur != nil {
+		q.Page, q.After = cur.Page, &cur.Pos
+	}
+	var data any
+	var page userservice.Pagination
 	if rs, ok := s.deps.Directory.(jsonSearcher); ok {
-		raw, page, err := rs.SearchUsersJSON(r.ctx, q)
-		if err != nil {
+		var raw []byte
+		if raw, page, err = rs.SearchUsersJSON(r.ctx, q); err != nil {
 			return err
 		}
-		return r.ok(fasthttp.StatusOK, json.RawMessage(raw), "", &page)
+		data = json.RawMessage(raw)
+	} else {
+		var users []userservice.User
+		if users, page, err = s.deps.Directory.SearchUsers(r.ctx, q); err != nil {
+			return err
+		}
+		if users == nil {
+			users = []userservice.User{}
+		}
+		data = users
 	}
-	users, page, err := s.deps.Directory.SearchUsers(r.ctx, q)
-	if err != nil {
-		return err
-	}
-	if users == nil {
-		users = []userservice.User{}
-	}
-	return r.ok(fasthttp.StatusOK, users, "", &page)
+	r.linkNext(userservice.CursorListUsers, params, userservice.UserSearchFilters, &page)
+	return r.ok(fasthttp.StatusOK, data, "", &page)
 }
 
 // jsonSearcher is a Directory that can also answer the admin search with the

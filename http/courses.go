@@ -148,11 +148,11 @@ func (s *Server) rosterQuery(course string, q url.Values) (userservice.RosterQue
 		add("page", "this list is paged with cursor (pagination.nextCursor)")
 	}
 	switch c := q.Get("count"); c {
-	case "":
+	case "", "exact":
 	case "none":
 		rq.CountTotal = false
 	default:
-		add("count", "must be none when given")
+		add("count", "must be exact or none")
 	}
 	status := userservice.EnrollmentStatus(q.Get("status"))
 	if status != "" && !status.Valid() {

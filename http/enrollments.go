@@ -13,9 +13,16 @@ func (s *Server) listEnrollments(r *request) error {
 	if err != nil {
 		return err
 	}
-	q := r.query()
-	p, err := r.page(q)
+	list := userservice.EnrollmentCursorList(id)
+	q, cur, err := r.cursorQuery(list, r.query(), userservice.EnrollmentListFilters)
 	if err != nil {
+		return err
+	}
+	p, count, err := userservice.ParseListQuery(q, s.cfg.DefaultPageSize)
+	if err != nil {
+		return err
+	}
+	if err := s.checkLimit(p.Limit); err != nil {
 		return err
 	}
 	status := userservice.EnrollmentStatus(q.Get("status"))
@@ -26,7 +33,27 @@ func (s *Server) listEnrollments(r *request) error {
 	if err != nil {
 		return err
 	}
-	items, page := paginate(st.SortedEnrollments(status), p)
+	all := st.SortedEnrollments(status)
+	var items []userservice.Enrollment
+	var page userservice.Pagination
+	if cur == nil {
+		items, page = paginate(all, p)
+	} else {
+		rest, err := enrollmentsAfter(all, cur.Pos)
+		if err != nil {
+			return err
+		}
+		items = rest[:min(p.Limit, len(rest))]
+		page = userservice.NewPagination(cur.Page, p.Limit, len(all))
+		page.HasNext = len(rest) > len(items)
+	}
+	if page.HasNext && len(items) > 0 {
+		page.Next = enrollmentPosition(items[len(items)-1])
+	}
+	if count == userservice.CountNone {
+		page.Uncounted, page.Total, page.TotalPages = true, 0, 0
+	}
+	r.linkNext(list, q, userservice.EnrollmentListFilters, &page)
 	return r.ok(fasthttp.StatusOK, items, "", &page)
 }
 

@@ -318,3 +318,23 @@ func (f *fakeLimiter) Refund(ctx context.Context, key string) error {
 }
 
 var errBoom = errors.New("boom: connection to db user=x email=leak@example.com refused")
+
+// memEvents is an EventHistory that answers one created event per known user.
+type memEvents struct{ users *memUsers }
+
+func (m memEvents) Events(ctx context.Context, after int64, limit int) ([]userservice.FeedEvent, error) {
+	evs, err := m.UserEvents(ctx, userservice.NewID(), 0, limit)
+	if after >= 1 || err != nil {
+		return nil, err
+	}
+	evs[0].Position = 1
+	return evs, nil
+}
+
+func (m memEvents) UserEvents(ctx context.Context, userID string, after int64, limit int) ([]userservice.FeedEvent, error) {
+	if after >= 1 || limit < 1 {
+		return nil, nil
+	}
+	env := `{"id":"` + userservice.NewID() + `","type":"user.created","source":"user-service","version":2,"sequence":1,"data":{"userId":"` + userID + `"},"timestamp":"2024-01-15T10:30:00.000Z","correlationId":"c","metadata":{}}`
+	return []userservice.FeedEvent{{Sequence: 1, Type: "user.created", Envelope: []byte(env)}}, nil
+}

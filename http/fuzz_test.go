@@ -167,6 +167,8 @@ func FuzzParseToken(f *testing.F) {
 func FuzzQuery(f *testing.F) {
 	f.Add("page=1&limit=20&search=john&role=student&status=active&sortBy=createdAt&sortOrder=desc")
 	f.Add("limit=101")
+	f.Add("count=none&limit=2&cursor=eyJsIjoidXNlcnMiLCJwIjoyfQ.AAAA")
+	f.Add("cursor=&count=exact")
 	h := newHarness(f)
 	f.Fuzz(func(t *testing.T, q string) {
 		h := h.withT(t)

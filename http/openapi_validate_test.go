@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -30,8 +31,13 @@ type openAPIChecker struct {
 	statuses map[int]bool
 }
 
+// ndjsonDecoder registers, once, a decoder for the change feed's NDJSON answers
+// (checked as a string: the lines are the published envelopes).
+var ndjsonDecoder sync.Once
+
 func newOpenAPIChecker(t *testing.T) *openAPIChecker {
 	t.Helper()
+	ndjsonDecoder.Do(func() { openapi3filter.RegisterBodyDecoder("application/x-ndjson", openapi3filter.PlainBodyDecoder) })
 	doc := loadOpenAPI(t)
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {
@@ -236,6 +242,10 @@ func TestOpenAPIResponsesMatchTheDocument(t *testing.T) {
 			get("stats of an unknown user", userPath(missing, "stats"), admin, 404, "NOT_FOUND"),
 			get("own sessions", me("sessions")+"?page=1&limit=5", alice, 200, ""),
 			get("sessions limit too big", me("sessions")+"?limit=101", alice, 400, "VALIDATION_ERROR"),
+			get("own events", me("events")+"?after=0&limit=10", alice, 200, ""),
+			get("global feed", "/api/v1/events?after=0", admin, 200, ""),
+			get("global feed by a student", "/api/v1/events", alice, 403, "FORBIDDEN"),
+			get("events bad after", me("events")+"?after=-1", alice, 400, "VALIDATION_ERROR"),
 		)
 		r := c.run(t, h, send("edit own profile", "PUT", me(), alice,
 			map[string]any{"displayName": "Alice A", "bio": "Learner", "phone": "+14155550123", "avatarUrl": "https://example.com/a.png", "timezone": "Europe/Paris"}, 200, ""))
@@ -285,6 +295,8 @@ func TestOpenAPIResponsesMatchTheDocument(t *testing.T) {
 			get("search deleted none", "/api/v1/users?status=deleted", admin, 200, ""),
 			get("search limit too big", "/api/v1/users?limit=1000", admin, 400, "VALIDATION_ERROR"),
 			get("search bad sort", "/api/v1/users?sortBy=password", admin, 400, "VALIDATION_ERROR"),
+			get("search uncounted", "/api/v1/users?limit=1&count=none", admin, 200, ""),
+			get("search bad count", "/api/v1/users?count=all", admin, 400, "VALIDATION_ERROR"),
 			get("search by a student", "/api/v1/users", alice, 403, "FORBIDDEN"),
 			get("platform stats", "/api/v1/users/stats", admin, 200, ""),
 			get("platform stats by a student", "/api/v1/users/stats", alice, 403, "FORBIDDEN"),
@@ -333,6 +345,7 @@ func TestOpenAPIResponsesMatchTheDocument(t *testing.T) {
 			send("enroll unknown user", "POST", userPath(missing, "enrollments"), admin, map[string]any{"courseId": c1}, 404, "NOT_FOUND"),
 			send("enroll c2", "POST", me("enrollments"), alice, map[string]any{"courseId": c2}, 201, ""),
 			send("enroll c3", "POST", me("enrollments"), alice, map[string]any{"courseId": c3}, 201, ""),
+			get("enrollments first page, uncounted", me("enrollments")+"?limit=1&count=none", alice, 200, ""),
 
 			send("progress", "PUT", me("enrollments", c1, "progress"), alice, map[string]any{"progress": 42.5, "timeSpentSeconds": 600}, 200, ""),
 			send("progress completes", "PUT", me("enrollments", c1, "progress"), alice, map[string]any{"progress": 100}, 200, ""),

@@ -266,7 +266,7 @@ func (r *request) decode(v any) error {
 
 // meta is the Meta of a command sent on behalf of this request.
 func (r *request) meta(ifMatch *userservice.Precondition) userservice.Meta {
-	m := userservice.Meta{CorrelationID: r.correlationID, IfMatch: ifMatch, Now: userservice.Now(), NoAudit: r.s.cfg.NoAudit}
+	m := userservice.Meta{CorrelationID: r.correlationID, RequestID: r.requestID, IfMatch: ifMatch, Now: userservice.Now(), NoAudit: r.s.cfg.NoAudit}
 	if r.caller != nil {
 		m.ActorID = r.caller.actorID()
 	}

@@ -20,6 +20,7 @@ package http
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -187,6 +188,8 @@ type Deps struct {
 	Idempotency userservice.IdempotencyStore
 	Health      Health
 	RateLimiter RateLimiter
+	// Events reads the change feed; nil answers its routes 503.
+	Events userservice.EventHistory
 }
 
 // Health is what the /health* probes report.
@@ -209,6 +212,7 @@ type Server struct {
 	deps    Deps
 	logger  *slog.Logger
 	auth    *authenticator
+	cursors *userservice.CursorSigner
 	mask    masker
 	cors    corsPolicy
 	headers [][2]string // security headers, precomputed
@@ -223,6 +227,10 @@ type Server struct {
 	// has let in-flight requests finish.
 	base       context.Context
 	cancelBase context.CancelFunc
+	// streams is cancelled when Shutdown starts: open event streams end then,
+	// rather than holding the shutdown until its deadline.
+	streams     context.Context
+	stopStreams context.CancelFunc
 
 	limiterWarn logThrottle
 
@@ -254,11 +262,12 @@ func NewServer(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		deps.Health.Started = time.Now()
 	}
 	s := &Server{
-		cfg:    c,
-		deps:   deps,
-		logger: logger,
-		mask:   newMasker(c.SensitiveFields),
-		cors:   newCORSPolicy(c.CORS),
+		cfg:     c,
+		deps:    deps,
+		logger:  logger,
+		cursors: userservice.NewCursorSigner(cursorKey(c.JWTSecret)),
+		mask:    newMasker(c.SensitiveFields),
+		cors:    newCORSPolicy(c.CORS),
 	}
 	if c.SecurityHeaders {
 		s.headers = securityHeaders()
@@ -275,6 +284,7 @@ func NewServer(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 	s.auth = newAuthenticator(keys, c.TokenCacheSize, deps.Directory)
 	s.readyProbe = newProbeCache(c.HealthCacheTTL, deps.Health.Ready)
 	s.detailedProbe = newProbeCache(c.HealthCacheTTL, s.checkDependencies)
+	s.streams, s.stopStreams = context.WithCancel(s.base)
 
 	r := router.New()
 	r.RedirectTrailingSlash = false
@@ -329,6 +339,7 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
 	s.shutdown.Do(func() {
+		s.stopStreams()
 		err = s.srv.ShutdownWithContext(ctx)
 		s.cancelBase()
 	})
@@ -343,4 +354,19 @@ type fasthttpLogger struct{ l *slog.Logger }
 
 func (f fasthttpLogger) Printf(format string, args ...any) {
 	f.l.Warn(strings.TrimSpace(fmt.Sprintf(format, args...)), "component", "fasthttp")
+}
+
+// cursorKey is the secret pagination cursors are signed with: the HS256 secret
+// when there is one. A deployment that verifies only RS256/ES256 tokens may have
+// no JWT_SECRET; its cursors are then signed with a random key of this process,
+// valid until it restarts and only on this node (documented in the README).
+func cursorKey(jwtSecret []byte) []byte {
+	if len(jwtSecret) >= 32 {
+		return jwtSecret
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		panic(fmt.Sprintf("cannot read random bytes: %v", err)) // crypto/rand never fails on Linux
+	}
+	return key
 }

@@ -133,6 +133,7 @@ func insertOutbox(tb testing.TB, pool *pgxpool.Pool, events []testEvent) (ids []
 	for _, e := range events {
 		ev := userservice.Event{
 			ID: userservice.NewID(), Type: e.Type, Source: userservice.EventSourceUserService,
+			Version: userservice.EnvelopeVersion, Sequence: int64(e.Seq) + 1,
 			Data:      map[string]any{"userId": e.UserID, "seq": e.Seq},
 			Timestamp: userservice.Now(), CorrelationID: userservice.NewID(), Metadata: map[string]any{},
 		}

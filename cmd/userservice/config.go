@@ -121,6 +121,10 @@ type Config struct {
 	CacheTTLUserEnrollments Seconds `env:"CACHE_TTL_USER_ENROLLMENTS" envDefault:"300"`
 	CacheTTLUserSearch      Seconds `env:"CACHE_TTL_USER_SEARCH" envDefault:"120"`
 
+	// EventRetention is how long published events stay readable through the
+	// change feed (issue 15).
+	EventRetention Lifetime `env:"EVENT_RETENTION" envDefault:"7d"`
+
 	// Pagination.
 	DefaultPageSize int `env:"DEFAULT_PAGE_SIZE" envDefault:"20"`
 	MaxPageSize     int `env:"MAX_PAGE_SIZE" envDefault:"100"`
@@ -563,6 +567,7 @@ func (c Config) Validate() error {
 
 	c.validateJWT(add)
 	positive("JWT_EXPIRES_IN", time.Duration(c.JWTExpiresIn))
+	positive("EVENT_RETENTION", c.EventRetention.Duration())
 	positive("JWT_REFRESH_EXPIRES_IN", time.Duration(c.JWTRefreshExpiresIn))
 
 	for _, s := range []struct{ name, v string }{

@@ -843,8 +843,15 @@ func checkEnvelope(tb testing.TB, e *event) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	if got := strings.Join(keys, ","); got != "correlationId,data,id,metadata,source,timestamp,type" {
+	if got := strings.Join(keys, ","); got != "correlationId,data,id,metadata,sequence,source,timestamp,type,version" {
 		tb.Errorf("%s: envelope keys %s", e, got)
+	}
+	var seq, version int64
+	if json.Unmarshal(e.raw["sequence"], &seq) != nil || seq != e.userVersion() || seq < 1 {
+		tb.Errorf("%s: sequence %s, want the user's version %d", e, e.raw["sequence"], e.userVersion())
+	}
+	if json.Unmarshal(e.raw["version"], &version) != nil || version != userservice.EnvelopeVersion {
+		tb.Errorf("%s: envelope version %s", e, e.raw["version"])
 	}
 	if _, ok := userservice.ParseID(e.ID); !ok {
 		tb.Errorf("%s: id %q is not a UUID", e, e.ID)

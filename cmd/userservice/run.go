@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	writer.Start()
 	// The relay publishes the outbox; a commit that wrote events wakes it at once
 	// instead of at its next poll.
-	relay, err := messaging.NewRelay(db.Pool(), messaging.RelayConfig{URL: cfg.RabbitURL(), Exchange: cfg.RabbitMQExchange}, logger)
+	relay, err := messaging.NewRelay(db.Pool(), messaging.RelayConfig{URL: cfg.RabbitURL(), Exchange: cfg.RabbitMQExchange, EventRetention: cfg.EventRetention.Duration()}, logger)
 	if err != nil {
 		return err
 	}
@@ -210,6 +210,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}, httpapi.Deps{
 		Users:       users,
 		Directory:   cachedDirectory{directory, searchCache},
+		Events:      directory,
 		Idempotency: idempotency,
 		RateLimiter: rateLimiter{limiter},
 		Health: httpapi.Health{

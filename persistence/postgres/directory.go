@@ -126,16 +126,116 @@ type searchQuery struct {
 	args, pageArgs    []any
 }
 
+// sortColumn returns the column and direction of q's order.
+func sortColumn(q userservice.UserSearch) (col string, desc bool) {
+	col, ok := sortColumns[q.SortBy]
+	if !ok {
+		col = "created_at"
+	}
+	return col, !strings.EqualFold(q.SortOrder, "asc")
+}
+
+// timeColumns are the sort columns of type timestamptz (the others are text).
+var timeColumns = map[string]bool{"created_at": true, "updated_at": true, "last_active_at": true}
+
+// buildSearch builds the count and the page. The page reads limit+1 rows (the
+// extra one only says whether a next page exists) and, after the user's columns,
+// the sort key, from which the next cursor's position is taken exactly.
+//
+// With q.After the page is keyset-paginated: the rows strictly after the
+// position in (sort key, id) order, a range scan of the (column, id) index however
+// deep the page; otherwise OFFSET as before. lastActiveAt sorts users never
+// active last in both directions, which no single row comparison expresses, so
+// its keyset page is two index range scans: the non-null keys after the position,
+// then the NULLs by id.
 func buildSearch(q userservice.UserSearch, page, limit int) searchQuery {
 	where, args := searchSQL(q)
-	n := len(args)
-	return searchQuery{
-		countSQL: "SELECT count(*) FROM users" + where,
-		pageSQL: "SELECT " + userColumns + " FROM users" + where + orderSQL(q) +
-			" LIMIT $" + strconv.Itoa(n+1) + " OFFSET $" + strconv.Itoa(n+2),
-		args:     args,
-		pageArgs: append(append([]any{}, args...), limit, (page-1)*limit),
+	col, desc := sortColumn(q)
+	order := orderSQL(q)
+	sq := searchQuery{countSQL: "SELECT count(*) FROM users" + where, args: args}
+	pageArgs := append([]any{}, args...)
+	arg := func(v any) string {
+		pageArgs = append(pageArgs, v)
+		return "$" + strconv.Itoa(len(pageArgs))
 	}
+	cols := userColumns + ", " + col + " AS sort_key"
+	if q.After == nil && page == 1 && col == "last_active_at" {
+		// The first page as the two range scans below, with no position: the
+		// (last_active_at, id) index has NULLs last ascending and first
+		// descending, so "DESC NULLS LAST" alone would sort every match.
+		n := arg(limit + 1)
+		sq.pageSQL = lastActiveUnion(cols, where, "", dir(desc), n, order)
+		sq.pageArgs = pageArgs
+		return sq
+	}
+	if q.After == nil {
+		sq.pageSQL = "SELECT " + cols + " FROM users" + where + order +
+			" LIMIT " + arg(limit+1) + " OFFSET " + arg((page-1)*limit)
+		sq.pageArgs = pageArgs
+		return sq
+	}
+	cmp, dir := " > ", dir(desc)
+	if desc {
+		cmp = " < "
+	}
+	cast := "::text"
+	if timeColumns[col] {
+		cast = "::timestamptz"
+	}
+	after := q.After
+	switch {
+	case col == "last_active_at" && after.Null:
+		sq.pageSQL = "SELECT " + cols + " FROM users" + where + " AND last_active_at IS NULL AND id" + cmp + arg(after.ID) + "::uuid" +
+			" ORDER BY last_active_at" + dir + " NULLS LAST, id" + dir + " LIMIT " + arg(limit+1)
+	case col == "last_active_at":
+		key, id, n := arg(after.Key), arg(after.ID), arg(limit+1)
+		sq.pageSQL = lastActiveUnion(cols, where, " AND (last_active_at, id)"+cmp+"("+key+cast+", "+id+"::uuid)", dir, n, order)
+	default:
+		sq.pageSQL = "SELECT " + cols + " FROM users" + where +
+			" AND (" + col + ", id)" + cmp + "(" + arg(after.Key) + cast + ", " + arg(after.ID) + "::uuid)" +
+			order + " LIMIT " + arg(limit+1)
+	}
+	sq.pageArgs = pageArgs
+	return sq
+}
+
+func dir(desc bool) string {
+	if desc {
+		return " DESC"
+	}
+	return " ASC"
+}
+
+// lastActiveUnion is a page in lastActiveAt order as two index range scans: the
+// users active (after the position, when after is set), then those never
+// active, by id; each limited, merged and limited again.
+func lastActiveUnion(cols, where, after, dir, limit, order string) string {
+	return "SELECT * FROM ((SELECT " + cols + " FROM users" + where + " AND last_active_at IS NOT NULL" + after +
+		" ORDER BY last_active_at" + dir + ", id" + dir + " LIMIT " + limit + ")" +
+		" UNION ALL (SELECT " + cols + " FROM users" + where + " AND last_active_at IS NULL" +
+		" ORDER BY id" + dir + " LIMIT " + limit + ")) page" + order + " LIMIT " + limit
+}
+
+// positionOf renders a sort key scanned from PostgreSQL as a cursor position:
+// timestamps keep their microseconds, so that the next page starts exactly after
+// the row.
+func positionOf(id string, key any) *userservice.Position {
+	p := &userservice.Position{ID: id}
+	switch k := key.(type) {
+	case *time.Time:
+		if k == nil {
+			p.Null = true
+		} else {
+			p.Key = k.UTC().Format(time.RFC3339Nano)
+		}
+	case *string:
+		if k == nil {
+			p.Null = true
+		} else {
+			p.Key = *k
+		}
+	}
+	return p
 }
 
 // SearchUsers runs the admin search: a case-insensitive substring of first name,
@@ -184,20 +284,37 @@ func (d *Directory) SearchGeneration(ctx context.Context) (string, error) {
 func (d *Directory) SearchUsersAt(ctx context.Context, q userservice.UserSearch) ([]userservice.User, userservice.Pagination, string, error) {
 	page, limit := normalizePage(q.Page, q.Limit)
 	sq := buildSearch(q, page, limit)
+	col, _ := sortColumn(q)
 	ctx, cancel := d.db.timeout(ctx)
 	defer cancel()
-	users := make([]userservice.User, 0, limit)
+	users := make([]userservice.User, 0, limit+1)
+	var last *userservice.Position
 	var total int
 	var gen string
 	b := &pgx.Batch{}
 	b.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 	b.Queue(searchGenerationSQL).QueryRow(func(row pgx.Row) error { return row.Scan(&gen) })
-	b.Queue(sq.countSQL, sq.args...).QueryRow(func(row pgx.Row) error { return row.Scan(&total) })
+	counted := q.Count != userservice.CountNone
+	if counted {
+		b.Queue(sq.countSQL, sq.args...).QueryRow(func(row pgx.Row) error { return row.Scan(&total) })
+	}
 	b.Queue(sq.pageSQL, sq.pageArgs...).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
-			u, err := scanUser(rows)
+			var key any = new(*string)
+			if timeColumns[col] {
+				key = new(*time.Time)
+			}
+			u, err := scanUser(rows, key)
 			if err != nil {
 				return err
+			}
+			if len(users) < limit {
+				switch k := key.(type) {
+				case **time.Time:
+					last = positionOf(u.ID, *k)
+				case **string:
+					last = positionOf(u.ID, *k)
+				}
 			}
 			users = append(users, u)
 		}
@@ -207,7 +324,19 @@ func (d *Directory) SearchUsersAt(ctx context.Context, q userservice.UserSearch)
 	if err := d.db.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, userservice.Pagination{}, "", unavailable("cannot search users", err)
 	}
-	return users, userservice.NewPagination(page, limit, total), gen, nil
+	more := len(users) > limit
+	if more {
+		users = users[:limit]
+	}
+	p := userservice.NewPagination(page, limit, total)
+	p.HasNext = more
+	if !counted {
+		p.Uncounted, p.TotalPages = true, 0
+	}
+	if more {
+		p.Next = last
+	}
+	return users, p, gen, nil
 }
 
 // AuditLog returns one page of the user's audit records, newest first, and the

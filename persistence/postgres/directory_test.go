@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -237,6 +238,10 @@ func TestSearchUsers(t *testing.T) {
 			q.Page = page
 			got, p := search(t, q)
 			wantP := userservice.Pagination{Page: page, Limit: 3, Total: 10, TotalPages: 4, HasNext: page < 4, HasPrev: page > 1}
+			if (p.Next != nil) != p.HasNext {
+				t.Errorf("page %d: next position %v with hasNext %v", page, p.Next, p.HasNext)
+			}
+			p.Next = nil
 			if p != wantP {
 				t.Errorf("page %d: pagination = %+v, want %+v", page, p, wantP)
 			}
@@ -316,5 +321,55 @@ func TestAuditLog(t *testing.T) {
 	}
 	if recs, n, err := dir.AuditLog(ctx, userservice.NewID(), userservice.PageQuery{Page: 1, Limit: 10}); err != nil || n != 0 || len(recs) != 0 {
 		t.Errorf("unknown user: %v, %d, %v", recs, n, err)
+	}
+}
+
+// TestSearchUsersKeyset walks every sort order page by page through the
+// positions the search returns, with ties (lastName Smith), users never active
+// (NULL lastActiveAt, last in both directions) and a filter, and expects the same
+// order as one big page, with count=none too.
+func TestSearchUsersKeyset(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	users := seedSearch(t, db)
+	dir, _ := postgres.NewDirectory(db)
+	for _, by := range userservice.SortFields {
+		for _, order := range []string{"asc", "desc"} {
+			for _, filter := range []userservice.UserSearch{{}, {Search: "smith"}, {Status: userservice.StatusDeleted}} {
+				for _, count := range []string{userservice.CountExact, userservice.CountNone} {
+					q := userservice.UserSearch{Limit: 2, SortBy: by, SortOrder: order, Search: filter.Search, Status: filter.Status, Count: count}
+					t.Run(fmt.Sprintf("%s %s %q %s %s", by, order, q.Search, q.Status, count), func(t *testing.T) {
+						want := expected(users, q)
+						var got []string
+						for page := 1; ; page++ {
+							if page > 20 {
+								t.Fatal("no last page after 20 pages")
+							}
+							us, p, err := dir.SearchUsers(context.Background(), q)
+							if err != nil {
+								t.Fatalf("SearchUsers(%+v): %v", q, err)
+							}
+							got = append(got, ids(us)...)
+							if count == userservice.CountNone != p.Uncounted {
+								t.Errorf("page %d: uncounted %v", page, p.Uncounted)
+							}
+							if count == userservice.CountExact && p.Total != len(want) {
+								t.Errorf("page %d: total %d, want %d", page, p.Total, len(want))
+							}
+							if p.HasNext != (p.Next != nil) || p.HasNext != (len(got) < len(want)) {
+								t.Fatalf("page %d: hasNext %v, next %v after %d of %d", page, p.HasNext, p.Next, len(got), len(want))
+							}
+							if !p.HasNext {
+								break
+							}
+							q.After, q.Page = p.Next, page+1
+						}
+						if !slices.Equal(got, want) {
+							t.Errorf("walked %v, want %v", got, want)
+						}
+					})
+				}
+			}
+		}
 	}
 }

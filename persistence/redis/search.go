@@ -40,7 +40,7 @@ const maxSearchStoresInFlight = 32
 
 // searchEntryVersion is the first byte of a stored entry; an entry of another
 // version is a miss.
-const searchEntryVersion = 2
+const searchEntryVersion = 3
 
 // SearchSource runs the admin search and says which generation of the data an
 // answer belongs to: two reads at the same generation see the same rows.
@@ -227,7 +227,11 @@ func (s *SearchCache) key(gen string, q userservice.UserSearch) string {
 // length-prefixed so that no two pairs share an encoding.
 func searchKeyHash(gen string, q userservice.UserSearch) string {
 	b := make([]byte, 0, 256)
-	for _, f := range []string{gen, strconv.Itoa(q.Page), strconv.Itoa(q.Limit), q.Search, string(q.Role), string(q.Status), q.SortBy, q.SortOrder} {
+	var after []string
+	if q.After != nil {
+		after = []string{"after", q.After.Key, strconv.FormatBool(q.After.Null), q.After.ID}
+	}
+	for _, f := range append([]string{gen, strconv.Itoa(q.Page), strconv.Itoa(q.Limit), q.Search, string(q.Role), string(q.Status), q.SortBy, q.SortOrder, q.Count}, after...) {
 		b = strconv.AppendInt(b, int64(len(f)), 10)
 		b = append(b, ':')
 		b = append(b, f...)
@@ -236,10 +240,24 @@ func searchKeyHash(gen string, q userservice.UserSearch) string {
 	return hex.EncodeToString(sum[:20])
 }
 
+// entryPage is the pagination as an entry stores it: the API's fields and the
+// ones the API does not render (the edge signs Next into nextCursor).
+type entryPage struct {
+	Page       int                   `json:"page"`
+	Limit      int                   `json:"limit"`
+	Total      int                   `json:"total"`
+	TotalPages int                   `json:"totalPages"`
+	HasNext    bool                  `json:"hasNext"`
+	HasPrev    bool                  `json:"hasPrev"`
+	Uncounted  bool                  `json:"uncounted,omitempty"`
+	Next       *userservice.Position `json:"next,omitempty"`
+}
+
 // An entry is its format version (one byte), the pagination as compact JSON, a
 // newline, and the JSON array of the users as the API renders them.
 func encodeSearchEntry(users []byte, page userservice.Pagination) ([]byte, error) {
-	p, err := json.Marshal(page)
+	p, err := json.Marshal(entryPage{Page: page.Page, Limit: page.Limit, Total: page.Total, TotalPages: page.TotalPages,
+		HasNext: page.HasNext, HasPrev: page.HasPrev, Uncounted: page.Uncounted, Next: page.Next})
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode search pagination: %w", err)
 	}
@@ -252,6 +270,7 @@ func encodeSearchEntry(users []byte, page userservice.Pagination) ([]byte, error
 
 func decodeSearchEntry(b []byte) ([]byte, userservice.Pagination, error) {
 	var page userservice.Pagination
+	var e entryPage
 	if len(b) == 0 || b[0] != searchEntryVersion {
 		return nil, page, errors.New("cannot decode search result: unknown entry version")
 	}
@@ -259,8 +278,10 @@ func decodeSearchEntry(b []byte) ([]byte, userservice.Pagination, error) {
 	if !ok || len(users) < 2 || users[0] != '[' || users[len(users)-1] != ']' {
 		return nil, page, errors.New("cannot decode search result: no users array")
 	}
-	if err := json.Unmarshal(p, &page); err != nil {
+	if err := json.Unmarshal(p, &e); err != nil {
 		return nil, page, fmt.Errorf("cannot decode search pagination: %w", err)
 	}
+	page = userservice.Pagination{Page: e.Page, Limit: e.Limit, Total: e.Total, TotalPages: e.TotalPages,
+		HasNext: e.HasNext, HasPrev: e.HasPrev, Uncounted: e.Uncounted, Next: e.Next}
 	return users, page, nil
 }

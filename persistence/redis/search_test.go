@@ -308,3 +308,33 @@ func BenchmarkSearchCacheHit(b *testing.B) {
 		b.Fatalf("%d searches reached the source, want 1", src.count())
 	}
 }
+
+// TestSearchEntryKeepsKeysetFields: a cached page keeps what the edge needs for
+// the next cursor (the position, count=none), and a cursor or count mode is part
+// of the key.
+func TestSearchEntryKeepsKeysetFields(t *testing.T) {
+	page := userservice.Pagination{Page: 3, Limit: 2, HasNext: true, HasPrev: true, Uncounted: true,
+		Next: &userservice.Position{Key: "2024-01-15T10:30:00.123456Z", ID: userservice.NewID()}}
+	b, err := encodeSearchEntry([]byte("[]"), page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, got, err := decodeSearchEntry(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Next == nil || *got.Next != *page.Next || !got.Uncounted || got.Page != 3 || !got.HasNext {
+		t.Errorf("decoded %+v, want %+v", got, page)
+	}
+	q := userservice.UserSearch{Page: 2, Limit: 2}
+	keys := map[string]bool{searchKeyHash("g", q): true}
+	q.Count = userservice.CountNone
+	keys[searchKeyHash("g", q)] = true
+	q.After = &userservice.Position{Key: "a", ID: "b"}
+	keys[searchKeyHash("g", q)] = true
+	q.After = &userservice.Position{Key: "a", ID: "c"}
+	keys[searchKeyHash("g", q)] = true
+	if len(keys) != 4 {
+		t.Errorf("%d distinct keys for 4 queries", len(keys))
+	}
+}
