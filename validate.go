@@ -148,7 +148,10 @@ func ValidAvatarURL(s string) bool {
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.User == nil
 }
 
-var zoneCache sync.Map // string -> bool
+// zoneCache holds the zones found valid: a fixed set of a few hundred names.
+// Invalid ones are not kept, since clients choose them and they are unbounded
+// (issue 11); each costs a LoadLocation lookup in the embedded database.
+var zoneCache sync.Map // string -> struct{}
 
 // ValidTimezone reports whether s names a zone in the IANA database. The binary
 // embeds time/tzdata, so the answer does not depend on the host. "Local" and ""
@@ -157,13 +160,14 @@ func ValidTimezone(s string) bool {
 	if s == "" || s == "Local" || len(s) > 64 {
 		return false
 	}
-	if ok, found := zoneCache.Load(s); found {
-		return ok.(bool)
+	if _, found := zoneCache.Load(s); found {
+		return true
 	}
-	_, err := time.LoadLocation(s)
-	ok := err == nil
-	zoneCache.Store(s, ok)
-	return ok
+	if _, err := time.LoadLocation(s); err != nil {
+		return false
+	}
+	zoneCache.Store(s, struct{}{})
+	return true
 }
 
 // ValidLanguage reports whether s is a well-formed BCP 47 tag

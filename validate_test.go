@@ -3,6 +3,7 @@ package userservice
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -418,5 +419,28 @@ func TestNULIsRefusedInText(t *testing.T) {
 	}
 	if ValidAvatarURL("https://example.com/a\x00.png") {
 		t.Error("avatar URL with NUL accepted")
+	}
+}
+
+// TestZoneCacheKeepsOnlyValidZones: client-chosen invalid names must not grow
+// the cache (issue 11); valid ones are a fixed set.
+func TestZoneCacheKeepsOnlyValidZones(t *testing.T) {
+	size := func() int {
+		n := 0
+		zoneCache.Range(func(any, any) bool { n++; return true })
+		return n
+	}
+	ValidTimezone("Europe/Paris")
+	before := size()
+	for i := range 2000 {
+		if ValidTimezone(fmt.Sprintf("Nowhere/Zone%d", i)) {
+			t.Fatalf("Nowhere/Zone%d accepted", i)
+		}
+	}
+	if !ValidTimezone("Europe/Paris") || !ValidTimezone("America/New_York") {
+		t.Fatal("a valid zone refused")
+	}
+	if after := size(); after > before+1 {
+		t.Fatalf("the zone cache grew from %d to %d entries after 2,000 invalid names", before, after)
 	}
 }
