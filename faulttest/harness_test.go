@@ -523,8 +523,13 @@ func (r reply) String() string {
 
 // refused reports a connection that was never made: the request cannot have
 // reached the service.
+// refused reports whether a request never reached the service: the connection
+// was refused, or reset while it was being set up (a connection still in the
+// kernel's accept queue when a stopping service closes its listener is reset,
+// not refused). Nothing was sent, so nothing can have been applied.
 func refused(err error) bool {
-	return errors.Is(err, syscall.ECONNREFUSED)
+	var op *net.OpError
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &op) && op.Op == "dial"
 }
 
 func timedOut(err error) bool {
