@@ -3,6 +3,7 @@ package userservice
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -366,6 +367,9 @@ func (c *change) enroll(cmd Enroll) error {
 	e, ok := c.base.Enrollments[cmd.CourseID]
 	switch {
 	case !ok:
+		if q := c.meta.Quotas.Enrollments; q > 0 && len(c.base.Enrollments) >= q {
+			return quotaExceeded("enrollments", fmt.Sprintf("at most %d enrollments per user", q))
+		}
 		e = Enrollment{
 			ID: NewID(), UserID: c.next.User.ID, CourseID: cmd.CourseID, EnrollmentStatus: EnrollmentActive,
 			EnrolledAt: now, CreatedAt: now, UpdatedAt: now,
@@ -499,10 +503,43 @@ func (c *change) setPreferences(cmd SetPreferences) error {
 		seen[k] = len(out)
 		out = append(out, p)
 	}
+	if err := c.preferenceQuotas(); err != nil {
+		return err
+	}
 	c.m.PreferenceUpserts = out
 	c.dirty = true
 	c.result = out
 	return nil
+}
+
+// preferenceQuotas refuses a preference write that takes the user past a limit
+// it grows: more keys than Quotas.Preferences, or more bytes than
+// Quotas.PreferenceBytes.
+func (c *change) preferenceQuotas() error {
+	q := c.meta.Quotas
+	if n := len(c.next.Preferences); q.Preferences > 0 && n > q.Preferences && n > len(c.base.Preferences) {
+		return quotaExceeded("preferences", fmt.Sprintf("at most %d preferences per user", q.Preferences))
+	}
+	if q.PreferenceBytes > 0 {
+		if n := preferenceBytes(c.next.Preferences); n > q.PreferenceBytes && n > preferenceBytes(c.base.Preferences) {
+			return quotaExceeded("preferences", fmt.Sprintf("at most %d bytes of preferences per user (keys and values)", q.PreferenceBytes))
+		}
+	}
+	return nil
+}
+
+// preferenceBytes is what Quotas.PreferenceBytes counts: every key and its
+// compact JSON value.
+func preferenceBytes(ps map[PrefKey]Preference) int {
+	n := 0
+	for k, p := range ps {
+		n += len(k.Key) + len(p.Value)
+	}
+	return n
+}
+
+func quotaExceeded(field, message string) error {
+	return &Error{Code: ECodeQuotaExceeded, Message: "Quota exceeded: " + message, Details: []FieldError{{Field: field, Message: message}}}
 }
 
 func (c *change) removePreference(cmd RemovePreference) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -1099,4 +1100,76 @@ func TestLogoutReachesSessionsBeyondTheActor(t *testing.T) {
 	if m.EndSessions != nil || len(m.SessionUpserts) != 1 {
 		t.Fatalf("logout of a held session: EndSessions %+v, rows %+v", m.EndSessions, m.SessionUpserts)
 	}
+}
+
+// TestQuotas: a write that takes a user past a per-user limit is refused with
+// QUOTA_EXCEEDED naming the limit, and changes nothing; a write that does not
+// grow what a limit counts is allowed, also for a user already over it (issue 11).
+func TestQuotas(t *testing.T) {
+	withQuotas := func(n int, q Quotas) Meta {
+		m := at(n)
+		m.Quotas = q
+		return m
+	}
+	prefs := func(cat string, kv ...string) SetPreferences {
+		var in []PreferenceInput
+		for i := 0; i < len(kv); i += 2 {
+			in = append(in, PreferenceInput{Key: kv[i], Value: json.RawMessage(kv[i+1])})
+		}
+		return SetPreferences{Category: cat, Input: UpsertPreferences{Preferences: in}}
+	}
+	quotaErr := func(t *testing.T, s *State, cmd Command, meta Meta, field string) {
+		t.Helper()
+		applyErr(t, s, cmd, meta, ECodeQuotaExceeded)
+		_, err := Apply(s, cmd, meta)
+		var e *Error
+		if !errors.As(err, &e) || len(e.Details) != 1 || e.Details[0].Field != field || !strings.Contains(e.Details[0].Message, "at most") {
+			t.Fatalf("quota error %+v, want details naming %s and the limit", err, field)
+		}
+	}
+
+	t.Run("preference keys", func(t *testing.T) {
+		s := registered(t)
+		n := len(s.Preferences) // the defaults
+		q := Quotas{Preferences: n + 2}
+		s = apply(t, s, prefs(CategoryUI, "a", `1`, "b", `2`), withQuotas(1, q)).State
+		quotaErr(t, s, prefs(CategoryUI, "c", `3`), withQuotas(2, q), "preferences")
+		// Updating existing keys, and replacing one by another after a delete, is fine.
+		s = apply(t, s, prefs(CategoryUI, "a", `10`, "theme", `"dark"`), withQuotas(3, q)).State
+		s = apply(t, s, RemovePreference{Category: CategoryUI, Key: "a"}, withQuotas(4, q)).State
+		s = apply(t, s, prefs(CategoryUI, "c", `3`), withQuotas(5, q)).State
+		// The limit lowered below what the user holds: edits and deletes still work.
+		low := Quotas{Preferences: 3}
+		s = apply(t, s, prefs(CategoryUI, "c", `4`), withQuotas(6, low)).State
+		quotaErr(t, s, prefs(CategoryUI, "d", `4`), withQuotas(7, low), "preferences")
+		apply(t, s, RemoveCategory{Category: CategoryNotifications}, withQuotas(8, low))
+	})
+	t.Run("preference bytes", func(t *testing.T) {
+		s := registered(t)
+		q := Quotas{PreferenceBytes: preferenceBytes(s.Preferences) + 100}
+		s = apply(t, s, prefs(CategoryUI, "note", `"`+strings.Repeat("x", 80)+`"`), withQuotas(1, q)).State
+		quotaErr(t, s, prefs(CategoryUI, "note2", `"`+strings.Repeat("x", 30)+`"`), withQuotas(2, q), "preferences")
+		quotaErr(t, s, prefs(CategoryUI, "note", `"`+strings.Repeat("x", 120)+`"`), withQuotas(3, q), "preferences")
+		// Shrinking a value is always allowed, even past a lowered limit.
+		s = apply(t, s, prefs(CategoryUI, "note", `"short"`), withQuotas(4, Quotas{PreferenceBytes: 10})).State
+		apply(t, s, RemovePreference{Category: CategoryUI, Key: "note"}, withQuotas(5, Quotas{PreferenceBytes: 10}))
+	})
+	t.Run("enrollments", func(t *testing.T) {
+		s := registered(t)
+		q := Quotas{Enrollments: 1}
+		s = apply(t, s, Enroll{CourseID: courseA}, withQuotas(1, q)).State
+		quotaErr(t, s, Enroll{CourseID: courseB}, withQuotas(2, q), "enrollments")
+		// Dropped enrollments count; re-enrolling one does not grow the count.
+		s = apply(t, s, editStatus(courseA, EnrollmentDropped), withQuotas(3, q)).State
+		quotaErr(t, s, Enroll{CourseID: courseB}, withQuotas(4, q), "enrollments")
+		s = apply(t, s, Enroll{CourseID: courseA}, withQuotas(5, q)).State
+		s = apply(t, s, Unenroll{CourseID: courseA}, withQuotas(6, q)).State
+		apply(t, s, Enroll{CourseID: courseB}, withQuotas(7, q))
+	})
+	t.Run("no quotas: no limit", func(t *testing.T) {
+		s := registered(t)
+		for i := range 5 {
+			s = apply(t, s, Enroll{CourseID: fmt.Sprintf("a0eebc99-9c0b-4ef8-bb6d-6bb9bd3800%02d", i)}, at(i+1)).State
+		}
+	})
 }

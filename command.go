@@ -117,6 +117,18 @@ type Meta struct {
 	Now Time
 	// NoAudit keeps no audit record of the change (AUDIT_ENABLED=false).
 	NoAudit bool
+	// Quotas bounds what one user may hold; the user's actor sets it.
+	Quotas Quotas
+}
+
+// Quotas are the per-user limits (issue 11): a write that would take a user past
+// one is refused with [ECodeQuotaExceeded] and changes nothing. A write that does
+// not grow what it counts is always allowed, so a user already over a limit that
+// was lowered keeps the data and can still edit and delete. Zero means no limit.
+type Quotas struct {
+	Preferences     int // preference keys per user
+	PreferenceBytes int // keys plus compact JSON values, summed over the user's preferences
+	Enrollments     int // enrollments per user, dropped ones included
 }
 
 // IdempotencyRequest carries an Idempotency-Key into the actor. Render turns the

@@ -22,6 +22,7 @@ const (
 	ECodePayloadTooLarge     = "PAYLOAD_TOO_LARGE"      // 413
 	ECodeUnsupportedMedia    = "UNSUPPORTED_MEDIA_TYPE" // 415
 	ECodeIdempotencyKeyReuse = "IDEMPOTENCY_KEY_REUSED" // 422
+	ECodeQuotaExceeded       = "QUOTA_EXCEEDED"         // 422: a per-user limit would be passed
 	ECodeRateLimited         = "RATE_LIMIT_EXCEEDED"    // 429
 	ECodeUnavailable         = "SERVICE_UNAVAILABLE"    // 503: a dependency the request needs is down
 	ECodeTimeout             = "TIMEOUT"                // 503: the request ran out of time

@@ -35,6 +35,9 @@ type Config struct {
 	// OnCommit, when set, is called from the user's actor with every newly committed
 	// state (the Redis snapshot refresh). It must not block.
 	OnCommit func(*userservice.State)
+	// Quotas are the per-user limits every command is applied with
+	// (QUOTA_* variables; zero fields mean no limit).
+	Quotas userservice.Quotas
 }
 
 func (c Config) withDefaults() (Config, error) {

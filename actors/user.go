@@ -245,7 +245,9 @@ func (u *userActor) execute(ctx actor.Context, m *execute, sender *actor.PID, no
 		u.reg.answered()
 		return
 	}
-	out, err := apply(u.state, m.cmd, m.meta)
+	meta := m.meta
+	meta.Quotas = u.reg.cfg.Quotas
+	out, err := apply(u.state, m.cmd, meta)
 	switch {
 	case err != nil:
 		if userservice.ErrorCode(err) == userservice.ECodeInternal {

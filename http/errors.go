@@ -36,6 +36,7 @@ var statusByCode = map[string]int{
 	userservice.ECodePayloadTooLarge:     fasthttp.StatusRequestEntityTooLarge,
 	userservice.ECodeUnsupportedMedia:    fasthttp.StatusUnsupportedMediaType,
 	userservice.ECodeIdempotencyKeyReuse: fasthttp.StatusUnprocessableEntity,
+	userservice.ECodeQuotaExceeded:       fasthttp.StatusUnprocessableEntity,
 	userservice.ECodeRateLimited:         fasthttp.StatusTooManyRequests,
 	codeHeaderTooLarge:                   fasthttp.StatusRequestHeaderFieldsTooLarge,
 	userservice.ECodeUnavailable:         fasthttp.StatusServiceUnavailable,

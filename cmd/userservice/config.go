@@ -176,6 +176,12 @@ type Config struct {
 	HTTPIdleTimeout   time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"120s"`
 	HealthCacheTTL    time.Duration `env:"HEALTH_CACHE_TTL" envDefault:"1s"`
 
+	// Per-user quotas (issue 11; 0 = no limit): preference keys, their bytes (keys
+	// plus compact JSON values) and enrollments one user may hold.
+	QuotaPreferencesPerUser     int `env:"QUOTA_PREFERENCES_PER_USER" envDefault:"500"`
+	QuotaPreferenceBytesPerUser int `env:"QUOTA_PREFERENCE_BYTES_PER_USER" envDefault:"262144"`
+	QuotaEnrollmentsPerUser     int `env:"QUOTA_ENROLLMENTS_PER_USER" envDefault:"5000"`
+
 	// Cluster mode (docs/cluster.md). CLUSTER_PROVIDER=none is single-node mode.
 	// Remoting binds exactly CLUSTER_ADVERTISE_HOST:CLUSTER_PORT.
 	ClusterProvider      string        `env:"CLUSTER_PROVIDER" envDefault:"none"`
@@ -676,6 +682,12 @@ func (c Config) Validate() error {
 	positive("HTTP_IDLE_TIMEOUT", c.HTTPIdleTimeout)
 	if c.HealthCacheTTL < 0 || c.HealthCacheTTL > time.Minute {
 		add("HEALTH_CACHE_TTL", "must be 0-1m")
+	}
+	for name, v := range map[string]int{"QUOTA_PREFERENCES_PER_USER": c.QuotaPreferencesPerUser,
+		"QUOTA_PREFERENCE_BYTES_PER_USER": c.QuotaPreferenceBytesPerUser, "QUOTA_ENROLLMENTS_PER_USER": c.QuotaEnrollmentsPerUser} {
+		if v < 0 {
+			add(name, "must be 0 (no limit) or more")
+		}
 	}
 
 	switch c.ClusterProvider {

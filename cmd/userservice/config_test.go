@@ -79,6 +79,7 @@ var specDefaults = map[string]string{
 	"ACTOR_IDLE_TIMEOUT": "10m0s", "ACTOR_MAX_ACTIVE": "100000", "WRITE_BATCH_MAX": "256",
 	"WRITE_BATCH_WAIT": "2ms", "SHUTDOWN_TIMEOUT": "20s", "REQUEST_TIMEOUT": "10s",
 	"HTTP_MAX_CONNS": "10000", "HTTP_MAX_CONNS_PER_IP": "0", "HTTP_IDLE_TIMEOUT": "2m0s", "HEALTH_CACHE_TTL": "1s",
+	"QUOTA_PREFERENCES_PER_USER": "500", "QUOTA_PREFERENCE_BYTES_PER_USER": "262144", "QUOTA_ENROLLMENTS_PER_USER": "5000",
 	"CLUSTER_PROVIDER": "none", "CLUSTER_NAME": "userservice", "CLUSTER_ADVERTISE_HOST": "127.0.0.1",
 	"CLUSTER_PORT": "8090", "ETCD_ENDPOINTS": "127.0.0.1:2379", "CLUSTER_LEASE_TTL": "5s",
 }
@@ -194,6 +195,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		"ACTOR_IDLE_TIMEOUT": "30s", "ACTOR_MAX_ACTIVE": "5", "WRITE_BATCH_MAX": "64",
 		"WRITE_BATCH_WAIT": "0s", "SHUTDOWN_TIMEOUT": "5s", "REQUEST_TIMEOUT": "3s",
 		"HTTP_MAX_CONNS": "500", "HTTP_MAX_CONNS_PER_IP": "20", "HTTP_IDLE_TIMEOUT": "30s", "HEALTH_CACHE_TTL": "250ms",
+		"QUOTA_PREFERENCES_PER_USER": "50", "QUOTA_PREFERENCE_BYTES_PER_USER": "0", "QUOTA_ENROLLMENTS_PER_USER": "7",
 		"CLUSTER_PROVIDER": "etcd", "CLUSTER_NAME": "c1", "CLUSTER_ADVERTISE_HOST": "10.0.0.7", "CLUSTER_PORT": "9000",
 		"ETCD_ENDPOINTS": "e1:2379,e2:2379", "CLUSTER_LEASE_TTL": "3s",
 	}
@@ -230,6 +232,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		ActorIdleTimeout: 30 * time.Second, ActorMaxActive: 5, WriteBatchMax: 64,
 		WriteBatchWait: 0, ShutdownTimeout: 5 * time.Second, RequestTimeout: 3 * time.Second,
 		HTTPMaxConns: 500, HTTPMaxConnsPerIP: 20, HTTPIdleTimeout: 30 * time.Second, HealthCacheTTL: 250 * time.Millisecond,
+		QuotaPreferencesPerUser: 50, QuotaPreferenceBytesPerUser: 0, QuotaEnrollmentsPerUser: 7,
 		ClusterProvider: "etcd", ClusterName: "c1", ClusterAdvertiseHost: "10.0.0.7", ClusterPort: 9000,
 		EtcdEndpoints: []string{"e1:2379", "e2:2379"}, ClusterLeaseTTL: 3 * time.Second,
 	}
@@ -326,6 +329,7 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 		{"negative per-IP limit", map[string]string{"HTTP_MAX_CONNS_PER_IP": "-1"}, "HTTP_MAX_CONNS_PER_IP", "0 (no limit)"},
 		{"zero idle timeout", map[string]string{"HTTP_IDLE_TIMEOUT": "0s"}, "HTTP_IDLE_TIMEOUT", ""},
 		{"health cache too long", map[string]string{"HEALTH_CACHE_TTL": "2m"}, "HEALTH_CACHE_TTL", "0-1m"},
+		{"negative quota", map[string]string{"QUOTA_ENROLLMENTS_PER_USER": "-1"}, "QUOTA_ENROLLMENTS_PER_USER", "0 (no limit)"},
 		{"write batch wait too long", map[string]string{"WRITE_BATCH_WAIT": "1001ms"}, "WRITE_BATCH_WAIT", "0-1s"},
 		{"write batch wait negative", map[string]string{"WRITE_BATCH_WAIT": "-1ms"}, "WRITE_BATCH_WAIT", "0-1s"},
 		{"shutdown timeout", map[string]string{"SHUTDOWN_TIMEOUT": "0s"}, "SHUTDOWN_TIMEOUT", "greater than 0"},
@@ -850,7 +854,7 @@ func TestConfigVarsAreUnique(t *testing.T) {
 		}
 		seen[v.name] = v.field
 	}
-	if want := 66 + 6 + 4 + 1 + 4 + 6 + 1; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY, HTTP_* limits and HEALTH_CACHE_TTL, CLUSTER_*/ETCD_*, EVENT_RETENTION
+	if want := 66 + 6 + 4 + 1 + 4 + 6 + 1 + 3; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY, HTTP_* limits and HEALTH_CACHE_TTL, CLUSTER_*/ETCD_*, EVENT_RETENTION, QUOTA_*
 		t.Errorf("%d variables, want %d", len(seen), want)
 	}
 }

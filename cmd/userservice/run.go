@@ -111,6 +111,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	registry, err := actors.New(actors.Config{
 		IdleTimeout: cfg.ActorIdleTimeout, MaxActive: cfg.ActorMaxActive, OnCommit: saver.Save,
+		Quotas: userservice.Quotas{
+			Preferences: cfg.QuotaPreferencesPerUser, PreferenceBytes: cfg.QuotaPreferenceBytesPerUser,
+			Enrollments: cfg.QuotaEnrollmentsPerUser,
+		},
 	}, loader, notifyingCommitter{writer, relay}, logger)
 	if err != nil {
 		return err
