@@ -82,3 +82,34 @@ func TestSearchCacheSummary(t *testing.T) {
 		t.Errorf("no searches: got %q", got)
 	}
 }
+
+func TestCompare(t *testing.T) {
+	c, err := loadComparison("testdata/compare")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	c.write(&buf)
+	out := buf.String()
+	for _, want := range []string{
+		"# HEAD bbbb against BASE aaaa",
+		// GET /me: 210k vs 230k requests over 20 s each; per round 1.20 and 1.00
+		"| GET /me | 10500 | 11500 | **1.10×** | 1.20×, 1.00× | 3.00 ms → 2.00 ms | 9.00 ms → 8.00 ms | 0.095 → 0.078 s | 0 / 0 |",
+		"| PUT /me | 2000 | 4500 | **2.25×** | 2.00×, 2.50× |",
+		"| GET /me ≥ 50% of bare fasthttp | 11500 of 40000 req/s = 28.75% | **no** |",
+		"| PUT /me ≥ 2× BASE | 4500 ÷ 2000 req/s = 2.25× | yes |",
+		"| RSS growth per activated user | 20.5 KiB | 5.1 KiB |",
+		"### PUT /me, HEAD (bbbb)",
+		"| put_me.1.head | 4000 | 5.00 ms | 15.0 ms |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the comparison lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(out)
+	}
+	if _, err := loadComparison(t.TempDir()); err == nil {
+		t.Error("a folder without meta.env was accepted")
+	}
+}
