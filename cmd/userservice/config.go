@@ -95,6 +95,9 @@ type Config struct {
 	RateLimitMax            int    `env:"RATE_LIMIT_MAX" envDefault:"100"`
 	RateLimitWindow         Millis `env:"RATE_LIMIT_WINDOW" envDefault:"60000"`
 	RateLimitSkipSuccessful bool   `env:"RATE_LIMIT_SKIP_SUCCESSFUL" envDefault:"false"`
+	// Share of a caller's remaining quota one process leases from Redis at a time
+	// (persistence/redis RateLimiter); 0: one round trip per request.
+	RateLimitLeaseFraction float64 `env:"RATE_LIMIT_LEASE_FRACTION" envDefault:"0.01"`
 
 	// CORS. Lists are comma-separated; CORS_ORIGIN may be "*".
 	CORSOrigin         []string `env:"CORS_ORIGIN" envDefault:"http://localhost:3000"`
@@ -551,6 +554,9 @@ func (c Config) Validate() error {
 		add("RATE_LIMIT_MAX", "must be greater than 0")
 	}
 	positive("RATE_LIMIT_WINDOW", c.RateLimitWindow.Duration())
+	if c.RateLimitLeaseFraction < 0 || c.RateLimitLeaseFraction > 1 {
+		add("RATE_LIMIT_LEASE_FRACTION", "must be between 0 and 1")
+	}
 
 	if len(c.CORSOrigin) == 0 {
 		add("CORS_ORIGIN", "must not be empty")

@@ -62,6 +62,7 @@ var specDefaults = map[string]string{
 	"AUTH_SERVICE_URL": "http://localhost:3001", "COURSE_SERVICE_URL": "http://localhost:3003",
 	"ANALYTICS_SERVICE_URL": "http://localhost:3004", "EMAIL_SERVICE_URL": "http://localhost:3005",
 	"RATE_LIMIT_MAX": "100", "RATE_LIMIT_WINDOW": "60000", "RATE_LIMIT_SKIP_SUCCESSFUL": "false",
+	"RATE_LIMIT_LEASE_FRACTION": "0.01", // not the spec's: issue 16
 	"CORS_ORIGIN": "http://localhost:3000", "CORS_CREDENTIALS": "true",
 	"CORS_METHODS": "GET,POST,PUT,DELETE,OPTIONS", "CORS_ALLOWED_HEADERS": "Content-Type,Authorization,X-Requested-With",
 	"HELMET_ENABLED": "true", "BCRYPT_ROUNDS": "12", "TRUST_PROXY": "",
@@ -175,6 +176,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		"AUTH_SERVICE_URL": "https://auth", "COURSE_SERVICE_URL": "https://course",
 		"ANALYTICS_SERVICE_URL": "https://analytics", "EMAIL_SERVICE_URL": "https://email",
 		"RATE_LIMIT_MAX": "7", "RATE_LIMIT_WINDOW": "1000", "RATE_LIMIT_SKIP_SUCCESSFUL": "true",
+		"RATE_LIMIT_LEASE_FRACTION": "0.05",
 		"CORS_ORIGIN": "*", "CORS_CREDENTIALS": "false", "CORS_METHODS": "GET", "CORS_ALLOWED_HEADERS": "X-A",
 		"HELMET_ENABLED": "false", "BCRYPT_ROUNDS": "10", "TRUST_PROXY": "10.0.0.0/8, 192.0.2.1",
 		"LOG_LEVEL": "debug", "LOG_FORMAT": "text", "LOG_FILE_ENABLED": "true", "LOG_FILE_PATH": "/var/log/u.log",
@@ -209,6 +211,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		AuthServiceURL: "https://auth", CourseServiceURL: "https://course",
 		AnalyticsServiceURL: "https://analytics", EmailServiceURL: "https://email",
 		RateLimitMax: 7, RateLimitWindow: Millis(time.Second), RateLimitSkipSuccessful: true,
+		RateLimitLeaseFraction: 0.05,
 		CORSOrigin: []string{"*"}, CORSCredentials: false, CORSMethods: []string{"GET"}, CORSAllowedHeaders: []string{"X-A"},
 		HelmetEnabled: false, BcryptRounds: 10, TrustProxy: []string{"10.0.0.0/8", "192.0.2.1"},
 		LogLevel: "debug", LogFormat: "text", LogFileEnabled: true, LogFilePath: "/var/log/u.log",
@@ -284,6 +287,8 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 		{"rate limit window as a duration", map[string]string{"RATE_LIMIT_WINDOW": "1m"}, "RATE_LIMIT_WINDOW", "integer number of milliseconds"},
 		{"rate limit window zero", map[string]string{"RATE_LIMIT_WINDOW": "0"}, "RATE_LIMIT_WINDOW", "greater than 0"},
 		{"rate limit skip not a bool", map[string]string{"RATE_LIMIT_SKIP_SUCCESSFUL": "yes"}, "RATE_LIMIT_SKIP_SUCCESSFUL", "true or false"},
+		{"rate limit lease fraction over 1", map[string]string{"RATE_LIMIT_LEASE_FRACTION": "1.5"}, "RATE_LIMIT_LEASE_FRACTION", "between 0 and 1"},
+		{"rate limit lease fraction negative", map[string]string{"RATE_LIMIT_LEASE_FRACTION": "-0.1"}, "RATE_LIMIT_LEASE_FRACTION", "between 0 and 1"},
 		{"cors origin only separators", map[string]string{"CORS_ORIGIN": " , "}, "CORS_ORIGIN", "must not be empty"},
 		{"cors origin without scheme", map[string]string{"CORS_ORIGIN": "localhost:3000"}, "CORS_ORIGIN", "not * or an origin"},
 		{"cors origin with a path", map[string]string{"CORS_ORIGIN": "https://app.example.com/login"}, "CORS_ORIGIN", "not * or an origin"},
@@ -827,7 +832,9 @@ func TestConfigVarsAreUnique(t *testing.T) {
 		}
 		seen[v.name] = v.field
 	}
-	if want := 66 + 6 + 4 + 1; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY
+	// the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY,
+	// RATE_LIMIT_LEASE_FRACTION
+	if want := 66 + 6 + 4 + 1 + 1; len(seen) != want {
 		t.Errorf("%d variables, want %d", len(seen), want)
 	}
 }

@@ -83,7 +83,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	limiter, err := redis.NewRateLimiter(rdb, redis.RateLimitConfig{Max: cfg.RateLimitMax, Window: cfg.RateLimitWindow.Duration()})
+	limiter, err := redis.NewRateLimiter(rdb, redis.RateLimitConfig{
+		Max: cfg.RateLimitMax, Window: cfg.RateLimitWindow.Duration(), LeaseFraction: cfg.RateLimitLeaseFraction,
+	})
 	if err != nil {
 		return err
 	}
