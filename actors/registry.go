@@ -35,6 +35,11 @@ type Config struct {
 	// OnCommit, when set, is called from the user's actor with every newly committed
 	// state (the Redis snapshot refresh). It must not block.
 	OnCommit func(*userservice.State)
+	// OnPassivate, when set, is called from the user's actor with its state just
+	// before it stops for being idle or over MaxActive (the snapshot written now,
+	// since the next thing this user needs is an activation). Not called at
+	// Shutdown. It must not block.
+	OnPassivate func(*userservice.State)
 }
 
 func (c Config) withDefaults() (Config, error) {

@@ -165,6 +165,9 @@ type Config struct {
 	WriteBatchWait   time.Duration `env:"WRITE_BATCH_WAIT" envDefault:"2ms"`
 	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	RequestTimeout   time.Duration `env:"REQUEST_TIMEOUT" envDefault:"10s"`
+	// A user's Redis snapshot is written at most once per SNAPSHOT_WRITE_DELAY, and at
+	// passivation (issue 16); 0 writes after every commit.
+	SnapshotWriteDelay time.Duration `env:"SNAPSHOT_WRITE_DELAY" envDefault:"5s"`
 
 	// The connection URL is built from the parts when the environment gave parts but
 	// no URL (LoadConfig decides; see DatabaseURL).
@@ -643,6 +646,9 @@ func (c Config) Validate() error {
 	}
 	positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout)
 	positive("REQUEST_TIMEOUT", c.RequestTimeout)
+	if c.SnapshotWriteDelay < 0 || c.SnapshotWriteDelay > time.Hour {
+		add("SNAPSHOT_WRITE_DELAY", "must be 0-1h")
+	}
 
 	if len(p) > 0 {
 		return &ConfigError{Problems: p}

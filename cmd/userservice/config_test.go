@@ -62,8 +62,7 @@ var specDefaults = map[string]string{
 	"AUTH_SERVICE_URL": "http://localhost:3001", "COURSE_SERVICE_URL": "http://localhost:3003",
 	"ANALYTICS_SERVICE_URL": "http://localhost:3004", "EMAIL_SERVICE_URL": "http://localhost:3005",
 	"RATE_LIMIT_MAX": "100", "RATE_LIMIT_WINDOW": "60000", "RATE_LIMIT_SKIP_SUCCESSFUL": "false",
-	"RATE_LIMIT_LEASE_FRACTION": "0.01", // not the spec's: issue 16
-	"CORS_ORIGIN": "http://localhost:3000", "CORS_CREDENTIALS": "true",
+	"RATE_LIMIT_LEASE_FRACTION": "0.01", "CORS_ORIGIN": "http://localhost:3000", "CORS_CREDENTIALS": "true",
 	"CORS_METHODS": "GET,POST,PUT,DELETE,OPTIONS", "CORS_ALLOWED_HEADERS": "Content-Type,Authorization,X-Requested-With",
 	"HELMET_ENABLED": "true", "BCRYPT_ROUNDS": "12", "TRUST_PROXY": "",
 	"LOG_LEVEL": "info", "LOG_FORMAT": "json", "LOG_FILE_ENABLED": "false", "LOG_FILE_PATH": "./logs/user-service.log",
@@ -79,6 +78,7 @@ var specDefaults = map[string]string{
 	// This rebuild's additions.
 	"ACTOR_IDLE_TIMEOUT": "10m0s", "ACTOR_MAX_ACTIVE": "100000", "WRITE_BATCH_MAX": "256",
 	"WRITE_BATCH_WAIT": "2ms", "SHUTDOWN_TIMEOUT": "20s", "REQUEST_TIMEOUT": "10s",
+	"SNAPSHOT_WRITE_DELAY": "5s",
 }
 
 func TestLoadConfigDefaults(t *testing.T) {
@@ -126,6 +126,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 			{"WRITE_BATCH_WAIT", c.WriteBatchWait, 2 * time.Millisecond},
 			{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout, 20 * time.Second},
 			{"REQUEST_TIMEOUT", c.RequestTimeout, 10 * time.Second},
+			{"SNAPSHOT_WRITE_DELAY", c.SnapshotWriteDelay, 5 * time.Second},
 		} {
 			if tc.got != tc.want {
 				t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
@@ -176,8 +177,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		"AUTH_SERVICE_URL": "https://auth", "COURSE_SERVICE_URL": "https://course",
 		"ANALYTICS_SERVICE_URL": "https://analytics", "EMAIL_SERVICE_URL": "https://email",
 		"RATE_LIMIT_MAX": "7", "RATE_LIMIT_WINDOW": "1000", "RATE_LIMIT_SKIP_SUCCESSFUL": "true",
-		"RATE_LIMIT_LEASE_FRACTION": "0.05",
-		"CORS_ORIGIN": "*", "CORS_CREDENTIALS": "false", "CORS_METHODS": "GET", "CORS_ALLOWED_HEADERS": "X-A",
+		"RATE_LIMIT_LEASE_FRACTION": "0.05", "CORS_ORIGIN": "*", "CORS_CREDENTIALS": "false", "CORS_METHODS": "GET", "CORS_ALLOWED_HEADERS": "X-A",
 		"HELMET_ENABLED": "false", "BCRYPT_ROUNDS": "10", "TRUST_PROXY": "10.0.0.0/8, 192.0.2.1",
 		"LOG_LEVEL": "debug", "LOG_FORMAT": "text", "LOG_FILE_ENABLED": "true", "LOG_FILE_PATH": "/var/log/u.log",
 		"CACHE_TTL_USER_PROFILE": "1", "CACHE_TTL_USER_PREFERENCES": "2", "CACHE_TTL_USER_ENROLLMENTS": "3",
@@ -190,6 +190,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		"AUDIT_ENABLED": "false", "AUDIT_SENSITIVE_FIELDS": "password",
 		"ACTOR_IDLE_TIMEOUT": "30s", "ACTOR_MAX_ACTIVE": "5", "WRITE_BATCH_MAX": "64",
 		"WRITE_BATCH_WAIT": "0s", "SHUTDOWN_TIMEOUT": "5s", "REQUEST_TIMEOUT": "3s",
+		"SNAPSHOT_WRITE_DELAY": "0s",
 	}
 	for _, v := range configVars() {
 		// JWT_PUBLIC_KEY excludes JWT_JWKS_URL: TestJWTKeys reads it.
@@ -211,8 +212,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		AuthServiceURL: "https://auth", CourseServiceURL: "https://course",
 		AnalyticsServiceURL: "https://analytics", EmailServiceURL: "https://email",
 		RateLimitMax: 7, RateLimitWindow: Millis(time.Second), RateLimitSkipSuccessful: true,
-		RateLimitLeaseFraction: 0.05,
-		CORSOrigin: []string{"*"}, CORSCredentials: false, CORSMethods: []string{"GET"}, CORSAllowedHeaders: []string{"X-A"},
+		RateLimitLeaseFraction: 0.05, CORSOrigin: []string{"*"}, CORSCredentials: false, CORSMethods: []string{"GET"}, CORSAllowedHeaders: []string{"X-A"},
 		HelmetEnabled: false, BcryptRounds: 10, TrustProxy: []string{"10.0.0.0/8", "192.0.2.1"},
 		LogLevel: "debug", LogFormat: "text", LogFileEnabled: true, LogFilePath: "/var/log/u.log",
 		CacheTTLUserProfile: Seconds(time.Second), CacheTTLUserPreferences: Seconds(2 * time.Second),
@@ -223,6 +223,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		AuditEnabled: false, AuditSensitiveFields: []string{"password"},
 		ActorIdleTimeout: 30 * time.Second, ActorMaxActive: 5, WriteBatchMax: 64,
 		WriteBatchWait: 0, ShutdownTimeout: 5 * time.Second, RequestTimeout: 3 * time.Second,
+		SnapshotWriteDelay: 0,
 	}
 	if !reflect.DeepEqual(got, want) {
 		gv, wv := reflect.ValueOf(got), reflect.ValueOf(want)
@@ -316,6 +317,7 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 		{"write batch max zero", map[string]string{"WRITE_BATCH_MAX": "0"}, "WRITE_BATCH_MAX", "1-10000"},
 		{"write batch max too large", map[string]string{"WRITE_BATCH_MAX": "10001"}, "WRITE_BATCH_MAX", "1-10000"},
 		{"write batch wait too long", map[string]string{"WRITE_BATCH_WAIT": "1001ms"}, "WRITE_BATCH_WAIT", "0-1s"},
+		{"snapshot write delay negative", map[string]string{"SNAPSHOT_WRITE_DELAY": "-1s"}, "SNAPSHOT_WRITE_DELAY", "0-1h"},
 		{"write batch wait negative", map[string]string{"WRITE_BATCH_WAIT": "-1ms"}, "WRITE_BATCH_WAIT", "0-1s"},
 		{"shutdown timeout", map[string]string{"SHUTDOWN_TIMEOUT": "0s"}, "SHUTDOWN_TIMEOUT", "greater than 0"},
 		{"request timeout", map[string]string{"REQUEST_TIMEOUT": "-1s"}, "REQUEST_TIMEOUT", "greater than 0"},
@@ -833,8 +835,8 @@ func TestConfigVarsAreUnique(t *testing.T) {
 		seen[v.name] = v.field
 	}
 	// the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY,
-	// RATE_LIMIT_LEASE_FRACTION
-	if want := 66 + 6 + 4 + 1 + 1; len(seen) != want {
+	// RATE_LIMIT_LEASE_FRACTION, SNAPSHOT_WRITE_DELAY
+	if want := 66 + 6 + 4 + 1 + 2; len(seen) != want {
 		t.Errorf("%d variables, want %d", len(seen), want)
 	}
 }

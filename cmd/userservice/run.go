@@ -79,7 +79,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	saver, err := redis.NewSaver(snapshots, redis.SaverConfig{}, logger)
+	saver, err := redis.NewSaver(snapshots, redis.SaverConfig{Delay: cfg.SnapshotWriteDelay}, logger)
 	if err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	users, err := actors.New(actors.Config{
-		IdleTimeout: cfg.ActorIdleTimeout, MaxActive: cfg.ActorMaxActive, OnCommit: saver.Save,
+		IdleTimeout: cfg.ActorIdleTimeout, MaxActive: cfg.ActorMaxActive, OnCommit: saver.Save, OnPassivate: saver.SaveNow,
 	}, loader, notifyingCommitter{writer, relay}, logger)
 	if err != nil {
 		return err
