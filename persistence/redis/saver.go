@@ -47,7 +47,7 @@ const (
 // every commit: Save only records the newest state per user, and one background
 // goroutine writes what is pending once per Delay, pipelined in batches; SaveNow
 // (an actor passivating: the next thing to happen to this user is an activation)
-// writes at once. A write that is delayed, lost in a crash or dropped (Redis down,
+// writes what is pending for the user at once. A write that is delayed, lost in a crash or dropped (Redis down,
 // too much pending) costs only a slower next activation: a snapshot whose version
 // is not PostgreSQL's is never served (docs/design.md). Safe for concurrent use.
 type Saver struct {
@@ -103,13 +103,16 @@ func newSaver(snaps *Snapshots, cfg SaverConfig, log *slog.Logger) *Saver {
 // tick (at once when Delay is 0). It never blocks: it keeps only the newest pending
 // state per user and drops (with a metric) while Redis is down or too many users
 // are pending.
-func (s *Saver) Save(st *userservice.State) { s.save(st, s.cfg.Delay == 0) }
+func (s *Saver) Save(st *userservice.State) { s.save(st, s.cfg.Delay == 0, false) }
 
-// SaveNow is Save, written at once: for an actor that passivates, whose state is
-// next needed when it activates again.
-func (s *Saver) SaveNow(st *userservice.State) { s.save(st, true) }
+// SaveNow is for an actor that passivates, whose state is next needed when it
+// activates again: if the user has a state waiting for the next tick, it is written
+// at once (st if newer). With nothing pending the snapshot already holds the last
+// commit (or its write was dropped, which only makes the next activation a full
+// load), so nothing is written.
+func (s *Saver) SaveNow(st *userservice.State) { s.save(st, true, true) }
 
-func (s *Saver) save(st *userservice.State, now bool) {
+func (s *Saver) save(st *userservice.State, now, onlyPending bool) {
 	if st == nil {
 		return
 	}
@@ -128,7 +131,12 @@ func (s *Saver) save(st *userservice.State, now bool) {
 		if st.User.Version >= old.User.Version {
 			s.pending[id] = st
 		}
-		snapshotCoalesced.Inc()
+		if !onlyPending {
+			snapshotCoalesced.Inc()
+		}
+	case onlyPending:
+		s.mu.Unlock()
+		return
 	case len(s.pending) >= s.cfg.MaxPending:
 		s.mu.Unlock()
 		snapshotDroppedFull.Inc()

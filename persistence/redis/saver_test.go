@@ -141,8 +141,8 @@ func TestSaverDelayCoalesces(t *testing.T) {
 	}
 }
 
-// TestSaverSaveNowWritesAtOnce: a passivating actor's state is written right away
-// even with a long Delay, and Close writes whatever is still pending.
+// TestSaverSaveNowWritesAtOnce: a passivating actor's pending state is written
+// right away even with a long Delay, and Close writes whatever is still pending.
 func TestSaverSaveNowWritesAtOnce(t *testing.T) {
 	c := newTestClient(t, Config{})
 	snaps, _ := NewSnapshots(c)
@@ -151,10 +151,11 @@ func TestSaverSaveNowWritesAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	committed, passivated := registered(t, time.Now()), registered(t, time.Now())
+	committed, passivated, unchanged := registered(t, time.Now()), registered(t, time.Now()), registered(t, time.Now())
 	s.Save(committed)
 	s.Save(passivated)
 	s.SaveNow(passivated)
+	s.SaveNow(unchanged) // nothing pending: its snapshot is current already
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		got, err := snaps.Get(ctx, passivated.User.ID)
@@ -171,6 +172,9 @@ func TestSaverSaveNowWritesAtOnce(t *testing.T) {
 	}
 	if got, _ := snaps.Get(ctx, committed.User.ID); got != nil {
 		t.Error("a state saved without SaveNow was written before the delay")
+	}
+	if got, _ := snaps.Get(ctx, unchanged.User.ID); got != nil {
+		t.Error("SaveNow with nothing pending wrote a snapshot")
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
