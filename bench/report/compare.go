@@ -229,6 +229,9 @@ func (c *comparison) write(w io.Writer) {
 		if s := batchSummary(c.metrics[side]); s != "" {
 			p("- %s group commit: %s.\n", strings.ToUpper(side), s)
 		}
+		if s := snapshotSummary(c.metrics[side]); s != "" {
+			p("- %s Redis snapshots: %s.\n", strings.ToUpper(side), s)
+		}
 	}
 
 	if len(c.profiles) > 0 {

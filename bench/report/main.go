@@ -250,6 +250,7 @@ type report struct {
 	allocObjs   map[string]string
 	batches     string
 	searchCache string
+	metricsRaw  []byte
 }
 
 func load(dir string) (*report, error) {
@@ -293,6 +294,7 @@ func load(dir string) (*report, error) {
 		}
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "metrics.txt")); err == nil {
+		r.metricsRaw = b
 		r.batches = batchSummary(b)
 		r.searchCache = searchCacheSummary(b)
 	}
@@ -369,6 +371,26 @@ func batchSummary(b []byte) string {
 		return ""
 	}
 	return fmt.Sprintf("%.0f write batches committed %.0f mutations: %.1f mutations per PostgreSQL commit on average", count, sum, sum/count)
+}
+
+// snapshotSummary reads the snapshot saver's counters from the service's /metrics at
+// the end of the run: Redis snapshot writes against committed mutations.
+func snapshotSummary(b []byte) string {
+	var written, coalesced, mutations float64
+	eachSample(b, func(name string, v float64) {
+		switch {
+		case strings.HasPrefix(name, "user_service_snapshot_writes_total{"):
+			written += v
+		case name == "user_service_snapshot_writes_coalesced_total":
+			coalesced += v
+		case strings.HasPrefix(name, "user_service_write_batch_size_sum"):
+			mutations += v
+		}
+	})
+	if mutations == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.0f snapshot writes for %.0f committed mutations (%.2f per mutation; %.0f saves coalesced)", written, mutations, written/mutations, coalesced)
 }
 
 // searchCacheSummary reads the admin search cache's counters from the service's
@@ -504,6 +526,9 @@ func (r *report) write(w io.Writer) {
 	}
 	if r.batches != "" {
 		p("- Group commit: %s.\n", r.batches)
+	}
+	if s := snapshotSummary(r.metricsRaw); s != "" {
+		p("- Redis snapshots: %s.\n", s)
 	}
 	if r.searchCache != "" {
 		p("- Admin search cache (every scenario, warm-up included): %s.\n", r.searchCache)
