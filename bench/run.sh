@@ -21,8 +21,8 @@
 # sampling the CPU time and RSS of the process under test (from /proc) and of the
 # load generator.
 # Then it stops the service (SIGTERM; its exit status is reported), runs the
-# micro-benchmarks beside the code briefly (-benchtime=1s) and the idle-actor footprint
-# test, and writes bench/results/<date>-<host>.md with bench/report.
+# micro-benchmarks beside the code briefly (-benchtime=1s) and the actor footprint
+# tests (idle actor; active typical user), and writes bench/results/<date>-<host>.md with bench/report.
 #
 # Knobs (environment):
 #   BENCH_USERS=10000        seeded users (the search target is on 10k users)
@@ -239,7 +239,7 @@ if [[ $MICRO == 1 ]]; then
 	$GO test -run '^$' -bench . -benchtime=1s -benchmem -timeout 10m \
 		./actors/ ./http/ ./persistence/postgres/ ./persistence/redis/ ./messaging/ >"$WORK/micro.txt" 2>&1 ||
 		log "some micro-benchmarks failed; see $WORK/micro.txt"
-	$GO test -run '^TestIdleActorFootprint$' -count=1 -v ./actors/ >"$WORK/footprint.txt" 2>&1 ||
+	$GO test -run '^(TestIdleActorFootprint|TestActiveUserFootprint)$' -count=1 -v ./actors/ >"$WORK/footprint.txt" 2>&1 ||
 		log "the footprint test failed; see $WORK/footprint.txt"
 fi
 

@@ -251,6 +251,7 @@ type report struct {
 	batches     string
 	searchCache string
 	metricsRaw  []byte
+	perUser     string // actors' TestActiveUserFootprint line
 }
 
 func load(dir string) (*report, error) {
@@ -291,6 +292,9 @@ func load(dir string) (*report, error) {
 	if b, err := os.ReadFile(filepath.Join(dir, "footprint.txt")); err == nil {
 		if m := regexp.MustCompile(`heap per idle actor: (\d+) bytes`).FindSubmatch(b); m != nil {
 			r.perActor = string(m[1])
+		}
+		if m := regexp.MustCompile(`\d+ active typical users: [^\n]*`).Find(b); m != nil {
+			r.perUser = string(m)
 		}
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "metrics.txt")); err == nil {
@@ -523,6 +527,9 @@ func (r *report) write(w io.Writer) {
 	}
 	if r.perActor != "" {
 		p("- Idle actor overhead without its state (actors' TestIdleActorFootprint, 20,000 actors): %s bytes per actor (budget 2048).\n", r.perActor)
+	}
+	if r.perUser != "" {
+		p("- Active typical user (actors' TestActiveUserFootprint: profile, 16 preferences, 3 enrollments, 2 sessions): %s.\n", r.perUser)
 	}
 	if r.batches != "" {
 		p("- Group commit: %s.\n", r.batches)

@@ -33,6 +33,7 @@ func TestReport(t *testing.T) {
 		"**fail**: `http_req_failed rate==0`",
 		"| search | 15.0 ms | 41.0 ms | 60.0 ms | 90.0 ms | 500 ms |",
 		"| idle actor ≤ 2 KB | 1234 bytes | yes |",
+		"heap per user 8462 bytes (state 6848, actor 1613)",
 		"about 4.1 KiB",
 		"10.0 mutations per PostgreSQL commit",
 		"Redis snapshots: 32 snapshot writes for 1000 committed mutations (0.03 per mutation; 90 saves coalesced)",
