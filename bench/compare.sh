@@ -7,7 +7,8 @@
 # not measured) into git worktrees in a temporary folder, builds each one's service and
 # seeder, seeds BENCH_USERS users for each into its own schema (bench_base,
 # bench_head; same seed, so the same data), starts both services and the bare fasthttp
-# baseline (bench/baseline), warms every user's actor up in each, and then runs
+# baseline (bench/baseline), warms every user's actor up in each, primes every
+# scenario on each side (BENCH_PRIME, unmeasured), and then runs
 # BENCH_ROUNDS rounds; in each round, scenario by scenario, one closed-loop wrk run
 # (loadtest/wrk/<scenario>.lua) against BASE and one against HEAD, in alternating
 # order (BASE first in one round, HEAD first in the next), followed by one against
@@ -21,7 +22,8 @@
 # and the profiles' top entries.
 #
 # Knobs (environment): BENCH_USERS=10000, BENCH_DURATION=20s (each wrk run),
-# BENCH_ROUNDS=2, BENCH_SCENARIOS (default all eight), BENCH_PROFILE="get_me put_me"
+# BENCH_ROUNDS=2, BENCH_PRIME=3s (an unmeasured run per scenario and side before the
+# rounds; 0 for none), BENCH_SCENARIOS (default all eight), BENCH_PROFILE="get_me put_me"
 # ("" for none), BENCH_WRK_THREADS=2, BENCH_WRK_CONNS=64, BENCH_LOG_LEVEL=warn,
 # BENCH_OUT, BENCH_PORTS="3091 3092 3099" (BASE, HEAD, baseline), BENCH_PPROF_PORTS="6091 6092".
 #
@@ -44,6 +46,7 @@ HEAD_REF=${HEAD:-HEAD}
 USERS=${BENCH_USERS:-10000}
 WRK_DURATION=${BENCH_DURATION:-20s}
 ROUNDS=${BENCH_ROUNDS:-2}
+PRIME=${BENCH_PRIME:-3s}
 SCENARIOS=${BENCH_SCENARIOS:-get_me get_preferences put_me put_preference post_enrollment put_progress admin_search mix}
 PROFILE_SCENARIOS=${BENCH_PROFILE-get_me put_me}
 WRK_THREADS=${BENCH_WRK_THREADS:-2}
@@ -141,6 +144,17 @@ run_side() { # LABEL SCENARIO SIDE
 	run_wrk "$1" "$2" "http://127.0.0.1:${PORT[$3]}" "${PID[$3]}" "$WORK/$3.tokens.json"
 }
 
+# A short unmeasured run of every scenario on each side first: the first seconds
+# against a fresh schema (cold PostgreSQL buffers and plans, an empty search cache)
+# would otherwise count against whichever side runs first.
+if [[ $PRIME != 0 && $PRIME != 0s ]]; then
+	for s in $SCENARIOS; do
+		for side in base head; do
+			WRK_DURATION=$PRIME run_side "$s.prime.$side" "$s" "$side"
+		done
+	done
+fi
+
 n=0
 for ((round = 1; round <= ROUNDS; round++)); do
 	for s in $SCENARIOS; do
@@ -200,7 +214,7 @@ scenarios=$SCENARIOS
 profiles=$PROFILE_SCENARIOS
 loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)
 total_seconds=$((SECONDS - T0))
-command=make bench-compare BASE=$BASE_REF HEAD=$HEAD_REF (BENCH_USERS=$USERS BENCH_DURATION=$WRK_DURATION BENCH_ROUNDS=$ROUNDS)
+command=make bench-compare BASE=$BASE_REF HEAD=$HEAD_REF (BENCH_USERS=$USERS BENCH_DURATION=$WRK_DURATION BENCH_ROUNDS=$ROUNDS BENCH_PRIME=$PRIME)
 EOF
 $GO run ./bench/report -compare -dir "$WORK" -out "$OUT"
 log "wrote $OUT ($((SECONDS - T0))s; raw data in $WORK)"
