@@ -167,7 +167,7 @@ type Config struct {
 	RequestTimeout   time.Duration `env:"REQUEST_TIMEOUT" envDefault:"10s"`
 	// A user's Redis snapshot is written at most once per SNAPSHOT_WRITE_DELAY, and at
 	// passivation (issue 16); 0 writes after every commit.
-	SnapshotWriteDelay time.Duration `env:"SNAPSHOT_WRITE_DELAY" envDefault:"5s"`
+	SnapshotWriteDelay time.Duration `env:"SNAPSHOT_WRITE_DELAY" envDefault:"30s"`
 
 	// The connection URL is built from the parts when the environment gave parts but
 	// no URL (LoadConfig decides; see DatabaseURL).

@@ -78,7 +78,7 @@ var specDefaults = map[string]string{
 	// This rebuild's additions.
 	"ACTOR_IDLE_TIMEOUT": "10m0s", "ACTOR_MAX_ACTIVE": "100000", "WRITE_BATCH_MAX": "256",
 	"WRITE_BATCH_WAIT": "2ms", "SHUTDOWN_TIMEOUT": "20s", "REQUEST_TIMEOUT": "10s",
-	"SNAPSHOT_WRITE_DELAY": "5s",
+	"SNAPSHOT_WRITE_DELAY": "30s",
 }
 
 func TestLoadConfigDefaults(t *testing.T) {
@@ -126,7 +126,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 			{"WRITE_BATCH_WAIT", c.WriteBatchWait, 2 * time.Millisecond},
 			{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout, 20 * time.Second},
 			{"REQUEST_TIMEOUT", c.RequestTimeout, 10 * time.Second},
-			{"SNAPSHOT_WRITE_DELAY", c.SnapshotWriteDelay, 5 * time.Second},
+			{"SNAPSHOT_WRITE_DELAY", c.SnapshotWriteDelay, 30 * time.Second},
 		} {
 			if tc.got != tc.want {
 				t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)

@@ -25,7 +25,8 @@ var (
 
 // SaverConfig configures a [Saver].
 type SaverConfig struct {
-	// MaxPending bounds the users waiting for a snapshot write; past it Save drops.
+	// MaxPending bounds the users waiting for a snapshot write; past it Save drops
+	// and everything pending is written at once.
 	MaxPending int
 	// BatchSize is the most snapshots written in one pipelined round trip.
 	BatchSize int
@@ -55,10 +56,11 @@ type Saver struct {
 	cfg   SaverConfig
 	log   *slog.Logger
 
-	mu      sync.Mutex
-	pending map[string]*userservice.State // by user id, newest version only
-	urgent  map[string]struct{}           // pending users to write at once
-	closed  bool
+	mu       sync.Mutex
+	pending  map[string]*userservice.State // by user id, newest version only
+	urgent   map[string]struct{}           // pending users to write at once
+	pressure bool                          // MaxPending reached: write everything at once
+	closed   bool
 
 	wake chan struct{} // capacity 1
 	stop chan struct{}
@@ -138,8 +140,15 @@ func (s *Saver) save(st *userservice.State, now, onlyPending bool) {
 		s.mu.Unlock()
 		return
 	case len(s.pending) >= s.cfg.MaxPending:
+		// Full: drop this one, and have everything pending written now rather
+		// than at the tick.
+		s.pressure = true
 		s.mu.Unlock()
 		snapshotDroppedFull.Inc()
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
 		return
 	default:
 		s.pending[id] = st
@@ -184,7 +193,11 @@ func (s *Saver) run() {
 	for {
 		select {
 		case <-s.wake:
-			s.flush(false)
+			s.mu.Lock()
+			all := s.pressure
+			s.pressure = false
+			s.mu.Unlock()
+			s.flush(all)
 		case <-tick:
 			s.flush(true)
 		case <-s.stop:

@@ -185,3 +185,40 @@ func TestSaverSaveNowWritesAtOnce(t *testing.T) {
 		t.Error("Close did not write the pending state")
 	}
 }
+
+// TestSaverWritesEarlyWhenFull: past MaxPending the saver drops the newcomer but
+// writes what is pending at once instead of at the next tick.
+func TestSaverWritesEarlyWhenFull(t *testing.T) {
+	c := newTestClient(t, Config{})
+	snaps, _ := NewSnapshots(c)
+	s, err := NewSaver(snaps, SaverConfig{Delay: time.Hour, MaxPending: 3}, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	ctx := context.Background()
+	full := counterDelta(snapshotDroppedFull)
+	states := []*userservice.State{registered(t, time.Now()), registered(t, time.Now()), registered(t, time.Now()), registered(t, time.Now())}
+	for _, st := range states {
+		s.Save(st)
+	}
+	if full() != 1 {
+		t.Errorf("dropped full +%d, want +1", full())
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, st := range states[:3] {
+		for {
+			got, err := snaps.Get(ctx, st.User.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the pending states were not written once the saver was full")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
