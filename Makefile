@@ -135,7 +135,7 @@ RATE         ?= 1000
 K6           ?= $(shell command -v k6 2>/dev/null)
 LOADTESTS    := get_me get_preferences put_me put_preference post_enrollment put_progress admin_search mix
 
-.PHONY: seed bench loadtest faulttest
+.PHONY: seed bench bench-compare bench-pgwrites loadtest faulttest
 
 seed: ## seed USERS (100000) users with tokens in loadtest/.data/ (for make run; see docs/benchmarks.md)
 	$(DEVSTACK) up $(SEED_PROFILE)
@@ -157,6 +157,15 @@ loadtest: ## k6 against a running service: make loadtest SCENARIO=get_me|…|mix
 
 bench: ## whole-stack benchmark against a bare fasthttp baseline: bench/results/<date>-<host>.md
 	bench/run.sh
+
+# BASE (required) and HEAD (default HEAD) are commits; see bench/compare.sh for knobs.
+BASE ?=
+HEAD ?= HEAD
+bench-compare: ## two commits alternately with wrk, ratios in bench/results/: make bench-compare BASE=<commit>
+	BASE='$(BASE)' HEAD='$(HEAD)' bench/compare.sh
+
+bench-pgwrites: ## PostgreSQL per write (pg_stat_statements, HOT updates, WAL) under wrk: bench/results/<date>-pgwrites.md
+	bench/pgwrites.sh
 
 # FAULT_PROFILE=test2 runs them on a second stack, beside `make test`.
 FAULT_PROFILE ?= test

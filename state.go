@@ -1,8 +1,10 @@
 package userservice
 
 import (
+	"cmp"
 	"encoding/json"
-	"sort"
+	"slices"
+	"strings"
 )
 
 // State is everything the service keeps hot about one user: the aggregate a user
@@ -47,11 +49,11 @@ func (s *State) SortedEnrollments(status EnrollmentStatus) []Enrollment {
 			out = append(out, e)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].EnrolledAt.Equal(out[j].EnrolledAt.Time) {
-			return out[i].EnrolledAt.After(out[j].EnrolledAt.Time)
+	slices.SortFunc(out, func(a, b Enrollment) int {
+		if c := b.EnrolledAt.Compare(a.EnrolledAt.Time); c != 0 {
+			return c
 		}
-		return out[i].ID > out[j].ID
+		return strings.Compare(b.ID, a.ID)
 	})
 	return out
 }
@@ -73,12 +75,13 @@ func (s *State) SortedPreferences(category string) []Preference {
 		}
 		return len(Categories)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		ri, rj := rank(out[i].Category), rank(out[j].Category)
-		if ri != rj {
-			return ri < rj
+	// slices.SortFunc, not sort.Slice: no reflection, a fifth of GET
+	// preferences' CPU went to sort.Slice's swapper (issue 16).
+	slices.SortFunc(out, func(a, b Preference) int {
+		if c := cmp.Compare(rank(a.Category), rank(b.Category)); c != 0 {
+			return c
 		}
-		return out[i].Key < out[j].Key
+		return strings.Compare(a.Key, b.Key)
 	})
 	return out
 }

@@ -2,9 +2,13 @@ package userservice
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 func TestTimeJSON(t *testing.T) {
@@ -118,4 +122,77 @@ func FuzzTimeJSON(f *testing.F) {
 			roundTrip(parsed)
 		}
 	})
+}
+
+// TestTimeAppendWire checks the hand-written formatter against time's own, over
+// instants spread across the four-digit years and every millisecond digit.
+func TestTimeAppendWire(t *testing.T) {
+	cases := []time.Time{
+		time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC),
+		time.Date(2024, 2, 29, 9, 5, 7, 8e6, time.FixedZone("x", -7*3600)),
+		time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC),
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 10000 {
+		cases = append(cases, time.UnixMilli(r.Int64N(253402300799999)))
+	}
+	for _, c := range cases {
+		v := NewTime(c)
+		if got, want := string(v.AppendWire(nil)), v.UTC().Format(TimeFormat); got != want {
+			t.Fatalf("AppendWire(%v) = %s, want %s", c, got, want)
+		}
+		b, err := v.MarshalJSON()
+		if err != nil || string(b) != `"`+v.UTC().Format(TimeFormat)+`"` {
+			t.Fatalf("MarshalJSON(%v) = %s, %v", c, b, err)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = cases[2].MarshalJSON() }); n > 1 {
+		t.Errorf("MarshalJSON: %v allocations, want at most 1 (its result)", n)
+	}
+}
+
+// TestNewID checks that ids are canonical version 7 UUIDs, unique and strictly
+// increasing within the process, also from many goroutines at once.
+func TestNewID(t *testing.T) {
+	const perG, gs = 5000, 4
+	out := make([][]string, gs)
+	var wg sync.WaitGroup
+	for g := range gs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range perG {
+				out[g] = append(out[g], NewID())
+			}
+		}()
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for _, ids := range out {
+		for i, id := range ids {
+			canon, ok := ParseID(id)
+			u, err := uuid.Parse(id)
+			switch {
+			case !ok || canon != id || err != nil:
+				t.Fatalf("%q is not a canonical UUID", id)
+			case u.Version() != 7 || u.Variant() != uuid.RFC4122:
+				t.Fatalf("%s: version %d variant %v, want 7 and RFC 4122", id, u.Version(), u.Variant())
+			case seen[id]:
+				t.Fatalf("%s handed out twice", id)
+			case i > 0 && id <= ids[i-1]:
+				t.Fatalf("%s after %s: not increasing", id, ids[i-1])
+			}
+			seen[id] = true
+		}
+	}
+	// The time prefix is now's.
+	u, _ := uuid.Parse(NewID())
+	sec, nsec := u.Time().UnixTime()
+	if d := time.Since(time.Unix(sec, nsec)); d < 0 || d > time.Minute {
+		t.Errorf("the id's time is %v from now", d)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = NewID() }); n > 1 {
+		t.Errorf("NewID: %v allocations, want 1 (its string)", n)
+	}
 }

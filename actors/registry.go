@@ -38,6 +38,11 @@ type Config struct {
 	// Quotas are the per-user limits every command is applied with
 	// (QUOTA_* variables; zero fields mean no limit).
 	Quotas userservice.Quotas
+	// OnPassivate, when set, is called from the user's actor with its state just
+	// before it stops for being idle or over MaxActive (the snapshot written now,
+	// since the next thing this user needs is an activation). Not called at
+	// Shutdown. It must not block.
+	OnPassivate func(*userservice.State)
 }
 
 func (c Config) withDefaults() (Config, error) {

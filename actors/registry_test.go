@@ -523,3 +523,32 @@ func TestOnCommitSeesEveryCommittedState(t *testing.T) {
 		t.Fatalf("OnCommit saw versions %v, want [1 2 3 4]", versions)
 	}
 }
+
+func TestOnPassivateSeesTheLastState(t *testing.T) {
+	store := newMemStore()
+	var mu sync.Mutex
+	var passivated []int64
+	r := newTestRegistry(t, Config{IdleTimeout: 50 * time.Millisecond, OnPassivate: func(s *userservice.State) {
+		mu.Lock()
+		passivated = append(passivated, s.User.Version)
+		mu.Unlock()
+	}}, store, hooks{})
+	ctx := ctxTimeout(t, 5*time.Second)
+	id := userservice.NewID()
+	if _, err := r.Execute(ctx, id, registerCmd(id), meta()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Execute(ctx, id, userservice.ChangeRole{Role: userservice.RoleAdmin}, meta()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the idle actor passivated", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(passivated) > 0
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if !reflect.DeepEqual(passivated, []int64{2}) {
+		t.Fatalf("OnPassivate saw versions %v, want [2]", passivated)
+	}
+}

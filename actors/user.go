@@ -113,6 +113,9 @@ func (u *userActor) Receive(ctx actor.Context) {
 			u.idle.Reset(u.reg.cfg.IdleTimeout)
 			return
 		}
+		if f := u.reg.cfg.OnPassivate; f != nil && u.state != nil {
+			f(u.state)
+		}
 		// Safe: the owner forwards nothing more and no load or commit will answer, so
 		// the mailbox holds nothing that stopping would drop (an idleCheck at most).
 		ctx.Stop(ctx.Self())

@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
 # bench/run.sh — the whole-stack benchmark behind `make bench` (issue 7).
 #
-# It starts the test profile's PostgreSQL/Redis/RabbitMQ (scripts/devstack.sh up test),
-# builds the service, the bare fasthttp baseline (bench/baseline) and the seeder, seeds
-# BENCH_USERS users into their own schema, activates their actors (a warm-up pass over
-# every user), then for each k6 scenario of loadtest/ runs:
+# It uses the test profile's PostgreSQL/Redis/RabbitMQ (started with scripts/devstack.sh
+# up test only when they are not all up already: a running shared stack is never
+# stopped or restarted), builds the service, the bare fasthttp baseline (bench/baseline)
+# and the seeder, seeds BENCH_USERS users into their own schema, activates their actors
+# (a warm-up pass over every user), then for each scenario of loadtest/ runs:
 #
-#   1. a closed loop at BENCH_VUS virtual users against the service (the maximum),
-#   2. a constant arrival rate of BENCH_RATE req/s against the service, with the
+#   1. a closed loop with wrk (loadtest/wrk/<scenario>.lua, BENCH_WRK_THREADS threads,
+#      BENCH_WRK_CONNS connections) against the service and then against the baseline:
+#      the maximum of each, with a generator light enough not to be the limit (issue
+#      16); the service's CPU and allocation profiles are taken during this run for
+#      the BENCH_PROFILE scenarios,
+#   2. a closed loop at BENCH_VUS k6 virtual users against the service,
+#   3. a constant arrival rate of BENCH_RATE req/s (k6) against the service, with the
 #      spec's p95 thresholds and 0% errors,
-#   3. the same two runs against the baseline, in the same run, so every figure is
+#   4. the same two k6 runs against the baseline, in the same run, so every figure is
 #      also a ratio to what this machine can do at this moment;
 #
-# sampling the CPU time and RSS of the process under test (from /proc) and of k6.
+# sampling the CPU time and RSS of the process under test (from /proc) and of the
+# load generator.
 # Then it stops the service (SIGTERM; its exit status is reported), runs the
-# micro-benchmarks beside the code briefly (-benchtime=1s) and the idle-actor footprint
-# test, and writes bench/results/<date>-<host>.md with bench/report.
+# micro-benchmarks beside the code briefly (-benchtime=1s) and the actor footprint
+# tests (idle actor; active typical user), and writes bench/results/<date>-<host>.md with bench/report.
 #
 # Knobs (environment):
 #   BENCH_USERS=10000        seeded users (the issue's search target is on 10k users)
@@ -25,7 +32,13 @@
 #   BENCH_SCENARIOS="..."    scenario scripts to run (default: all eight)
 #   BENCH_MICRO=1            0 skips the micro-benchmarks
 #   BENCH_BASELINE_RATE=1    0 skips the baseline's rate runs (closed loop only)
-#   BENCH_PROFILE="get_me mix"  scenarios whose closed loop is CPU-profiled (pprof)
+#   BENCH_PROFILE="get_me put_me mix"  scenarios whose wrk closed loop is profiled
+#                            (CPU and allocations, pprof)
+#   BENCH_WRK=1              0 skips the wrk closed loops
+#   BENCH_K6=1               0 skips every k6 run (wrk only; the warm-up is then a wrk
+#                            pass of GET /me long enough to reach every user)
+#   BENCH_WRK_THREADS=2      wrk threads (-t)
+#   BENCH_WRK_CONNS=64       wrk connections (-c)
 #   BENCH_LOG_LEVEL=warn     the service's LOG_LEVEL (info logs one line per request)
 #   BENCH_OUT=bench/results/<date>-<host>.md
 #   K6=/path/to/k6           default: k6 on PATH, else $(go env GOPATH)/bin/k6, else
@@ -47,7 +60,12 @@ RATE=${BENCH_RATE:-1000}
 SCENARIOS=${BENCH_SCENARIOS:-get_me get_preferences put_me put_preference post_enrollment put_progress admin_search mix}
 MICRO=${BENCH_MICRO:-1}
 BASELINE_RATE=${BENCH_BASELINE_RATE:-1}
-PROFILE_SCENARIOS=${BENCH_PROFILE:-get_me mix}
+PROFILE_SCENARIOS=${BENCH_PROFILE:-get_me put_me mix}
+WRK=${BENCH_WRK:-1}
+USE_K6=${BENCH_K6:-1}
+WRK_THREADS=${BENCH_WRK_THREADS:-2}
+WRK_CONNS=${BENCH_WRK_CONNS:-64}
+WRK_DURATION=$DURATION
 LOG_LEVEL_BENCH=${BENCH_LOG_LEVEL:-warn}
 SERVICE_PORT=${BENCH_SERVICE_PORT:-3090}
 BASELINE_PORT=${BENCH_BASELINE_PORT:-3099}
@@ -59,11 +77,8 @@ WORK=$ROOT/bench/.work/$(date -u +%Y%m%dT%H%M%SZ)
 BIN=$ROOT/bench/.work/bin
 CLK_TCK=$(getconf CLK_TCK)
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() {
-	printf 'bench: error: %s\n' "$*" >&2
-	exit 1
-}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 mkdir -p "$WORK" "$BIN" "$(dirname -- "$OUT")"
 T0=$SECONDS
@@ -74,78 +89,15 @@ T0=$SECONDS
 SERVICE_PID= BASELINE_PID= K6_PID=
 cleanup() {
 	local pid
-	for pid in $K6_PID $BASELINE_PID $SERVICE_PID; do
+	for pid in $K6_PID $WRK_PID $BASELINE_PID $SERVICE_PID; do
 		[[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null || true
 	done
-	for pid in $K6_PID $BASELINE_PID $SERVICE_PID; do
+	for pid in $K6_PID $WRK_PID $BASELINE_PID $SERVICE_PID; do
 		[[ -n $pid ]] && wait "$pid" 2>/dev/null || true
 	done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-pid_alive() {
-	local stat
-	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-	stat=${stat##*) }
-	[[ ${stat%% *} != Z ]]
-}
-
-# cpu_ticks PID: user+system clock ticks the process used so far.
-cpu_ticks() {
-	local stat
-	stat=$(cat "/proc/$1/stat" 2>/dev/null) || {
-		echo 0
-		return
-	}
-	stat=${stat##*) }
-	local -a f
-	read -r -a f <<<"$stat"
-	echo $((f[11] + f[12]))
-}
-
-# box_ticks: "busy total" clock ticks of the whole machine so far (/proc/stat).
-box_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t; exit}' /proc/stat; }
-
-# proc_ticks: "pid<TAB>comm<TAB>ticks" of every process (user+system clock ticks).
-proc_ticks() {
-	awk '{
-		if (!match($0, /\(.*\)/)) next
-		comm = substr($0, RSTART + 1, RLENGTH - 2)
-		n = split(substr($0, RSTART + RLENGTH + 1), f, " ")
-		if (n >= 13) printf "%s\t%s\t%d\n", $1, comm, f[12] + f[13]
-	}' /proc/[0-9]*/stat 2>/dev/null || true # a process that ended mid-read makes awk fail
-}
-
-# top_cpu BEFORE AFTER SECONDS: the processes that used the most CPU between two
-# proc_ticks snapshots, grouped by name, as "name=cores" (processes that started
-# and ended in between are missed).
-top_cpu() {
-	awk -F'\t' -v hz="$CLK_TCK" -v wall="$3" 'NR == FNR { a[$1] = $3; next }
-		{ d = $3 - (($1 in a) ? a[$1] : 0); if (d > 0) c[$2] += d }
-		END { for (k in c) printf "%.3f %s\n", c[k] / hz / wall, k }' "$1" "$2" |
-		sort -rn | head -n 8 | awk '$1 >= 0.01 { printf "%s%s=%.2f", sep, $2, $1; sep = " " } END { print "" }'
-}
-
-rss_kb() { awk '/^VmRSS:/ {print $2; exit}' "/proc/$1/status" 2>/dev/null || echo 0; }
-
-wait_http() {
-	local url=$1 secs=$2 deadline=$((SECONDS + $2))
-	until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
-		((SECONDS < deadline)) || return 1
-		sleep 0.2
-	done
-}
-
-# duration_seconds 20s|2m|90: whole seconds of a k6 duration (s or m, else seconds).
-duration_seconds() {
-	local d=$1
-	case $d in
-	*m) echo $((${d%m} * 60)) ;;
-	*s) echo "${d%s}" ;;
-	*) echo "$d" ;;
-	esac
-}
 
 # ---------------------------------------------------------------------------------------
 # k6
@@ -167,42 +119,16 @@ find_k6() {
 # sampling process PID. Writes WORK/LABEL.json (k6 summary), .log and .sample.
 run_k6() {
 	local label=$1 script=$2 mode=$3 url=$4 pid=$5
-	local out=$WORK/$label
-	local c0 t0 rss rss_max=0 k6_ticks=0 ticks rc=0 load b0 b1
-	load=$(cut -d' ' -f1-3 /proc/loadavg)
-	b0=$(box_ticks)
-	proc_ticks >"$out.procs0"
-	c0=$(cpu_ticks "$pid")
-	t0=$(date +%s%N)
+	local out=$WORK/$label rc=0
+	sample_start "$label" "$pid"
 	MODE=$mode BASE_URL=$url TOKENS=$TOKENS DURATION=$DURATION VUS=$VUS RATE=$RATE \
 		"$K6" run --quiet --no-color --summary-export "$out.json" "$ROOT/loadtest/$script.js" >"$out.log" 2>&1 &
 	K6_PID=$!
-	while pid_alive "$K6_PID"; do
-		rss=$(rss_kb "$pid")
-		((rss > rss_max)) && rss_max=$rss
-		ticks=$(cpu_ticks "$K6_PID")
-		((ticks > k6_ticks)) && k6_ticks=$ticks
-		sleep 0.5
-	done
+	sample_poll "$pid" "$K6_PID"
 	wait "$K6_PID" || rc=$?
 	K6_PID=
-	local t1 c1
-	t1=$(date +%s%N)
-	c1=$(cpu_ticks "$pid")
-	b1=$(box_ticks)
-	proc_ticks >"$out.procs1"
-	local top
-	top=$(top_cpu "$out.procs0" "$out.procs1" "$(awk -v ns="$((t1 - t0))" 'BEGIN { print ns / 1e9 }')")
-	rm -f "$out.procs0" "$out.procs1"
-	awk -v b0="$b0" -v b1="$b1" -v c="$((c1 - c0))" -v k="$k6_ticks" -v ns="$((t1 - t0))" -v hz="$CLK_TCK" \
-		-v rss="$rss_max" -v rc="$rc" -v load="$load" -v mode="$mode" -v script="$script" 'BEGIN {
-		wall = ns / 1e9
-		printf "script=%s\nmode=%s\nwall_seconds=%.3f\ncpu_seconds=%.3f\ncpu_cores=%.3f\n", script, mode, wall, c / hz, c / hz / wall
-		printf "k6_cpu_cores=%.3f\nrss_max_kb=%d\nk6_exit=%d\nloadavg=%s\n", k / hz / wall, rss, rc, load
-		split(b0, x, " "); split(b1, y, " ")
-		if (y[2] > x[2]) printf "box_busy=%.3f\n", (y[1] - x[1]) / (y[2] - x[2])
-	}' >"$out.sample"
-	printf 'top_cpu=%s\n' "$top" >>"$out.sample"
+	sample_end "$label" "$pid" k6 "$rc"
+	printf 'script=%s\nmode=%s\n' "$script" "$mode" >>"$out.sample"
 	# 99 is k6's "thresholds crossed": a result, reported, not a harness failure.
 	if ((rc != 0 && rc != 99)); then
 		log "k6 $label exited $rc; see $out.log"
@@ -213,12 +139,16 @@ run_k6() {
 
 # ---------------------------------------------------------------------------------------
 
-find_k6
-log "k6: $K6 ($("$K6" version 2>/dev/null | head -n1))"
+if [[ $USE_K6 == 1 ]]; then
+	find_k6
+	log "k6: $K6 ($("$K6" version 2>/dev/null | head -n1))"
+else
+	K6=true
+fi
 
-log "starting the test stack"
-"$DEVSTACK" up test
-eval "$("$DEVSTACK" env test)"
+log "the test stack"
+stack_up
+command -v wrk >/dev/null 2>&1 || die "wrk is missing (scripts/devstack.sh install test installs it)"
 
 log "building the service, the baseline and the seeder"
 $GO build -o "$BIN/userservice" ./cmd/userservice
@@ -258,28 +188,33 @@ SERVICE_URL=http://127.0.0.1:$SERVICE_PORT
 BASELINE_URL=http://127.0.0.1:$BASELINE_PORT
 IDLE_RSS_KB=$(rss_kb "$SERVICE_PID")
 log "warm-up: every user's actor once"
-run_k6 warmup get_me warmup "$SERVICE_URL" "$SERVICE_PID"
+if [[ $USE_K6 == 1 ]]; then
+	run_k6 warmup get_me warmup "$SERVICE_URL" "$SERVICE_PID"
+else
+	# wrk's threads walk the users from evenly spread offsets, one per request.
+	WRK_DURATION=$((USERS / 1000 + 3))s run_wrk warmup get_me "$SERVICE_URL" "$SERVICE_PID" "$TOKENS"
+fi
 ACTIVE_RSS_KB=$(rss_kb "$SERVICE_PID")
 
 for s in $SCENARIOS; do
 	[[ -f $ROOT/loadtest/$s.js ]] || die "no scenario loadtest/$s.js"
-	prof=
-	if [[ " $PROFILE_SCENARIOS " == *" $s "* ]]; then
-		secs=$(duration_seconds "$DURATION")
-		secs=$((secs - 6))
-		((secs >= 3)) || secs=3
-		(sleep 3 && curl -fsS --max-time $((secs + 10)) -o "$WORK/$s.cpu.pprof" \
-			"http://127.0.0.1:$PPROF_PORT/debug/pprof/profile?seconds=$secs") &
-		prof=$!
-	fi
-	run_k6 "$s.closed" "$s" closed "$SERVICE_URL" "$SERVICE_PID"
-	if [[ -n $prof ]]; then
-		wait "$prof" || log "could not take the CPU profile of $s"
-		if [[ -s $WORK/$s.cpu.pprof ]]; then
-			$GO tool pprof -top -nodecount=15 "$BIN/userservice" "$WORK/$s.cpu.pprof" >"$WORK/$s.cpu.txt" 2>/dev/null || true
-			$GO tool pprof -top -cum -nodecount=60 "$BIN/userservice" "$WORK/$s.cpu.pprof" >"$WORK/$s.cpu-cum.txt" 2>/dev/null || true
+	if [[ $WRK == 1 ]]; then
+		[[ -f $ROOT/loadtest/wrk/$s.lua ]] || die "no wrk scenario loadtest/wrk/$s.lua"
+		prof=
+		if [[ " $PROFILE_SCENARIOS " == *" $s "* ]]; then
+			secs=$(($(duration_seconds "$DURATION") - 6))
+			((secs >= 3)) || secs=3
+			(sleep 3 && profile_start "$s" "$PPROF_PORT" "$secs" && profile_wait "$s" "$BIN/userservice") &
+			prof=$!
 		fi
+		run_wrk "$s.wrk" "$s" "$SERVICE_URL" "$SERVICE_PID" "$TOKENS"
+		if [[ -n $prof ]]; then
+			wait "$prof" || log "could not take the profiles of $s"
+		fi
+		run_wrk "$s.wrk-baseline" "$s" "$BASELINE_URL" "$BASELINE_PID" "$TOKENS"
 	fi
+	[[ $USE_K6 == 1 ]] || continue
+	run_k6 "$s.closed" "$s" closed "$SERVICE_URL" "$SERVICE_PID"
 	run_k6 "$s.rate" "$s" rate "$SERVICE_URL" "$SERVICE_PID"
 	run_k6 "$s.baseline" "$s" closed "$BASELINE_URL" "$BASELINE_PID"
 	if [[ $BASELINE_RATE == 1 ]]; then
@@ -304,7 +239,7 @@ if [[ $MICRO == 1 ]]; then
 	$GO test -run '^$' -bench . -benchtime=1s -benchmem -timeout 10m \
 		./actors/ ./http/ ./persistence/postgres/ ./persistence/redis/ ./messaging/ >"$WORK/micro.txt" 2>&1 ||
 		log "some micro-benchmarks failed; see $WORK/micro.txt"
-	$GO test -run '^TestIdleActorFootprint$' -count=1 -v ./actors/ >"$WORK/footprint.txt" 2>&1 ||
+	$GO test -run '^(TestIdleActorFootprint|TestActiveUserFootprint)$' -count=1 -v ./actors/ >"$WORK/footprint.txt" 2>&1 ||
 		log "the footprint test failed; see $WORK/footprint.txt"
 fi
 
@@ -316,7 +251,10 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 mem_total=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
 kernel=$(uname -r)
 go=$($GO env GOVERSION)
-k6=$("$K6" version 2>/dev/null | head -n1)
+k6=$([[ $USE_K6 == 1 ]] && "$K6" version 2>/dev/null | head -n1)
+wrk=$(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}')
+wrk_threads=$WRK_THREADS
+wrk_conns=$WRK_CONNS
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')
 users=$USERS
 duration=$DURATION

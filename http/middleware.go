@@ -101,7 +101,7 @@ func (s *Server) unmatchedHandler(h handlerFunc) fasthttp.RequestHandler {
 // the router.
 func (s *Server) serve(fc *fasthttp.RequestCtx) {
 	for _, h := range s.headers {
-		fc.Response.Header.Set(h[0], h[1])
+		fc.Response.Header.SetCanonical(h[0], h[1])
 	}
 	if s.cors.enabled {
 		if origin := fc.Request.Header.Peek("Origin"); len(origin) > 0 {
@@ -450,7 +450,7 @@ func (s *Server) connectionError(fc *fasthttp.RequestCtx, err error) {
 		}
 	}
 	for _, h := range s.headers {
-		fc.Response.Header.Set(h[0], h[1])
+		fc.Response.Header.SetCanonical(h[0], h[1])
 	}
 	fc.Response.SetStatusCode(statusByCode[code])
 	fc.Response.Header.SetContentType("application/json; charset=utf-8")

@@ -215,7 +215,7 @@ type Server struct {
 	cursors *userservice.CursorSigner
 	mask    masker
 	cors    corsPolicy
-	headers [][2]string // security headers, precomputed
+	headers [][2][]byte // security headers, precomputed, keys normalized as fasthttp does
 
 	router    *router.Router
 	handler   fasthttp.RequestHandler
@@ -270,7 +270,10 @@ func NewServer(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		cors:    newCORSPolicy(c.CORS),
 	}
 	if c.SecurityHeaders {
-		s.headers = securityHeaders()
+		// Set with SetCanonical: Set would normalize the key on every answer.
+		for _, h := range securityHeaders() {
+			s.headers = append(s.headers, [2][]byte{fasthttp.AppendNormalizedHeaderKey(nil, h[0]), []byte(h[1])})
+		}
 	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	keys := jwtKeys{algorithms: c.JWTAlgorithms, secret: c.JWTSecret, publicKey: c.JWTPublicKey}

@@ -254,6 +254,7 @@ missing_packages() {
 		command -v chromedriver >/dev/null 2>&1 || pkgs+=(chromium-driver)
 		command -v gcc >/dev/null 2>&1 || pkgs+=(gcc libc6-dev) # go test -race needs cgo
 		command -v make >/dev/null 2>&1 || pkgs+=(make)
+		command -v wrk >/dev/null 2>&1 || pkgs+=(wrk) # make bench's closed loops (bench/run.sh)
 	fi
 	printf '%s\n' "${pkgs[@]}" | awk 'NF && !seen[$0]++'
 }

@@ -1,8 +1,11 @@
-// Command report turns the raw data of one bench/run.sh run (k6 summary exports,
-// /proc samples, micro-benchmark output, CPU profiles) into the Markdown file
-// committed under bench/results/:
+// Command report turns the raw data of one bench/run.sh run (wrk outputs, k6
+// summary exports, /proc samples, micro-benchmark output, CPU and allocation
+// profiles) into the Markdown file committed under bench/results/:
 //
 //	go run ./bench/report -dir bench/.work/<run> -out bench/results/<date>-<host>.md
+//
+// With -compare it reads a bench/compare.sh run instead (make bench-compare: two
+// commits measured alternately) and writes their ratios.
 //
 // Every figure of the service is also given as a ratio to the bare fasthttp
 // baseline measured in the same run, and the headline figures against the seed's
@@ -42,20 +45,29 @@ func run(args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "", "folder of one bench/run.sh run (required)")
 	out := fs.String("out", "", "Markdown file to write (default stdout)")
+	compare := fs.Bool("compare", false, "the folder is a bench/compare.sh run (make bench-compare)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *dir == "" {
 		return errors.New("-dir is required")
 	}
-	r, err := load(*dir)
-	if err != nil {
-		return err
-	}
 	var buf bytes.Buffer
-	r.write(&buf)
+	if *compare {
+		c, err := loadComparison(*dir)
+		if err != nil {
+			return err
+		}
+		c.write(&buf)
+	} else {
+		r, err := load(*dir)
+		if err != nil {
+			return err
+		}
+		r.write(&buf)
+	}
 	if *out == "" {
-		_, err = os.Stdout.Write(buf.Bytes())
+		_, err := os.Stdout.Write(buf.Bytes())
 		return err
 	}
 	if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
@@ -230,10 +242,16 @@ type report struct {
 	micro       []benchLine
 	microErr    string
 	perActor    string
+	wrk         map[string]*wrkRun // the wrk closed loops, by scenario
+	wrkBase     map[string]*wrkRun
 	profiles    map[string]string
 	cum         map[string]string
+	allocSpace  map[string]string
+	allocObjs   map[string]string
 	batches     string
 	searchCache string
+	metricsRaw  []byte
+	perUser     string // actors' TestActiveUserFootprint line
 }
 
 func load(dir string) (*report, error) {
@@ -242,7 +260,8 @@ func load(dir string) (*report, error) {
 		return nil, fmt.Errorf("cannot read the run's meta.env: %w", err)
 	}
 	r := &report{dir: dir, meta: meta, closed: map[string]*result{}, rate: map[string]*result{},
-		base: map[string]*result{}, baseRate: map[string]*result{}, profiles: map[string]string{}, cum: map[string]string{}}
+		base: map[string]*result{}, baseRate: map[string]*result{}, profiles: map[string]string{}, cum: map[string]string{},
+		wrk: map[string]*wrkRun{}, wrkBase: map[string]*wrkRun{}, allocSpace: map[string]string{}, allocObjs: map[string]string{}}
 	r.order = strings.Fields(meta["scenarios"])
 	for _, s := range r.order {
 		r.closed[s] = loadResult(dir, s+".closed")
@@ -255,6 +274,16 @@ func load(dir string) (*report, error) {
 		if b, err := os.ReadFile(filepath.Join(dir, s+".cpu-cum.txt")); err == nil {
 			r.cum[s] = string(b)
 		}
+		if b, err := os.ReadFile(filepath.Join(dir, s+".alloc-space.txt")); err == nil {
+			r.allocSpace[s] = string(b)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, s+".alloc-objects.txt")); err == nil {
+			r.allocObjs[s] = string(b)
+		}
+		if _, err := os.Stat(filepath.Join(dir, s+".wrk.wrk")); err == nil {
+			r.wrk[s] = loadWrk(dir, s+".wrk")
+			r.wrkBase[s] = loadWrk(dir, s+".wrk-baseline")
+		}
 	}
 	r.warmup = loadResult(dir, "warmup")
 	if b, err := os.ReadFile(filepath.Join(dir, "micro.txt")); err == nil {
@@ -264,8 +293,12 @@ func load(dir string) (*report, error) {
 		if m := regexp.MustCompile(`heap per idle actor: (\d+) bytes`).FindSubmatch(b); m != nil {
 			r.perActor = string(m[1])
 		}
+		if m := regexp.MustCompile(`\d+ active typical users: [^\n]*`).Find(b); m != nil {
+			r.perUser = string(m)
+		}
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "metrics.txt")); err == nil {
+		r.metricsRaw = b
 		r.batches = batchSummary(b)
 		r.searchCache = searchCacheSummary(b)
 	}
@@ -342,6 +375,26 @@ func batchSummary(b []byte) string {
 		return ""
 	}
 	return fmt.Sprintf("%.0f write batches committed %.0f mutations: %.1f mutations per PostgreSQL commit on average", count, sum, sum/count)
+}
+
+// snapshotSummary reads the snapshot saver's counters from the service's /metrics at
+// the end of the run: Redis snapshot writes against committed mutations.
+func snapshotSummary(b []byte) string {
+	var written, coalesced, mutations float64
+	eachSample(b, func(name string, v float64) {
+		switch {
+		case strings.HasPrefix(name, "user_service_snapshot_writes_total{"):
+			written += v
+		case name == "user_service_snapshot_writes_coalesced_total":
+			coalesced += v
+		case strings.HasPrefix(name, "user_service_write_batch_size_sum"):
+			mutations += v
+		}
+	})
+	if mutations == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.0f snapshot writes for %.0f committed mutations (%.2f per mutation; %.0f saves coalesced)", written, mutations, written/mutations, coalesced)
 }
 
 // searchCacheSummary reads the admin search cache's counters from the service's
@@ -441,11 +494,17 @@ func (r *report) write(w io.Writer) {
 	m := r.meta
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 	p("# Benchmark results: %s on %s\n\n", m["date"], m["host"])
+	var gens []string
+	for _, g := range []string{m["wrk"], m["k6"]} {
+		if g != "" {
+			gens = append(gens, g)
+		}
+	}
 	p("Written by `make bench` (bench/run.sh, bench/report). Machine: %s CPUs (%s), %s, Linux %s; %s; %s; commit %s.\n\n",
-		m["cpus"], m["cpu_model"], m["mem_total"], m["kernel"], m["go"], m["k6"], m["commit"])
-	p("Setup: %s seeded users (seeded in %ss) plus 5 admins, every actor warmed up first; each run lasts %s; closed loop at %s VUs; "+
-		"arrival rate %s req/s; k6 on the same machine; service LOG_LEVEL=%s, rate limit effectively off. "+
-		"The baseline is bench/baseline, a bare fasthttp JSON endpoint driven by the same k6 script in the same run. "+
+		m["cpus"], m["cpu_model"], m["mem_total"], m["kernel"], m["go"], strings.Join(gens, ", "), m["commit"])
+	p("Setup: %s seeded users (seeded in %ss) plus 5 admins, every actor warmed up first; each run lasts %s; closed loops with wrk and with k6 at %s VUs; "+
+		"arrival rate %s req/s; load generators on the same machine; service LOG_LEVEL=%s, rate limit effectively off (but counted in Redis as in production). "+
+		"The baseline is bench/baseline, a bare fasthttp JSON endpoint driven by the same script in the same run. "+
 		"CPU is the process's user+system time divided by wall time (1.00 = one core busy); RSS is the maximum sampled; "+
 		"machine busy is the share of all CPUs' time not idle during the run (the service, k6, PostgreSQL, Redis, RabbitMQ and whatever else runs on this shared box); "+
 		"load avg is /proc/loadavg when the run started. "+
@@ -453,8 +512,62 @@ func (r *report) write(w io.Writer) {
 		m["users"], m["seed_seconds"], m["duration"], m["vus"], m["rate"], m["log_level"], m["total_seconds"], filepath.Base(r.dir))
 
 	r.writeGoals(w)
+	r.writeWrk(w)
+	if r.hasK6() {
+		r.writeK6(w)
+	}
 
-	p("## Closed loop (%s VUs): the maximum\n\n", m["vus"])
+	p("\n## Memory\n\n")
+	idle, active, final := kb(m["idle_rss_kb"]), kb(m["active_rss_kb"]), kb(m["final_rss_kb"])
+	users, _ := strconv.ParseFloat(m["users"], 64)
+	p("- Service RSS: %s after start, %s with all %s users' actors active (after the warm-up), %s at the end.\n",
+		mib(idle), mib(active), m["users"], mib(final))
+	if users > 0 && !math.IsNaN(active-idle) {
+		p("- RSS growth per activated user (actor, state with its preferences and enrollments, caches): about %.1f KiB.\n", (active-idle)/users)
+	}
+	if r.perActor != "" {
+		p("- Idle actor overhead without its state (actors' TestIdleActorFootprint, 20,000 actors): %s bytes per actor (budget 2048).\n", r.perActor)
+	}
+	if r.perUser != "" {
+		p("- Active typical user (actors' TestActiveUserFootprint: profile, 16 preferences, 3 enrollments, 2 sessions): %s.\n", r.perUser)
+	}
+	if r.batches != "" {
+		p("- Group commit: %s.\n", r.batches)
+	}
+	if s := snapshotSummary(r.metricsRaw); s != "" {
+		p("- Redis snapshots: %s.\n", s)
+	}
+	if r.searchCache != "" {
+		p("- Admin search cache (every scenario, warm-up included): %s.\n", r.searchCache)
+	}
+	p("- Service exit status after SIGTERM at the end of the run: %s.\n", m["service_exit"])
+
+	r.writeCPU(w)
+	r.writeMicro(w)
+	r.writeProfiles(w)
+
+	p("\n## The seed's Node implementation (issue 7), for comparison\n\n")
+	p("| route | req/s | p95 |\n|---|---|---|\n| GET /me | 359 | 252 ms |\n| PUT /me | 321 | |\n| GET preferences | 629 | |\n| POST enrollment | 293 | |\n| admin search | 45 | 2.4 s |\n\n")
+	p("At a fixed 1,000 req/s it failed 19%% of requests. The issue also quotes a bare fasthttp JSON endpoint at about 35,000 req/s on the same kind of box " +
+		"(with a lighter load generator than k6; with k6 on the same two cores the baseline above is the figure to compare with).\n")
+}
+
+// hasK6 reports whether the run has k6 results (BENCH_K6=0 runs wrk only).
+func (r *report) hasK6() bool {
+	for _, c := range r.closed {
+		if c.ok {
+			return true
+		}
+	}
+	return false
+}
+
+// writeK6 writes the k6 runs: closed loop and constant arrival rate, each against
+// the baseline.
+func (r *report) writeK6(w io.Writer) {
+	m := r.meta
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	p("## Closed loop with k6 (%s VUs)\n\n", m["vus"])
 	p("| scenario | req/s | p50 | p95 | p99 | errors | CPU | CPU per 1k req | RSS | k6 CPU | machine busy | load avg |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range r.order {
 		c := r.closed[s]
@@ -492,33 +605,6 @@ func (r *report) write(w io.Writer) {
 		}
 	}
 
-	p("\n## Memory\n\n")
-	idle, active, final := kb(m["idle_rss_kb"]), kb(m["active_rss_kb"]), kb(m["final_rss_kb"])
-	users, _ := strconv.ParseFloat(m["users"], 64)
-	p("- Service RSS: %s after start, %s with all %s users' actors active (after the warm-up), %s at the end.\n",
-		mib(idle), mib(active), m["users"], mib(final))
-	if users > 0 && !math.IsNaN(active-idle) {
-		p("- RSS growth per activated user (actor, state with its preferences and enrollments, caches): about %.1f KiB.\n", (active-idle)/users)
-	}
-	if r.perActor != "" {
-		p("- Idle actor overhead without its state (actors' TestIdleActorFootprint, 20,000 actors): %s bytes per actor (budget 2048).\n", r.perActor)
-	}
-	if r.batches != "" {
-		p("- Group commit: %s.\n", r.batches)
-	}
-	if r.searchCache != "" {
-		p("- Admin search cache (every scenario, warm-up included): %s.\n", r.searchCache)
-	}
-	p("- Service exit status after SIGTERM at the end of the run: %s.\n", m["service_exit"])
-
-	r.writeCPU(w)
-	r.writeMicro(w)
-	r.writeProfiles(w)
-
-	p("\n## The seed's Node implementation (issue 7), for comparison\n\n")
-	p("| route | req/s | p95 |\n|---|---|---|\n| GET /me | 359 | 252 ms |\n| PUT /me | 321 | |\n| GET preferences | 629 | |\n| POST enrollment | 293 | |\n| admin search | 45 | 2.4 s |\n\n")
-	p("At a fixed 1,000 req/s it failed 19%% of requests. The issue also quotes a bare fasthttp JSON endpoint at about 35,000 req/s on the same kind of box " +
-		"(with a lighter load generator than k6; with k6 on the same two cores the baseline above is the figure to compare with).\n")
 }
 
 func kb(s string) float64 {
@@ -546,31 +632,59 @@ func thresholdText(r *result) string {
 	return "**fail**: " + strings.Join(crossed, ", ")
 }
 
+// closedRPS is a scenario's closed-loop maximum: wrk's when the run has it (k6
+// on the same cores measures itself more than the service), else k6's.
+func (r *report) closedRPS(s string) (float64, string, bool) {
+	if c := r.wrk[s]; c != nil && c.ok {
+		return c.rps(), "wrk", true
+	}
+	if c := r.closed[s]; c != nil && c.ok {
+		return c.rps, "k6", true
+	}
+	return math.NaN(), "", false
+}
+
 func (r *report) writeGoals(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
-	p("## Against the issue's targets\n\n| goal | measured | met |\n|---|---|---|\n")
-	if c, ok := r.closed["get_me"]; ok && c.ok {
-		b := r.base["get_me"]
-		p("| GET /me ≥ 50× Node (359 req/s) | %s req/s = %s | %s |\n", num(c.rps), ratio(c.rps, 359), yes(c.rps >= 50*359))
-		p("| GET /me ≥ 40%% of bare fasthttp (same run) | %s of %s req/s = %s | %s |\n", num(c.rps), num(b.rps), pct(c.rps/b.rps), yes(c.rps >= 0.4*b.rps))
-	}
-	for _, s := range []string{"put_me", "post_enrollment", "admin_search"} {
-		c, ok := r.closed[s]
-		if !ok || !c.ok {
+	p("## Against the issues' targets\n\n| goal | measured | met |\n|---|---|---|\n")
+	// Issue 16: shares of the bare baseline, wrk against both in the same run.
+	for _, g := range []struct {
+		s    string
+		goal float64
+	}{{"get_me", 0.5}, {"get_preferences", 0.4}} {
+		c, b := r.wrk[g.s], r.wrkBase[g.s]
+		if c == nil || !c.ok || b == nil || !b.ok {
 			continue
 		}
-		i := scenarios[s]
-		p("| %s ≥ %.0f× Node (%.0f req/s) | %s req/s = %s | %s |\n", i.Title, i.Goal, i.NodeRPS, num(c.rps), ratio(c.rps, i.NodeRPS), yes(c.rps >= i.Goal*i.NodeRPS))
-	}
-	if c, ok := r.closed["admin_search"]; ok && c.ok {
-		p("| admin search p95 < 50 ms on %s users (closed loop) | %s | %s |\n", r.meta["users"], ms(c.dur.P95), yes(c.dur.P95 < 50))
-	}
-	if c, ok := r.rate["admin_search"]; ok && c.ok {
-		p("| admin search p95 < 50 ms at %s req/s | %s | %s |\n", r.meta["rate"], ms(c.dur.P95), yes(c.dur.P95 < 50))
+		p("| %s ≥ %.0f%% of bare fasthttp (wrk, same run) | %s of %s req/s = %s | %s |\n", title(g.s), 100*g.goal,
+			num(c.rps()), num(b.rps()), pct(c.rps()/b.rps()), yes(c.rps() >= g.goal*b.rps()))
 	}
 	if c, ok := r.rate["mix"]; ok && c.ok {
 		p("| mix at %s req/s: p95 < 5 ms | %s | %s |\n", r.meta["rate"], ms(c.dur.P95), yes(c.dur.P95 < 5))
+		kinds := make([]string, 0, len(c.kinds))
+		for k := range c.kinds {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		for _, k := range kinds {
+			p("| mix at %s req/s: p95 < 5 ms for %s | %s | %s |\n", r.meta["rate"], k, ms(c.kinds[k].P95), yes(c.kinds[k].P95 < 5))
+		}
 		p("| mix at %s req/s: 0 errors (Node: 19%% failed) | %s, %.0f dropped | %s |\n", r.meta["rate"], errs(c), c.dropped, yes(c.failed == 0 && c.dropped == 0 && c.checksFail == 0))
+	}
+	// Issue 7: multiples of the seed's Node implementation.
+	for _, s := range []string{"get_me", "put_me", "post_enrollment", "admin_search"} {
+		rps, gen, ok := r.closedRPS(s)
+		if !ok {
+			continue
+		}
+		i := scenarios[s]
+		p("| %s ≥ %.0f× Node (%.0f req/s) | %s req/s (%s) = %s | %s |\n", i.Title, i.Goal, i.NodeRPS, num(rps), gen, ratio(rps, i.NodeRPS), yes(rps >= i.Goal*i.NodeRPS))
+	}
+	if c, ok := r.closed["admin_search"]; ok && c.ok {
+		p("| admin search p95 < 50 ms on %s users (k6 closed loop) | %s | %s |\n", r.meta["users"], ms(c.dur.P95), yes(c.dur.P95 < 50))
+	}
+	if c, ok := r.rate["admin_search"]; ok && c.ok {
+		p("| admin search p95 < 50 ms at %s req/s | %s | %s |\n", r.meta["rate"], ms(c.dur.P95), yes(c.dur.P95 < 50))
 	}
 	if r.perActor != "" {
 		n, _ := strconv.Atoi(r.perActor)
@@ -579,9 +693,9 @@ func (r *report) writeGoals(w io.Writer) {
 	p("\nOther routes against Node: ")
 	var parts []string
 	for _, s := range r.order {
-		i, c := scenarios[s], r.closed[s]
-		if i.NodeRPS > 0 && c.ok {
-			parts = append(parts, fmt.Sprintf("%s %s", i.Title, ratio(c.rps, i.NodeRPS)))
+		i := scenarios[s]
+		if rps, _, ok := r.closedRPS(s); i.NodeRPS > 0 && ok {
+			parts = append(parts, fmt.Sprintf("%s %s", i.Title, ratio(rps, i.NodeRPS)))
 		}
 	}
 	p("%s.\n\n", strings.Join(parts, ", "))
@@ -593,7 +707,12 @@ func (r *report) writeCPU(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 	p("\n## Where the CPU went (cores per process name during each run)\n\n")
 	p("Sampled from /proc at the start and end of each run; bash is the harness's own sampler, " +
-		"postgres the sum of PostgreSQL's backends, beam.smp RabbitMQ.\n\n")
+		"postgres the sum of PostgreSQL's backends, beam.smp RabbitMQ.\n")
+	r.writeWrkCPU(w)
+	if !r.hasK6() {
+		return
+	}
+	p("\nDuring the k6 runs:\n\n")
 	p("| scenario | closed loop | %s req/s | baseline closed loop |\n|---|---|---|---|\n", r.meta["rate"])
 	// k6 has exited by the second snapshot, so its own sample leads the list.
 	cell := func(res *result) string {
@@ -632,28 +751,35 @@ func (r *report) writeMicro(w io.Writer) {
 }
 
 func (r *report) writeProfiles(w io.Writer) {
-	if len(r.profiles) == 0 {
+	if len(r.profiles) == 0 && len(r.allocSpace) == 0 {
 		return
 	}
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
-	p("\n## CPU profiles under load (closed loop; `go tool pprof -top`)\n")
+	p("\n## Profiles under load (wrk closed loop; `go tool pprof -top`)\n")
 	for _, s := range r.order {
-		prof, ok := r.profiles[s]
-		if !ok {
-			continue
-		}
-		lines := strings.Split(strings.TrimSpace(prof), "\n")
-		// Drop pprof's File/Build ID/Type/Time header lines.
-		for len(lines) > 0 && !strings.HasPrefix(lines[0], "Duration:") {
-			lines = lines[1:]
-		}
-		if len(lines) > 20 {
-			lines = lines[:20]
-		}
-		p("\n### %s\n\nFlat (where the samples landed):\n\n```\n%s\n```\n", title(s), strings.Join(lines, "\n"))
-		if cum := componentLines(r.cum[s]); len(cum) > 0 {
-			p("\nCumulative, the service's own code and its libraries (what each part costs with its callees):\n\n```\n%s\n```\n", strings.Join(cum, "\n"))
-		}
+		writeProfile(w, title(s), r.profiles[s], r.cum[s], r.allocSpace[s], r.allocObjs[s])
+	}
+}
+
+// writeProfile writes one scenario's CPU and allocation profiles; empty listings
+// are left out.
+func writeProfile(w io.Writer, name, cpu, cum, allocSpace, allocObjs string) {
+	if cpu == "" && allocSpace == "" && allocObjs == "" {
+		return
+	}
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	p("\n### %s\n", name)
+	if cpu != "" {
+		p("\nCPU, flat (where the samples landed):\n\n```\n%s\n```\n", profileBlock(cpu, 25))
+	}
+	if lines := componentLines(cum); len(lines) > 0 {
+		p("\nCPU, cumulative, the service's own code and its libraries (what each part costs with its callees):\n\n```\n%s\n```\n", strings.Join(lines, "\n"))
+	}
+	if allocSpace != "" {
+		p("\nAllocations during the run, bytes (`-sample_index=alloc_space`):\n\n```\n%s\n```\n", profileBlock(allocSpace, 20))
+	}
+	if allocObjs != "" {
+		p("\nAllocations during the run, objects (`-sample_index=alloc_objects`):\n\n```\n%s\n```\n", profileBlock(allocObjs, 20))
 	}
 }
 

@@ -95,6 +95,9 @@ type Config struct {
 	RateLimitMax            int    `env:"RATE_LIMIT_MAX" envDefault:"100"`
 	RateLimitWindow         Millis `env:"RATE_LIMIT_WINDOW" envDefault:"60000"`
 	RateLimitSkipSuccessful bool   `env:"RATE_LIMIT_SKIP_SUCCESSFUL" envDefault:"false"`
+	// Share of a caller's remaining quota one process leases from Redis at a time
+	// (persistence/redis RateLimiter); 0: one round trip per request.
+	RateLimitLeaseFraction float64 `env:"RATE_LIMIT_LEASE_FRACTION" envDefault:"0.01"`
 
 	// CORS. Lists are comma-separated; CORS_ORIGIN may be "*".
 	CORSOrigin         []string `env:"CORS_ORIGIN" envDefault:"http://localhost:3000"`
@@ -166,6 +169,9 @@ type Config struct {
 	WriteBatchWait   time.Duration `env:"WRITE_BATCH_WAIT" envDefault:"2ms"`
 	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	RequestTimeout   time.Duration `env:"REQUEST_TIMEOUT" envDefault:"10s"`
+	// A user's Redis snapshot is written at most once per SNAPSHOT_WRITE_DELAY, and at
+	// passivation (issue 16); 0 writes after every commit.
+	SnapshotWriteDelay time.Duration `env:"SNAPSHOT_WRITE_DELAY" envDefault:"30s"`
 
 	// Connection limits (issue 11): connections served at once, per client IP
 	// (0 = no per-IP limit; behind a load balancer every client shares its IP),
@@ -587,6 +593,9 @@ func (c Config) Validate() error {
 		add("RATE_LIMIT_MAX", "must be greater than 0")
 	}
 	positive("RATE_LIMIT_WINDOW", c.RateLimitWindow.Duration())
+	if c.RateLimitLeaseFraction < 0 || c.RateLimitLeaseFraction > 1 {
+		add("RATE_LIMIT_LEASE_FRACTION", "must be between 0 and 1")
+	}
 
 	if len(c.CORSOrigin) == 0 {
 		add("CORS_ORIGIN", "must not be empty")
@@ -673,6 +682,9 @@ func (c Config) Validate() error {
 	}
 	positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout)
 	positive("REQUEST_TIMEOUT", c.RequestTimeout)
+	if c.SnapshotWriteDelay < 0 || c.SnapshotWriteDelay > time.Hour {
+		add("SNAPSHOT_WRITE_DELAY", "must be 0-1h")
+	}
 	if c.HTTPMaxConns < 1 {
 		add("HTTP_MAX_CONNS", "must be at least 1")
 	}

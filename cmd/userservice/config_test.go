@@ -62,7 +62,7 @@ var specDefaults = map[string]string{
 	"AUTH_SERVICE_URL": "http://localhost:3001", "COURSE_SERVICE_URL": "http://localhost:3003",
 	"ANALYTICS_SERVICE_URL": "http://localhost:3004", "EMAIL_SERVICE_URL": "http://localhost:3005",
 	"RATE_LIMIT_MAX": "100", "RATE_LIMIT_WINDOW": "60000", "RATE_LIMIT_SKIP_SUCCESSFUL": "false",
-	"CORS_ORIGIN": "http://localhost:3000", "CORS_CREDENTIALS": "true",
+	"RATE_LIMIT_LEASE_FRACTION": "0.01", "CORS_ORIGIN": "http://localhost:3000", "CORS_CREDENTIALS": "true",
 	"CORS_METHODS": "GET,POST,PUT,DELETE,OPTIONS", "CORS_ALLOWED_HEADERS": "Content-Type,Authorization,X-Requested-With",
 	"HELMET_ENABLED": "true", "BCRYPT_ROUNDS": "12", "TRUST_PROXY": "",
 	"LOG_LEVEL": "info", "LOG_FORMAT": "json", "LOG_FILE_ENABLED": "false", "LOG_FILE_PATH": "./logs/user-service.log",
@@ -82,6 +82,7 @@ var specDefaults = map[string]string{
 	"QUOTA_PREFERENCES_PER_USER": "500", "QUOTA_PREFERENCE_BYTES_PER_USER": "262144", "QUOTA_ENROLLMENTS_PER_USER": "5000",
 	"CLUSTER_PROVIDER": "none", "CLUSTER_NAME": "userservice", "CLUSTER_ADVERTISE_HOST": "127.0.0.1",
 	"CLUSTER_PORT": "8090", "ETCD_ENDPOINTS": "127.0.0.1:2379", "CLUSTER_LEASE_TTL": "5s",
+	"SNAPSHOT_WRITE_DELAY": "30s",
 }
 
 func TestLoadConfigDefaults(t *testing.T) {
@@ -131,6 +132,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 			{"REQUEST_TIMEOUT", c.RequestTimeout, 10 * time.Second},
 			{"HTTP_IDLE_TIMEOUT", c.HTTPIdleTimeout, 120 * time.Second},
 			{"HEALTH_CACHE_TTL", c.HealthCacheTTL, time.Second},
+			{"SNAPSHOT_WRITE_DELAY", c.SnapshotWriteDelay, 30 * time.Second},
 		} {
 			if tc.got != tc.want {
 				t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
@@ -181,7 +183,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		"AUTH_SERVICE_URL": "https://auth", "COURSE_SERVICE_URL": "https://course",
 		"ANALYTICS_SERVICE_URL": "https://analytics", "EMAIL_SERVICE_URL": "https://email",
 		"RATE_LIMIT_MAX": "7", "RATE_LIMIT_WINDOW": "1000", "RATE_LIMIT_SKIP_SUCCESSFUL": "true",
-		"CORS_ORIGIN": "*", "CORS_CREDENTIALS": "false", "CORS_METHODS": "GET", "CORS_ALLOWED_HEADERS": "X-A",
+		"RATE_LIMIT_LEASE_FRACTION": "0.05", "CORS_ORIGIN": "*", "CORS_CREDENTIALS": "false", "CORS_METHODS": "GET", "CORS_ALLOWED_HEADERS": "X-A",
 		"HELMET_ENABLED": "false", "BCRYPT_ROUNDS": "10", "TRUST_PROXY": "10.0.0.0/8, 192.0.2.1",
 		"LOG_LEVEL": "debug", "LOG_FORMAT": "text", "LOG_FILE_ENABLED": "true", "LOG_FILE_PATH": "/var/log/u.log",
 		"CACHE_TTL_USER_PROFILE": "1", "CACHE_TTL_USER_PREFERENCES": "2", "CACHE_TTL_USER_ENROLLMENTS": "3",
@@ -198,6 +200,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		"QUOTA_PREFERENCES_PER_USER": "50", "QUOTA_PREFERENCE_BYTES_PER_USER": "0", "QUOTA_ENROLLMENTS_PER_USER": "7",
 		"CLUSTER_PROVIDER": "etcd", "CLUSTER_NAME": "c1", "CLUSTER_ADVERTISE_HOST": "10.0.0.7", "CLUSTER_PORT": "9000",
 		"ETCD_ENDPOINTS": "e1:2379,e2:2379", "CLUSTER_LEASE_TTL": "3s",
+		"SNAPSHOT_WRITE_DELAY": "0s",
 	}
 	for _, v := range configVars() {
 		// JWT_PUBLIC_KEY excludes JWT_JWKS_URL: TestJWTKeys reads it.
@@ -219,7 +222,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		AuthServiceURL: "https://auth", CourseServiceURL: "https://course",
 		AnalyticsServiceURL: "https://analytics", EmailServiceURL: "https://email",
 		RateLimitMax: 7, RateLimitWindow: Millis(time.Second), RateLimitSkipSuccessful: true,
-		CORSOrigin: []string{"*"}, CORSCredentials: false, CORSMethods: []string{"GET"}, CORSAllowedHeaders: []string{"X-A"},
+		RateLimitLeaseFraction: 0.05, CORSOrigin: []string{"*"}, CORSCredentials: false, CORSMethods: []string{"GET"}, CORSAllowedHeaders: []string{"X-A"},
 		HelmetEnabled: false, BcryptRounds: 10, TrustProxy: []string{"10.0.0.0/8", "192.0.2.1"},
 		LogLevel: "debug", LogFormat: "text", LogFileEnabled: true, LogFilePath: "/var/log/u.log",
 		CacheTTLUserProfile: Seconds(time.Second), CacheTTLUserPreferences: Seconds(2 * time.Second),
@@ -235,6 +238,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		QuotaPreferencesPerUser: 50, QuotaPreferenceBytesPerUser: 0, QuotaEnrollmentsPerUser: 7,
 		ClusterProvider: "etcd", ClusterName: "c1", ClusterAdvertiseHost: "10.0.0.7", ClusterPort: 9000,
 		EtcdEndpoints: []string{"e1:2379", "e2:2379"}, ClusterLeaseTTL: 3 * time.Second,
+		SnapshotWriteDelay: 0,
 	}
 	if !reflect.DeepEqual(got, want) {
 		gv, wv := reflect.ValueOf(got), reflect.ValueOf(want)
@@ -299,6 +303,8 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 		{"rate limit window as a duration", map[string]string{"RATE_LIMIT_WINDOW": "1m"}, "RATE_LIMIT_WINDOW", "integer number of milliseconds"},
 		{"rate limit window zero", map[string]string{"RATE_LIMIT_WINDOW": "0"}, "RATE_LIMIT_WINDOW", "greater than 0"},
 		{"rate limit skip not a bool", map[string]string{"RATE_LIMIT_SKIP_SUCCESSFUL": "yes"}, "RATE_LIMIT_SKIP_SUCCESSFUL", "true or false"},
+		{"rate limit lease fraction over 1", map[string]string{"RATE_LIMIT_LEASE_FRACTION": "1.5"}, "RATE_LIMIT_LEASE_FRACTION", "between 0 and 1"},
+		{"rate limit lease fraction negative", map[string]string{"RATE_LIMIT_LEASE_FRACTION": "-0.1"}, "RATE_LIMIT_LEASE_FRACTION", "between 0 and 1"},
 		{"cors origin only separators", map[string]string{"CORS_ORIGIN": " , "}, "CORS_ORIGIN", "must not be empty"},
 		{"cors origin without scheme", map[string]string{"CORS_ORIGIN": "localhost:3000"}, "CORS_ORIGIN", "not * or an origin"},
 		{"cors origin with a path", map[string]string{"CORS_ORIGIN": "https://app.example.com/login"}, "CORS_ORIGIN", "not * or an origin"},
@@ -331,6 +337,7 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 		{"health cache too long", map[string]string{"HEALTH_CACHE_TTL": "2m"}, "HEALTH_CACHE_TTL", "0-1m"},
 		{"negative quota", map[string]string{"QUOTA_ENROLLMENTS_PER_USER": "-1"}, "QUOTA_ENROLLMENTS_PER_USER", "0 (no limit)"},
 		{"write batch wait too long", map[string]string{"WRITE_BATCH_WAIT": "1001ms"}, "WRITE_BATCH_WAIT", "0-1s"},
+		{"snapshot write delay negative", map[string]string{"SNAPSHOT_WRITE_DELAY": "-1s"}, "SNAPSHOT_WRITE_DELAY", "0-1h"},
 		{"write batch wait negative", map[string]string{"WRITE_BATCH_WAIT": "-1ms"}, "WRITE_BATCH_WAIT", "0-1s"},
 		{"shutdown timeout", map[string]string{"SHUTDOWN_TIMEOUT": "0s"}, "SHUTDOWN_TIMEOUT", "greater than 0"},
 		{"request timeout", map[string]string{"REQUEST_TIMEOUT": "-1s"}, "REQUEST_TIMEOUT", "greater than 0"},
@@ -854,7 +861,7 @@ func TestConfigVarsAreUnique(t *testing.T) {
 		}
 		seen[v.name] = v.field
 	}
-	if want := 66 + 6 + 4 + 1 + 4 + 6 + 1 + 3; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY, HTTP_* limits and HEALTH_CACHE_TTL, CLUSTER_*/ETCD_*, EVENT_RETENTION, QUOTA_*
+	if want := 66 + 6 + 4 + 1 + 4 + 6 + 1 + 3 + 2; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY, HTTP_* limits and HEALTH_CACHE_TTL, CLUSTER_*/ETCD_*, EVENT_RETENTION, QUOTA_*, RATE_LIMIT_LEASE_FRACTION, SNAPSHOT_WRITE_DELAY
 		t.Errorf("%d variables, want %d", len(seen), want)
 	}
 }

@@ -79,11 +79,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	saver, err := redis.NewSaver(snapshots, redis.SaverConfig{}, logger)
+	saver, err := redis.NewSaver(snapshots, redis.SaverConfig{Delay: cfg.SnapshotWriteDelay}, logger)
 	if err != nil {
 		return err
 	}
-	limiter, err := redis.NewRateLimiter(rdb, redis.RateLimitConfig{Max: cfg.RateLimitMax, Window: cfg.RateLimitWindow.Duration()})
+	limiter, err := redis.NewRateLimiter(rdb, redis.RateLimitConfig{
+		Max: cfg.RateLimitMax, Window: cfg.RateLimitWindow.Duration(), LeaseFraction: cfg.RateLimitLeaseFraction,
+	})
 	if err != nil {
 		return err
 	}
@@ -110,7 +112,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	registry, err := actors.New(actors.Config{
-		IdleTimeout: cfg.ActorIdleTimeout, MaxActive: cfg.ActorMaxActive, OnCommit: saver.Save,
+		IdleTimeout: cfg.ActorIdleTimeout, MaxActive: cfg.ActorMaxActive, OnCommit: saver.Save, OnPassivate: saver.SaveNow,
 		Quotas: userservice.Quotas{
 			Preferences: cfg.QuotaPreferencesPerUser, PreferenceBytes: cfg.QuotaPreferenceBytesPerUser,
 			Enrollments: cfg.QuotaEnrollmentsPerUser,

@@ -3,8 +3,10 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/redis/rueidis"
@@ -23,31 +25,42 @@ var (
 
 // SaverConfig configures a [Saver].
 type SaverConfig struct {
-	// MaxPending bounds the users waiting for a snapshot write; past it Save drops.
+	// MaxPending bounds the users waiting for a snapshot write; past it Save drops
+	// and everything pending is written at once.
 	MaxPending int
 	// BatchSize is the most snapshots written in one pipelined round trip.
 	BatchSize int
+	// Delay is SNAPSHOT_WRITE_DELAY: what Save records is written at the next tick
+	// of a Delay ticker, so a user's snapshot is written at most once per Delay
+	// however often it commits (plus at passivation, [Saver.SaveNow]). 0 writes
+	// right after every commit.
+	Delay time.Duration
 }
 
 // Defaults of [SaverConfig].
 const (
-	DefaultSaverMaxPending = 10000
+	DefaultSaverMaxPending = 100_000
 	DefaultSaverBatchSize  = 256
 )
 
 // Saver refreshes snapshots after commits without ever blocking its caller (an
-// actor). Save only records the newest state per user; one background goroutine
-// writes what is pending, pipelined in batches. A write that is dropped (Redis
-// down, too much pending) costs only a slower next activation: a missing or older
-// snapshot is never served. Safe for concurrent use.
+// actor). A snapshot is read only when an actor activates, so it need not follow
+// every commit: Save only records the newest state per user, and one background
+// goroutine writes what is pending once per Delay, pipelined in batches; SaveNow
+// (an actor passivating: the next thing to happen to this user is an activation)
+// writes what is pending for the user at once. A write that is delayed, lost in a crash or dropped (Redis down,
+// too much pending) costs only a slower next activation: a snapshot whose version
+// is not PostgreSQL's is never served (docs/design.md). Safe for concurrent use.
 type Saver struct {
 	snaps *Snapshots
 	cfg   SaverConfig
 	log   *slog.Logger
 
-	mu      sync.Mutex
-	pending map[string]*userservice.State // by user id, newest version only
-	closed  bool
+	mu       sync.Mutex
+	pending  map[string]*userservice.State // by user id, newest version only
+	urgent   map[string]struct{}           // pending users to write at once
+	pressure bool                          // MaxPending reached: write everything at once
+	closed   bool
 
 	wake chan struct{} // capacity 1
 	stop chan struct{}
@@ -61,6 +74,9 @@ func NewSaver(snaps *Snapshots, cfg SaverConfig, log *slog.Logger) (*Saver, erro
 	}
 	if log == nil {
 		return nil, errors.New("cannot create snapshot saver: nil logger")
+	}
+	if cfg.Delay < 0 {
+		return nil, fmt.Errorf("cannot create snapshot saver: negative delay %v", cfg.Delay)
 	}
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = DefaultSaverMaxPending
@@ -78,16 +94,27 @@ func newSaver(snaps *Snapshots, cfg SaverConfig, log *slog.Logger) *Saver {
 	return &Saver{
 		snaps: snaps, cfg: cfg, log: log,
 		pending: make(map[string]*userservice.State),
+		urgent:  make(map[string]struct{}),
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
 }
 
-// Save schedules st, a committed state, to become the user's snapshot. It never
-// blocks: it keeps only the newest pending state per user and drops (with a metric)
-// while Redis is down or too many users are pending.
-func (s *Saver) Save(st *userservice.State) {
+// Save schedules st, a committed state, to become the user's snapshot at the next
+// tick (at once when Delay is 0). It never blocks: it keeps only the newest pending
+// state per user and drops (with a metric) while Redis is down or too many users
+// are pending.
+func (s *Saver) Save(st *userservice.State) { s.save(st, s.cfg.Delay == 0, false) }
+
+// SaveNow is for an actor that passivates, whose state is next needed when it
+// activates again: if the user has a state waiting for the next tick, it is written
+// at once (st if newer). With nothing pending the snapshot already holds the last
+// commit (or its write was dropped, which only makes the next activation a full
+// load), so nothing is written.
+func (s *Saver) SaveNow(st *userservice.State) { s.save(st, true, true) }
+
+func (s *Saver) save(st *userservice.State, now, onlyPending bool) {
 	if st == nil {
 		return
 	}
@@ -95,29 +122,46 @@ func (s *Saver) Save(st *userservice.State) {
 		snapshotDroppedDown.Inc()
 		return
 	}
+	id := st.User.ID
 	s.mu.Lock()
-	switch old, ok := s.pending[st.User.ID]; {
+	switch old, ok := s.pending[id]; {
 	case s.closed:
 		s.mu.Unlock()
 		snapshotDroppedShut.Inc()
 		return
 	case ok:
 		if st.User.Version >= old.User.Version {
-			s.pending[st.User.ID] = st
+			s.pending[id] = st
 		}
+		if !onlyPending {
+			snapshotCoalesced.Inc()
+		}
+	case onlyPending:
 		s.mu.Unlock()
-		snapshotCoalesced.Inc()
 		return
 	case len(s.pending) >= s.cfg.MaxPending:
+		// Full: drop this one, and have everything pending written now rather
+		// than at the tick.
+		s.pressure = true
 		s.mu.Unlock()
 		snapshotDroppedFull.Inc()
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
 		return
-	}
-	s.pending[st.User.ID] = st
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
 	default:
+		s.pending[id] = st
+	}
+	if now {
+		s.urgent[id] = struct{}{}
+	}
+	s.mu.Unlock()
+	if now {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -140,22 +184,47 @@ func (s *Saver) Close(ctx context.Context) error {
 
 func (s *Saver) run() {
 	defer close(s.done)
+	var tick <-chan time.Time
+	if s.cfg.Delay > 0 {
+		t := time.NewTicker(s.cfg.Delay)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
 		case <-s.wake:
-			s.flush()
+			s.mu.Lock()
+			all := s.pressure
+			s.pressure = false
+			s.mu.Unlock()
+			s.flush(all)
+		case <-tick:
+			s.flush(true)
 		case <-s.stop:
-			s.flush()
+			s.flush(true)
 			return
 		}
 	}
 }
 
-// flush writes every pending state, BatchSize per round trip.
-func (s *Saver) flush() {
+// flush writes the urgent pending states, or with all every pending one,
+// BatchSize per round trip.
+func (s *Saver) flush(all bool) {
 	s.mu.Lock()
-	batch := s.pending
-	s.pending = make(map[string]*userservice.State, len(batch))
+	var batch map[string]*userservice.State
+	if all {
+		batch = s.pending
+		s.pending = make(map[string]*userservice.State, len(batch))
+	} else {
+		batch = make(map[string]*userservice.State, len(s.urgent))
+		for id := range s.urgent {
+			if st, ok := s.pending[id]; ok {
+				batch[id] = st
+				delete(s.pending, id)
+			}
+		}
+	}
+	clear(s.urgent)
 	s.mu.Unlock()
 
 	states := make([]*userservice.State, 0, min(len(batch), s.cfg.BatchSize))
