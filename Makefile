@@ -54,9 +54,12 @@ OUTAGE_TESTS := ^TestOutage
 # protoactor-go's cluster packages race on their own state (docs/cluster.md).
 CLUSTER_TESTS := ^(TestCluster|TestE2ECluster)
 
+# TEST_PROFILE=test3 (test2..test5) runs the tests on another stack, so several
+# checkouts can test at once on one machine.
+TEST_PROFILE ?= test
 test: ## start the test stack (other ports) and run go test -race ./...
-	$(DEVSTACK) up test
-	eval "$$($(DEVSTACK) env test)"; \
+	$(DEVSTACK) up $(TEST_PROFILE)
+	eval "$$($(DEVSTACK) env $(TEST_PROFILE))"; \
 	$(GO) test -race -count=1 -timeout 15m -p 1 -run '$(OUTAGE_TESTS)' $(TESTFLAGS) $(PKGS) && \
 	$(GO) test -race -count=1 -timeout 25m -skip '$(OUTAGE_TESTS)' $(TESTFLAGS) $(PKGS) && \
 	$(GO) test -count=1 -timeout 15m -p 1 -run '$(CLUSTER_TESTS)' $(TESTFLAGS) ./actors/ ./cmd/userservice/

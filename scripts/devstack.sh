@@ -4,7 +4,7 @@
 # test suite (profile "test"). The two profiles use different ports, data directories
 # and RabbitMQ node names, so `make run` and `make test` can run side by side.
 #
-# Usage: scripts/devstack.sh <command> <profile>        profile: run | test | test2
+# Usage: scripts/devstack.sh <command> <profile>        profile: run | test | test2..test5
 #
 #   install                    apt-get install whatever the profile needs and is missing
 #                              (etcd-server too for test profiles, or with WANT_ETCD=1)
@@ -29,6 +29,9 @@
 #   run      5432        6379   5672   25672        userservice-run@localhost
 #   test     15432       16379  15673  15674        userservice-test@localhost
 #   test2    17432       17379  17673  17674        userservice-test2@localhost
+#   test3    18432       18379  18673  18674        userservice-test3@localhost
+#   test4    19432       19379  19673  19674        userservice-test4@localhost
+#   test5    20432       20379  20673  20674        userservice-test5@localhost
 #
 # The test ports sit below Linux's ephemeral range (32768-60999): a client that keeps
 # dialling a stopped server could otherwise connect to itself on that port and keep
@@ -85,7 +88,14 @@ set_profile() {
 		PG_PORT=17432 REDIS_PORT=17379 AMQP_PORT=17673 DIST_PORT=17674
 		PG_DB=userservice_test PG_ROLE_ATTRS="LOGIN CREATEDB SUPERUSER"
 		;;
-	*) die "unknown profile '$PROFILE' (want run, test or test2)" ;;
+	test3 | test4 | test5)
+		# More test stacks, for work in several checkouts on one machine at once
+		# (`make test TEST_PROFILE=test3`).
+		local n=${PROFILE#test}
+		PG_PORT=$((n + 15))432 REDIS_PORT=$((n + 15))379 AMQP_PORT=$((n + 15))673 DIST_PORT=$((n + 15))674
+		PG_DB=userservice_test PG_ROLE_ATTRS="LOGIN CREATEDB SUPERUSER"
+		;;
+	*) die "unknown profile '$PROFILE' (want run, test or test2..test5)" ;;
 	esac
 	STATE="$STATE_ROOT/$PROFILE"
 	REDIS_DIR="$STATE/redis"
