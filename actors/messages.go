@@ -85,3 +85,12 @@ type passivateCancel struct {
 	userID string
 	child  *actor.PID
 }
+
+// idleNotice: a child whose passivation it cancelled for being busy has finished
+// that work. The owner skips a child that cancelled until this arrives, so an
+// owner over its cap waits for work to end instead of asking busy children again
+// and again.
+type idleNotice struct {
+	userID string
+	child  *actor.PID
+}

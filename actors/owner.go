@@ -9,10 +9,12 @@ import (
 )
 
 var (
-	actorsActive         = metrics.NewGauge("user_service_actors_active", nil)
-	actorActivations     = metrics.NewCounter("user_service_actor_activations_total")
-	actorPassivations    = metrics.NewCounter("user_service_actor_passivations_total")
-	actorUnexpectedStops = metrics.NewCounter("user_service_actor_unexpected_stops_total")
+	actorsActive          = metrics.NewGauge("user_service_actors_active", nil)
+	actorActivations      = metrics.NewCounter("user_service_actor_activations_total")
+	actorPassivations     = metrics.NewCounter("user_service_actor_passivations_total")
+	actorUnexpectedStops  = metrics.NewCounter("user_service_actor_unexpected_stops_total")
+	passivationsCancelled = metrics.NewCounter("user_service_actor_passivations_cancelled_total")
+	overCapWaits          = metrics.NewCounter("user_service_actor_over_cap_waits_total")
 )
 
 // owner is the parent of the user actors whose ids hash to it. It alone decides
@@ -30,8 +32,11 @@ type owner struct {
 type entry struct {
 	pid         *actor.PID
 	lastUsed    uint64
-	passivating bool   // confirm sent; messages go to buffer until Terminated or cancel
-	buffer      []held // in arrival order
+	passivating bool // confirm sent; messages go to buffer until Terminated or cancel
+	// deferred: the child cancelled a passivation for being busy; it is no eviction
+	// candidate until its idleNotice.
+	deferred bool
+	buffer   []held // in arrival order
 }
 
 // held is a message buffered while its user's child passivates.
@@ -63,14 +68,18 @@ func (o *owner) Receive(ctx actor.Context) {
 			return
 		}
 		e.passivating = false
+		e.deferred = true // until the child reports idle
 		o.draining--
-		o.clock++
-		e.lastUsed = o.clock // so the next eviction picks another child
 		for _, h := range e.buffer {
 			ctx.RequestWithCustomSender(e.pid, h.msg, h.sender)
 		}
 		e.buffer = nil
 		o.enforceCap(ctx)
+	case *idleNotice:
+		if e := o.entries[m.userID]; e != nil && e.pid == m.child && e.deferred {
+			e.deferred = false
+			o.enforceCap(ctx)
+		}
 	case *actor.Terminated:
 		o.terminated(ctx, m.Who)
 	case *actor.Stopping:
@@ -111,14 +120,22 @@ func (o *owner) activate(ctx actor.Context, userID string) *entry {
 }
 
 // enforceCap starts passivating least recently used children while more than
-// perOwner are not already passivating.
+// perOwner are not already passivating. Children known to be busy (deferred) are
+// skipped: when every other child is passivating, the owner stays over its cap
+// until a busy child reports idle (idleNotice) or a passivation completes, so the
+// cap is soft while more users than it are busy at once, and no message is spent
+// asking a busy child again.
 func (o *owner) enforceCap(ctx actor.Context) {
 	for len(o.entries)-o.draining > o.reg.perOwner {
 		var lru *entry
 		for _, e := range o.entries {
-			if !e.passivating && (lru == nil || e.lastUsed < lru.lastUsed) {
+			if !e.passivating && !e.deferred && (lru == nil || e.lastUsed < lru.lastUsed) {
 				lru = e
 			}
+		}
+		if lru == nil {
+			overCapWaits.Inc()
+			return
 		}
 		o.passivate(ctx, lru)
 	}
@@ -151,6 +168,7 @@ func (o *owner) terminated(ctx actor.Context, who *actor.PID) {
 		o.reg.log.Error("user actor stopped unexpectedly", slog.String("userId", userID))
 	}
 	if len(e.buffer) == 0 || o.stopping {
+		o.enforceCap(ctx) // a deferred child may be next, now that a slot is free
 		return
 	}
 	next := o.activate(ctx, userID)

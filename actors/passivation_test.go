@@ -140,3 +140,69 @@ func TestMaxActive(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "the cap to hold", func() bool { return r.ActiveCount() <= 256 })
 }
+
+// TestMaxActiveWithBusyActors runs twice as many continuously writing users as the
+// cap allows. An owner over its cap must not spin asking busy children to stop:
+// a child that cancels a passivation for being busy is skipped until it reports
+// idle, so there is at most one cancelled passivation per request, every call is
+// answered, one actor per user at most, and the cap holds again once the load ends.
+func TestMaxActiveWithBusyActors(t *testing.T) {
+	const (
+		owners    = 128 // the least allowed
+		maxActive = 128 // one actor per owner
+		users     = 2 * maxActive
+		runFor    = time.Second
+	)
+	store := newMemStore()
+	store.loadDelay = 200 * time.Microsecond
+	store.commitDelay = 2 * time.Millisecond
+	live := newLiveCounter()
+	r := newTestRegistry(t, Config{Owners: owners, MaxActive: maxActive, CallTimeout: 10 * time.Second}, store, live.hooks())
+	ids := make([]string, users)
+	for i := range ids {
+		ids[i] = store.seed(t)
+	}
+	cancelledBefore := passivationsCancelled.Get()
+	var calls, writes atomic.Int64
+	okWrites := make([]atomic.Int64, users)
+	var peak atomic.Int64
+	stop := time.Now().Add(runFor)
+	var wg sync.WaitGroup
+	for u := range users {
+		wg.Go(func() {
+			for i := 0; time.Now().Before(stop); i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := r.Execute(ctx, ids[u], editBio("b"+strconv.Itoa(i)), meta())
+				cancel()
+				calls.Add(1)
+				if err != nil {
+					t.Errorf("user %d write %d: %v", u, i, err)
+					return
+				}
+				writes.Add(1)
+				okWrites[u].Add(1)
+				if n := int64(r.ActiveCount()); n > peak.Load() {
+					peak.Store(n)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	cancelled := passivationsCancelled.Get() - cancelledBefore
+	t.Logf("%d writes by %d users over a cap of %d: peak %d active, %d passivations cancelled, %d activations",
+		writes.Load(), users, maxActive, peak.Load(), cancelled, r.Activations())
+	if cancelled > uint64(calls.Load()) {
+		t.Fatalf("%d passivations cancelled for %d requests: the owners asked busy actors again and again", cancelled, calls.Load())
+	}
+	if m := live.max(); m > 1 {
+		t.Fatalf("%d actors of one user were alive at once", m)
+	}
+	ctx := ctxTimeout(t, 10*time.Second)
+	for u, id := range ids {
+		want := 1 + okWrites[u].Load()
+		if s, err := r.Get(ctx, id, nil); err != nil || s.User.Version != want {
+			t.Fatalf("user %d: %+v, %v; want version %d", u, s, err, want)
+		}
+	}
+	eventually(t, 5*time.Second, "the cap to hold once the load ended", func() bool { return r.ActiveCount() <= maxActive })
+}

@@ -48,6 +48,7 @@ type userActor struct {
 	queue       []held
 	inflight    *inflight // the command whose mutation is being committed
 	passivating bool      // passivateRequest sent, no confirm yet
+	owesIdle    bool      // cancelled a passivation for being busy; tell the owner when idle
 	// lastActive is when the actor last had something to do; idle fires at most
 	// once per IdleTimeout and re-arms for the rest, so a busy actor costs no timer
 	// operation per message.
@@ -66,6 +67,7 @@ type inflight struct {
 func (u *userActor) Receive(ctx actor.Context) {
 	start := time.Now()
 	defer messageDuration.UpdateDuration(start)
+	defer u.noticeIdle(ctx)
 	switch m := ctx.Message().(type) {
 	case *get:
 		mailboxWait.Update(start.Sub(m.sent).Seconds())
@@ -109,6 +111,8 @@ func (u *userActor) Receive(ctx actor.Context) {
 		u.passivating = false
 		if u.busy() {
 			ctx.Send(ctx.Parent(), &passivateCancel{userID: u.userID, child: ctx.Self()})
+			passivationsCancelled.Inc()
+			u.owesIdle = true
 			u.lastActive = start
 			u.idle.Reset(u.reg.cfg.IdleTimeout)
 			return
@@ -141,6 +145,15 @@ func (u *userActor) Receive(ctx actor.Context) {
 // idleFired runs on the timer's goroutine: it only posts a message (self and reg
 // are set before the timer exists and never change).
 func (u *userActor) idleFired() { u.reg.system.Root.Send(u.self, &idleCheck{}) }
+
+// noticeIdle tells the owner, once, that the work that made this actor cancel a
+// passivation is done, so the owner may pick it again (owner.enforceCap).
+func (u *userActor) noticeIdle(ctx actor.Context) {
+	if u.owesIdle && !u.busy() {
+		u.owesIdle = false
+		ctx.Send(ctx.Parent(), &idleNotice{userID: u.userID, child: u.self})
+	}
+}
 
 // busy reports whether the actor has work that a stop would lose.
 func (u *userActor) busy() bool {
