@@ -600,9 +600,41 @@ func (c *change) recordLogin(cmd RecordLogin) {
 	if len(sessions) > MaxSessionsKept {
 		sessions = sessions[len(sessions)-MaxSessionsKept:]
 	}
-	c.next.Sessions = sessions
 	c.m.SessionUpserts = append(c.m.SessionUpserts, s)
+	if q := c.meta.Quotas.Sessions; q > 0 {
+		c.endSessionsOverQuota(sessions, q, at)
+	}
+	c.next.Sessions = sessions
 	c.result = s
+}
+
+// endSessionsOverQuota ends the oldest open sessions beyond the quota of open
+// sessions, sessions being the new list (oldest first, the new one last). When the
+// actor holds MaxSessionsKept sessions, older ones may still be open in PostgreSQL
+// only (left from before the quota): they are ended too.
+func (c *change) endSessionsOverQuota(sessions []Session, quota int, at Time) {
+	open := 0
+	for i := range sessions {
+		if sessions[i].Active {
+			open++
+		}
+	}
+	for i := 0; i < len(sessions) && open > quota; i++ {
+		s := &sessions[i]
+		if !s.Active {
+			continue
+		}
+		s.Active, s.EndedAt = false, &at
+		c.m.SessionUpserts = append(c.m.SessionUpserts, *s)
+		open--
+	}
+	if len(c.base.Sessions) >= MaxSessionsKept {
+		held := make([]string, len(sessions))
+		for i := range sessions {
+			held[i] = sessions[i].SessionID
+		}
+		c.m.EndSessions = &SessionsEnd{At: at, Except: held}
+	}
 }
 
 func (c *change) recordLogout(cmd RecordLogout) {

@@ -1102,6 +1102,60 @@ func TestLogoutReachesSessionsBeyondTheActor(t *testing.T) {
 	}
 }
 
+// TestSessionsQuota: a login beyond Quotas.Sessions ends the oldest open sessions
+// (a login cannot be refused: it happened at the auth service); ended sessions do
+// not count; once the actor holds MaxSessionsKept, open sessions it does not hold
+// are ended in PostgreSQL too.
+func TestSessionsQuota(t *testing.T) {
+	withQuota := func(n, q int) Meta {
+		m := at(n)
+		m.Quotas.Sessions = q
+		return m
+	}
+	s := registered(t)
+	for i := range 3 {
+		s = apply(t, s, RecordLogin{SessionID: fmt.Sprintf("s%d", i), At: timeAt(10 + i)}, withQuota(10+i, 3)).State
+	}
+	if got := activeSessions(s); len(got) != 3 {
+		t.Fatalf("3 logins within a quota of 3: active %v", got)
+	}
+	o := apply(t, s, RecordLogin{SessionID: "s3", At: timeAt(20)}, withQuota(20, 3))
+	m := mutated(t, s, o)
+	if got := activeSessions(o.State); !reflect.DeepEqual(got, []string{"s1", "s2", "s3"}) {
+		t.Fatalf("a 4th login over a quota of 3: active %v", got)
+	}
+	if len(m.SessionUpserts) != 2 || m.SessionUpserts[1].SessionID != "s0" || m.SessionUpserts[1].Active ||
+		m.SessionUpserts[1].EndedAt == nil || *m.SessionUpserts[1].EndedAt != timeAt(20) || m.EndSessions != nil {
+		t.Fatalf("rows %+v, EndSessions %+v", m.SessionUpserts, m.EndSessions)
+	}
+	// An ended session does not count.
+	s = apply(t, o.State, RecordLogout{SessionID: "s2", At: timeAt(21)}, withQuota(21, 3)).State
+	o = apply(t, s, RecordLogin{SessionID: "s4", At: timeAt(22)}, withQuota(22, 3))
+	if got := activeSessions(o.State); !reflect.DeepEqual(got, []string{"s1", "s3", "s4"}) {
+		t.Fatalf("after a logout: active %v", got)
+	}
+	// Without a quota nothing is ended.
+	o = apply(t, o.State, RecordLogin{SessionID: "s5", At: timeAt(23)}, at(23))
+	if got := activeSessions(o.State); len(got) != 4 {
+		t.Fatalf("no quota: active %v", got)
+	}
+
+	// At MaxSessionsKept held, older sessions may be open in PostgreSQL only.
+	s = registered(t)
+	for i := range MaxSessionsKept {
+		s = apply(t, s, RecordLogin{SessionID: fmt.Sprintf("h%d", i), At: timeAt(30)}, at(30)).State
+	}
+	o = apply(t, s, RecordLogin{SessionID: "new", At: timeAt(40)}, withQuota(40, MaxSessionsKept))
+	m = mutated(t, s, o)
+	if m.EndSessions == nil || m.EndSessions.SessionID != "" || len(m.EndSessions.Except) != MaxSessionsKept ||
+		m.EndSessions.Except[MaxSessionsKept-1] != "new" || m.EndSessions.Except[0] != "h1" {
+		t.Fatalf("EndSessions %+v", m.EndSessions)
+	}
+	if got := activeSessions(o.State); len(got) != MaxSessionsKept {
+		t.Fatalf("%d active", len(got))
+	}
+}
+
 // TestQuotas: a write that takes a user past a per-user limit is refused with
 // QUOTA_EXCEEDED naming the limit, and changes nothing; a write that does not
 // grow what a limit counts is allowed, also for a user already over it (issue 11).

@@ -129,6 +129,10 @@ type Quotas struct {
 	Preferences     int // preference keys per user
 	PreferenceBytes int // keys plus compact JSON values, summed over the user's preferences
 	Enrollments     int // enrollments per user, dropped ones included
+	// Sessions is the open sessions a user keeps (at most MaxSessionsKept): a login
+	// beyond it ends the oldest open ones, since a login already happened at the
+	// auth service and cannot be refused here.
+	Sessions int
 }
 
 // IdempotencyRequest carries an Idempotency-Key into the actor. Render turns the

@@ -35,10 +35,12 @@ type Mutation struct {
 }
 
 // SessionsEnd ends the user's open sessions at At: the one named SessionID, or
-// every open one when SessionID is "".
+// every open one when SessionID is "", except those named in Except (the ones the
+// actor holds and writes itself).
 type SessionsEnd struct {
 	SessionID string
 	At        Time
+	Except    []string
 }
 
 // IdempotencyRecord is the stored first answer of a POST with an Idempotency-Key.

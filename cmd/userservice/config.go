@@ -27,6 +27,7 @@ import (
 	// which configVars maps back to the variable.
 	"github.com/caarlos0/env/v11"
 
+	userservice "github.com/lms-platform/userservice"
 	httpapi "github.com/lms-platform/userservice/http"
 )
 
@@ -187,6 +188,7 @@ type Config struct {
 	QuotaPreferencesPerUser     int `env:"QUOTA_PREFERENCES_PER_USER" envDefault:"500"`
 	QuotaPreferenceBytesPerUser int `env:"QUOTA_PREFERENCE_BYTES_PER_USER" envDefault:"262144"`
 	QuotaEnrollmentsPerUser     int `env:"QUOTA_ENROLLMENTS_PER_USER" envDefault:"5000"`
+	QuotaSessionsPerUser        int `env:"QUOTA_SESSIONS_PER_USER" envDefault:"100"`
 
 	// Cluster mode (docs/cluster.md). CLUSTER_PROVIDER=none is single-node mode.
 	// Remoting binds exactly CLUSTER_ADVERTISE_HOST:CLUSTER_PORT.
@@ -700,6 +702,9 @@ func (c Config) Validate() error {
 		if v < 0 {
 			add(name, "must be 0 (no limit) or more")
 		}
+	}
+	if c.QuotaSessionsPerUser < 0 || c.QuotaSessionsPerUser > userservice.MaxSessionsKept {
+		add("QUOTA_SESSIONS_PER_USER", fmt.Sprintf("must be 0 (no limit) to %d", userservice.MaxSessionsKept))
 	}
 
 	switch c.ClusterProvider {

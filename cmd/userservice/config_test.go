@@ -79,7 +79,7 @@ var specDefaults = map[string]string{
 	"ACTOR_IDLE_TIMEOUT": "10m0s", "ACTOR_MAX_ACTIVE": "100000", "WRITE_BATCH_MAX": "256",
 	"WRITE_BATCH_WAIT": "2ms", "SHUTDOWN_TIMEOUT": "20s", "REQUEST_TIMEOUT": "10s",
 	"HTTP_MAX_CONNS": "10000", "HTTP_MAX_CONNS_PER_IP": "0", "HTTP_IDLE_TIMEOUT": "2m0s", "HEALTH_CACHE_TTL": "1s",
-	"QUOTA_PREFERENCES_PER_USER": "500", "QUOTA_PREFERENCE_BYTES_PER_USER": "262144", "QUOTA_ENROLLMENTS_PER_USER": "5000",
+	"QUOTA_PREFERENCES_PER_USER": "500", "QUOTA_PREFERENCE_BYTES_PER_USER": "262144", "QUOTA_ENROLLMENTS_PER_USER": "5000", "QUOTA_SESSIONS_PER_USER": "100",
 	"CLUSTER_PROVIDER": "none", "CLUSTER_NAME": "userservice", "CLUSTER_ADVERTISE_HOST": "127.0.0.1",
 	"CLUSTER_PORT": "8090", "ETCD_ENDPOINTS": "127.0.0.1:2379", "CLUSTER_LEASE_TTL": "5s",
 	"SNAPSHOT_WRITE_DELAY": "30s",
@@ -197,7 +197,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		"ACTOR_IDLE_TIMEOUT": "30s", "ACTOR_MAX_ACTIVE": "5", "WRITE_BATCH_MAX": "64",
 		"WRITE_BATCH_WAIT": "0s", "SHUTDOWN_TIMEOUT": "5s", "REQUEST_TIMEOUT": "3s",
 		"HTTP_MAX_CONNS": "500", "HTTP_MAX_CONNS_PER_IP": "20", "HTTP_IDLE_TIMEOUT": "30s", "HEALTH_CACHE_TTL": "250ms",
-		"QUOTA_PREFERENCES_PER_USER": "50", "QUOTA_PREFERENCE_BYTES_PER_USER": "0", "QUOTA_ENROLLMENTS_PER_USER": "7",
+		"QUOTA_PREFERENCES_PER_USER": "50", "QUOTA_PREFERENCE_BYTES_PER_USER": "0", "QUOTA_ENROLLMENTS_PER_USER": "7", "QUOTA_SESSIONS_PER_USER": "3",
 		"CLUSTER_PROVIDER": "etcd", "CLUSTER_NAME": "c1", "CLUSTER_ADVERTISE_HOST": "10.0.0.7", "CLUSTER_PORT": "9000",
 		"ETCD_ENDPOINTS": "e1:2379,e2:2379", "CLUSTER_LEASE_TTL": "3s",
 		"SNAPSHOT_WRITE_DELAY": "0s",
@@ -235,7 +235,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		ActorIdleTimeout: 30 * time.Second, ActorMaxActive: 5, WriteBatchMax: 64,
 		WriteBatchWait: 0, ShutdownTimeout: 5 * time.Second, RequestTimeout: 3 * time.Second,
 		HTTPMaxConns: 500, HTTPMaxConnsPerIP: 20, HTTPIdleTimeout: 30 * time.Second, HealthCacheTTL: 250 * time.Millisecond,
-		QuotaPreferencesPerUser: 50, QuotaPreferenceBytesPerUser: 0, QuotaEnrollmentsPerUser: 7,
+		QuotaPreferencesPerUser: 50, QuotaPreferenceBytesPerUser: 0, QuotaEnrollmentsPerUser: 7, QuotaSessionsPerUser: 3,
 		ClusterProvider: "etcd", ClusterName: "c1", ClusterAdvertiseHost: "10.0.0.7", ClusterPort: 9000,
 		EtcdEndpoints: []string{"e1:2379", "e2:2379"}, ClusterLeaseTTL: 3 * time.Second,
 		SnapshotWriteDelay: 0,
@@ -861,7 +861,7 @@ func TestConfigVarsAreUnique(t *testing.T) {
 		}
 		seen[v.name] = v.field
 	}
-	if want := 66 + 6 + 4 + 1 + 4 + 6 + 1 + 3 + 2; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY, HTTP_* limits and HEALTH_CACHE_TTL, CLUSTER_*/ETCD_*, EVENT_RETENTION, QUOTA_*, RATE_LIMIT_LEASE_FRACTION, SNAPSHOT_WRITE_DELAY
+	if want := 66 + 6 + 4 + 1 + 4 + 6 + 1 + 3 + 2 + 1; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY, HTTP_* limits and HEALTH_CACHE_TTL, CLUSTER_*/ETCD_*, EVENT_RETENTION, QUOTA_*, RATE_LIMIT_LEASE_FRACTION, SNAPSHOT_WRITE_DELAY, QUOTA_SESSIONS_PER_USER
 		t.Errorf("%d variables, want %d", len(seen), want)
 	}
 }

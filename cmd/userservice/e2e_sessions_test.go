@@ -19,10 +19,12 @@ type apiSession struct {
 
 // TestSessionsBeyondTheActor: GET /{id}/sessions pages through every session
 // in PostgreSQL, newest first, also beyond the newest 100 the actor holds, and
-// reflects each acknowledged login at once.
+// reflects each acknowledged login at once. QUOTA_SESSIONS_PER_USER=0 lets the
+// sessions pile up as they did before the quota; the end of the test turns it
+// on and checks that one login brings every open session, held or not, to it.
 func TestSessionsBeyondTheActor(t *testing.T) {
 	st := newStack(t)
-	svc := st.start(t, nil)
+	svc := st.start(t, map[string]string{"QUOTA_SESSIONS_PER_USER": "0"})
 	st.waitConsumer(t)
 	admin := st.adminToken(t)
 	body := newUserBody(t)
@@ -108,5 +110,53 @@ func TestSessionsBeyondTheActor(t *testing.T) {
 				t.Fatalf("page %d: session %+v still open", page, s)
 			}
 		}
+	}
+
+	// With a quota of 5 open sessions, a user with 130 open sessions (30 of them
+	// beyond the actor) who logs in once more keeps the newest 5.
+	for i := range n {
+		id, b := authEvent("auth.user.login", map[string]any{
+			"authId": u.AuthID, "sessionId": fmt.Sprintf("r-%03d", i),
+			"loginAt": userservice.NewTime(start.Add(time.Duration(i) * time.Second)).String(),
+		})
+		st.publish(t, "auth.user.login", id, b)
+	}
+	eventually(t, "the second round of logins", func() error {
+		if c := st.count(t, `SELECT count(*) FROM sessions WHERE user_id = $1 AND ended_at IS NULL`, u.ID); c != n {
+			return fmt.Errorf("%d sessions open in PostgreSQL, want %d", c, n)
+		}
+		return nil
+	})
+	if err := svc.stop(); err != nil {
+		t.Fatal(err)
+	}
+	svc = st.start(t, map[string]string{"QUOTA_SESSIONS_PER_USER": "5"})
+	st.waitConsumer(t)
+	id, b = authEvent("auth.user.login", map[string]any{"authId": u.AuthID, "sessionId": "latest"})
+	st.publish(t, "auth.user.login", id, b)
+	eventually(t, "the quota of open sessions", func() error {
+		if c := st.count(t, `SELECT count(*) FROM sessions WHERE user_id = $1 AND ended_at IS NULL`, u.ID); c != 5 {
+			return fmt.Errorf("%d sessions open in PostgreSQL, want 5", c)
+		}
+		return nil
+	})
+	open := map[string]bool{}
+	for page := 1; page <= 5; page++ {
+		items, _ := list(page, 100)
+		for _, s := range items {
+			if s.Active {
+				open[s.SessionID] = true
+			}
+		}
+	}
+	want := map[string]bool{"latest": true}
+	for i := n - 4; i < n; i++ {
+		want[fmt.Sprintf("r-%03d", i)] = true
+	}
+	if fmt.Sprint(open) != fmt.Sprint(want) {
+		t.Fatalf("open sessions %v, want %v", open, want)
+	}
+	if c := st.count(t, `SELECT count(*) FROM sessions WHERE user_id = $1`, u.ID); c != 2*n+1 {
+		t.Fatalf("%d session rows, want %d (ended ones stay)", c, 2*n+1)
 	}
 }

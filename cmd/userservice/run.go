@@ -115,7 +115,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		IdleTimeout: cfg.ActorIdleTimeout, MaxActive: cfg.ActorMaxActive, OnCommit: saver.Save, OnPassivate: saver.SaveNow,
 		Quotas: userservice.Quotas{
 			Preferences: cfg.QuotaPreferencesPerUser, PreferenceBytes: cfg.QuotaPreferenceBytesPerUser,
-			Enrollments: cfg.QuotaEnrollmentsPerUser,
+			Enrollments: cfg.QuotaEnrollmentsPerUser, Sessions: cfg.QuotaSessionsPerUser,
 		},
 	}, loader, notifyingCommitter{writer, relay}, logger)
 	if err != nil {

@@ -55,7 +55,7 @@ const (
 	// endSessionsSQL ends open sessions beyond the actor's newest ones: the one
 	// named, or all when the name is ''.
 	endSessionsSQL = `UPDATE sessions SET ended_at = $3
-WHERE user_id = $1 AND ended_at IS NULL AND ($2 = '' OR session_id = $2)`
+WHERE user_id = $1 AND ended_at IS NULL AND ($2 = '' OR session_id = $2) AND session_id <> ALL($4::text[])`
 	upsertSessionSQL = `INSERT INTO sessions (id, user_id, session_id, ip_address, user_agent, started_at, ended_at)
 	VALUES ($1, $2, $3, $4, $5, $6, $7)
 	ON CONFLICT (user_id, session_id) DO UPDATE SET id = EXCLUDED.id, ip_address = EXCLUDED.ip_address,
@@ -215,7 +215,11 @@ func (it *txItem) queue(b *pgx.Batch, fail func(error)) {
 		add(nil, upsertSessionSQL, s.ID, u.ID, s.SessionID, s.IPAddress, s.UserAgent, s.StartedAt.Time, timeArg(s.EndedAt))
 	}
 	if e := m.EndSessions; e != nil {
-		add(nil, endSessionsSQL, u.ID, e.SessionID, e.At.Time)
+		except := e.Except
+		if except == nil {
+			except = []string{} // NULL would make <> ALL unknown, ending nothing
+		}
+		add(nil, endSessionsSQL, u.ID, e.SessionID, e.At.Time, except)
 	}
 	field = ""
 	for i := range m.Events {
