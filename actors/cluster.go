@@ -58,6 +58,11 @@ var (
 	clusterRetries     = metrics.NewCounter("user_service_cluster_call_retries_total")
 	clusterFenced      = metrics.NewCounter("user_service_cluster_self_fenced_total")
 	clusterAcquisition = metrics.NewPrometheusHistogramExt("user_service_cluster_activation_seconds", actorBuckets)
+	// clusterMembers is the member count of this node's latest topology view.
+	clusterMembers = metrics.NewGauge("user_service_cluster_members", nil)
+	// clusterHandoffs counts users this node gave up to another node (a release
+	// asked by the new owner, a lost lease, or leaving the cluster).
+	clusterHandoffs = metrics.NewCounter("user_service_cluster_handoffs_total")
 )
 
 // ClusterConfig configures cluster mode.
@@ -293,6 +298,7 @@ func (c *Cluster) onEvent(ev any) {
 		c.down.Delete(ev.Address)
 	case *cluster.ClusterTopology:
 		c.members.Store(int32(len(ev.Members)))
+		clusterMembers.Set(float64(len(ev.Members)))
 		for _, m := range ev.Joined {
 			c.down.Delete(m.Address())
 		}
@@ -429,6 +435,7 @@ func (c *Cluster) abortAll() {
 		delete(c.grains, id)
 	}
 	c.mu.Unlock()
+	clusterHandoffs.Add(len(hs))
 	var wg sync.WaitGroup
 	for _, h := range hs {
 		wg.Add(1)
@@ -453,6 +460,7 @@ func (c *Cluster) release(userID string) {
 	if h == nil {
 		return
 	}
+	clusterHandoffs.Inc()
 	h.abort()
 	c.system.Root.Poison(h.pid)
 }

@@ -543,6 +543,7 @@ func TestClusterJoinMovesAThird(t *testing.T) {
 		}()
 	}
 	time.Sleep(time.Second)
+	handoffsBefore := clusterHandoffs.Get()
 	joinAt := time.Now()
 	d := tc.add()
 	tc.waitMembers(3)
@@ -574,6 +575,13 @@ func TestClusterJoinMovesAThird(t *testing.T) {
 		moved, len(users), activations, window.Round(time.Millisecond), float64(activations)/max(window.Seconds(), 0.001), ops.Load(), stale.Load())
 	if moved < len(users)/6 || moved > len(users)*2/3 {
 		t.Fatalf("%d of %d users moved, want about a third", moved, len(users))
+	}
+	// Each moved user was handed off by its old owner; the nodes see 3 members.
+	if h := clusterHandoffs.Get() - handoffsBefore; h < uint64(moved) {
+		t.Errorf("user_service_cluster_handoffs_total grew by %d, %d users moved", h, moved)
+	}
+	if m := clusterMembers.Get(); m != 3 {
+		t.Errorf("user_service_cluster_members = %v, want 3", m)
 	}
 }
 
