@@ -21,7 +21,8 @@
 # sampling the CPU time and RSS of the process under test (from /proc) and of the
 # load generator.
 # Then it stops the service (SIGTERM; its exit status is reported), runs the
-# micro-benchmarks beside the code briefly (-benchtime=1s) and the actor footprint
+# micro-benchmarks beside the code briefly (-benchtime=1s), the cluster hop over HTTP
+# (BenchmarkE2EClusterHop: single-node, owner, non-owner) and the actor footprint
 # tests (idle actor; active typical user), and writes bench/results/<date>-<host>.md with bench/report.
 #
 # Knobs (environment):
@@ -239,6 +240,11 @@ if [[ $MICRO == 1 ]]; then
 	$GO test -run '^$' -bench . -benchtime=1s -benchmem -timeout 10m \
 		./actors/ ./http/ ./persistence/postgres/ ./persistence/redis/ ./messaging/ >"$WORK/micro.txt" 2>&1 ||
 		log "some micro-benchmarks failed; see $WORK/micro.txt"
+	# The cluster hop over HTTP: single-node, owner node and non-owner node, one run
+	# (real services on the test stack and an etcd of its own).
+	$GO test -run '^$' -bench '^BenchmarkE2EClusterHop$' -benchtime=300x -timeout 10m \
+		./cmd/userservice/ >>"$WORK/micro.txt" 2>&1 ||
+		log "the cluster hop benchmark failed; see $WORK/micro.txt"
 	$GO test -run '^(TestIdleActorFootprint|TestActiveUserFootprint)$' -count=1 -v ./actors/ >"$WORK/footprint.txt" 2>&1 ||
 		log "the footprint test failed; see $WORK/footprint.txt"
 fi

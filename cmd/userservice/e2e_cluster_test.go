@@ -34,7 +34,7 @@ import (
 
 // startEtcd runs a single-member etcd (Debian's etcd-server) on free loopback
 // ports and returns its client endpoint.
-func startEtcd(t *testing.T) string {
+func startEtcd(t testing.TB) string {
 	t.Helper()
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
@@ -64,7 +64,7 @@ func startEtcd(t *testing.T) string {
 }
 
 // clusterEnv is the environment of one cluster node.
-func clusterEnv(t *testing.T, etcd, name string) map[string]string {
+func clusterEnv(t testing.TB, etcd, name string) map[string]string {
 	return map[string]string{
 		"CLUSTER_PROVIDER": "etcd", "CLUSTER_NAME": name, "CLUSTER_ADVERTISE_HOST": "127.0.0.1",
 		"CLUSTER_PORT": strconv.Itoa(freePort(t)), "ETCD_ENDPOINTS": etcd, "CLUSTER_LEASE_TTL": "2s",

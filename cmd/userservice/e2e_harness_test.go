@@ -69,7 +69,7 @@ func randomHex(tb testing.TB, n int) string {
 // service started on a stack uses them (two instances on one stack share them,
 // as replicas would).
 type stack struct {
-	t                        *testing.T
+	t                        testing.TB
 	dbURL, redisURL, amqpURL string
 	schema, prefix           string
 	exchange, queue          string
@@ -86,7 +86,7 @@ type stack struct {
 
 // newStack reserves the names and registers their removal. Services started
 // later stop first (cleanups run last-in first-out).
-func newStack(t *testing.T) *stack {
+func newStack(t testing.TB) *stack {
 	t.Helper()
 	id := randomHex(t, 6)
 	s := &stack{
@@ -254,7 +254,7 @@ func freePort(tb testing.TB) int {
 // start runs the program on the stack with the overrides applied to the base
 // environment, waits until /health/ready answers 200, and stops it (asserting a
 // clean shutdown) when the test ends.
-func (s *stack) start(t *testing.T, overrides map[string]string) *service {
+func (s *stack) start(t testing.TB, overrides map[string]string) *service {
 	t.Helper()
 	env := s.baseEnv()
 	for k, v := range overrides {
@@ -291,7 +291,7 @@ func (s *stack) start(t *testing.T, overrides map[string]string) *service {
 	return svc
 }
 
-func (svc *service) waitReady(t *testing.T) {
+func (svc *service) waitReady(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(readyTimeout)
 	probe := &http.Client{Timeout: 2 * time.Second}
