@@ -81,6 +81,17 @@ type RecordPasswordChange struct{ At Time }
 // (user.updated); a verified email stays verified and changes nothing.
 type VerifyEmail struct{ At Time }
 
+// AllCommands returns a zero value of every command type, for code that must
+// know each of them (the cluster's wire format registers them with gob). A test
+// checks that every type with a command method is listed.
+func AllCommands() []Command {
+	return []Command{
+		Register{}, VerifyEmail{}, EditProfile{}, ChangeRole{}, ChangeStatus{}, SoftDelete{}, Enroll{},
+		EditEnrollment{}, SetProgress{}, Unenroll{}, SetPreferences{}, RemovePreference{}, RemoveCategory{},
+		RecordLogin{}, RecordLogout{}, RecordPasswordChange{},
+	}
+}
+
 func (Register) command()             {}
 func (VerifyEmail) command()          {}
 func (EditProfile) command()          {}

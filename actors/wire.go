@@ -57,13 +57,7 @@ type wireError struct {
 }
 
 func init() {
-	for _, c := range []userservice.Command{
-		userservice.Register{}, userservice.EditProfile{}, userservice.ChangeRole{}, userservice.ChangeStatus{},
-		userservice.SoftDelete{}, userservice.Enroll{}, userservice.EditEnrollment{}, userservice.SetProgress{},
-		userservice.Unenroll{}, userservice.SetPreferences{}, userservice.RemovePreference{},
-		userservice.RemoveCategory{}, userservice.RecordLogin{}, userservice.RecordLogout{},
-		userservice.RecordPasswordChange{},
-	} {
+	for _, c := range userservice.AllCommands() {
 		gob.Register(c)
 	}
 	gob.Register(userservice.User{})
