@@ -1,6 +1,8 @@
 package http
 
 import (
+	"sync"
+
 	"github.com/valyala/fasthttp"
 
 	"github.com/lms-platform/userservice"
@@ -50,8 +52,17 @@ func (s *Server) readPreferences(r *request, pathID, category string) error {
 	if object {
 		return r.ok(fasthttp.StatusOK, st.PreferencesObject(category), "", nil)
 	}
-	return r.ok(fasthttp.StatusOK, st.SortedPreferences(category), "", nil)
+	buf := envelopeBuffers.Get().(*[]byte)
+	*buf = appendPreferencesEnvelope((*buf)[:0], st.SortedPreferences(category), userservice.Now())
+	r.writeJSON(fasthttp.StatusOK, *buf) // copies
+	if cap(*buf) <= 64<<10 {
+		envelopeBuffers.Put(buf)
+	}
+	return nil
 }
+
+// envelopeBuffers recycles the buffers appendPreferencesEnvelope writes into.
+var envelopeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
 
 // setPreferences answers PUT /users/{id}/preferences: every item names its
 // category; all or nothing.
