@@ -1,6 +1,7 @@
 package userservice
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +46,8 @@ func Apply(s *State, cmd Command, meta Meta) (*Outcome, error) {
 		err = c.unenroll(cmd)
 	case SetPreferences:
 		err = c.setPreferences(cmd)
+	case PatchPreferences:
+		err = c.patchPreferences(cmd)
 	case RemovePreference:
 		err = c.removePreference(cmd)
 	case RemoveCategory:
@@ -540,6 +543,69 @@ func preferenceBytes(ps map[PrefKey]Preference) int {
 
 func quotaExceeded(field, message string) error {
 	return &Error{Code: ECodeQuotaExceeded, Message: "Quota exceeded: " + message, Details: []FieldError{{Field: field, Message: message}}}
+}
+
+// patchPreferences applies a JSON merge patch to one category (RFC 7396; see
+// PreferencesPatch). Members that change nothing write nothing; a patch that
+// changes nothing is no change at all. The answer is the category afterwards.
+func (c *change) patchPreferences(cmd PatchPreferences) error {
+	now := c.meta.Now
+	var v validator
+	var upserts []Preference
+	var deletes []PrefKey
+	for _, m := range cmd.Patch.Members {
+		k := PrefKey{cmd.Category, m.Key}
+		cur, exists := c.base.Preferences[k]
+		if string(m.Value) == "null" {
+			if exists {
+				deletes = append(deletes, k)
+			}
+			continue
+		}
+		var current json.RawMessage
+		if exists {
+			current = cur.Value
+		}
+		merged, err := mergePreferenceValue(current, m.Value)
+		if err != nil {
+			v.add(m.Key, "cannot be merged: "+err.Error())
+			continue
+		}
+		if len(merged) > MaxPreferenceValueBytes {
+			v.add(m.Key, "must be at most 4096 bytes as compact JSON once merged")
+			continue
+		}
+		if exists && bytes.Equal(merged, cur.Value) {
+			continue
+		}
+		p := cur
+		if !exists {
+			p = Preference{ID: NewID(), UserID: c.next.User.ID, Category: cmd.Category, Key: m.Key, CreatedAt: now}
+		}
+		p.Value, p.UpdatedAt = merged, now
+		upserts = append(upserts, p)
+	}
+	if err := v.err(); err != nil {
+		return err
+	}
+	if len(upserts) > 0 || len(deletes) > 0 {
+		c.ownPreferenceMap()
+		for _, k := range deletes {
+			delete(c.next.Preferences, k)
+		}
+		for i := range upserts {
+			p := upserts[i]
+			c.next.Preferences[PrefKey{p.Category, p.Key}] = p
+		}
+		if err := c.preferenceQuotas(); err != nil {
+			return err
+		}
+		c.m.PreferenceUpserts = upserts
+		c.m.PreferenceDeletes = deletes
+		c.dirty = true
+	}
+	c.result = c.next.SortedPreferences(cmd.Category)
+	return nil
 }
 
 func (c *change) removePreference(cmd RemovePreference) error {

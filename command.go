@@ -50,6 +50,12 @@ type SetPreferences struct {
 	Input    UpsertPreferences
 }
 
+// PatchPreferences applies a JSON merge patch (RFC 7396) to one category.
+type PatchPreferences struct {
+	Category string
+	Patch    PreferencesPatch
+}
+
 // RemovePreference deletes one preference.
 type RemovePreference struct{ Category, Key string }
 
@@ -87,7 +93,7 @@ type VerifyEmail struct{ At Time }
 func AllCommands() []Command {
 	return []Command{
 		Register{}, VerifyEmail{}, EditProfile{}, ChangeRole{}, ChangeStatus{}, SoftDelete{}, Enroll{},
-		EditEnrollment{}, SetProgress{}, Unenroll{}, SetPreferences{}, RemovePreference{}, RemoveCategory{},
+		EditEnrollment{}, SetProgress{}, Unenroll{}, SetPreferences{}, PatchPreferences{}, RemovePreference{}, RemoveCategory{},
 		RecordLogin{}, RecordLogout{}, RecordPasswordChange{},
 	}
 }
@@ -103,6 +109,7 @@ func (EditEnrollment) command()       {}
 func (SetProgress) command()          {}
 func (Unenroll) command()             {}
 func (SetPreferences) command()       {}
+func (PatchPreferences) command()     {}
 func (RemovePreference) command()     {}
 func (RemoveCategory) command()       {}
 func (RecordLogin) command()          {}

@@ -3,7 +3,14 @@ package userservice
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strconv"
+	"strings"
+
+	// evanphx/json-patch: the RFC 7396 (and 6902) implementation Kubernetes uses for
+	// merge patches; well kept, no dependencies beyond pkg/errors.
+	jsonpatch "github.com/evanphx/json-patch/v5"
 )
 
 // Preference categories.
@@ -129,4 +136,75 @@ var DefaultPreferences = []struct {
 	{CategoryPrivacy, "profile_visibility", `"public"`},
 	{CategoryPrivacy, "show_progress", "true"},
 	{CategoryPrivacy, "allow_messages", "true"},
+}
+
+// PreferencesPatch is the body of PATCH /users/{id}/preferences/{category}: a
+// JSON merge patch (RFC 7396) of the category seen as one object {key: value}. A
+// member whose value is null deletes that key (a key that does not exist is no
+// error); any other value is merged into the key's current value, objects member
+// by member and recursively (null deleting a member there), anything else
+// replacing it.
+type PreferencesPatch struct {
+	// Members are the patch's members ordered by key.
+	Members []PatchMember
+}
+
+// PatchMember is one member of a [PreferencesPatch].
+type PatchMember struct {
+	Key   string
+	Value json.RawMessage // compact; "null" deletes the key
+}
+
+// ParsePreferencesPatch reads a merge patch body: a JSON object of at most
+// MaxPreferencesPerRequest members with valid keys. Errors name the member.
+func ParsePreferencesPatch(body []byte) (PreferencesPatch, error) {
+	var v validator
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(body, &members); err != nil || members == nil {
+		v.add("body", "must be a JSON object (a merge patch of the category: {key: value or null})")
+		return PreferencesPatch{}, v.err()
+	}
+	if len(members) == 0 {
+		v.add("body", "must not be empty")
+	}
+	if len(members) > MaxPreferencesPerRequest {
+		v.add("body", "must have at most "+strconv.Itoa(MaxPreferencesPerRequest)+" members")
+		return PreferencesPatch{}, v.err()
+	}
+	p := PreferencesPatch{Members: make([]PatchMember, 0, len(members))}
+	for k, raw := range members {
+		if !ValidPreferenceKey(k) {
+			v.add(k, "is not a preference key: must match ^[a-z0-9_]{1,64}$")
+			continue
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, raw); err != nil {
+			v.add(k, "must be JSON")
+			continue
+		}
+		p.Members = append(p.Members, PatchMember{Key: k, Value: buf.Bytes()})
+	}
+	if err := v.err(); err != nil {
+		return PreferencesPatch{}, err
+	}
+	slices.SortFunc(p.Members, func(a, b PatchMember) int { return strings.Compare(a.Key, b.Key) })
+	return p, nil
+}
+
+// mergePreferenceValue applies one member's merge patch to a current value (nil
+// when the key does not exist yet) and returns the compact result.
+func mergePreferenceValue(current, patch json.RawMessage) (json.RawMessage, error) {
+	doc := current
+	if doc == nil {
+		doc = json.RawMessage(`{}`) // RFC 7396: a target that is not an object starts as {}
+	}
+	out, err := jsonpatch.MergePatch(doc, patch)
+	if err != nil {
+		return nil, fmt.Errorf("cannot merge preference value: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, out); err != nil {
+		return nil, fmt.Errorf("cannot compact merged preference value: %w", err)
+	}
+	return buf.Bytes(), nil
 }

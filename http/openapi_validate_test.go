@@ -435,6 +435,15 @@ func TestOpenAPIResponsesMatchTheDocument(t *testing.T) {
 			send("upsert unknown user", "PUT", userPath(missing, "preferences", "ui"), admin, map[string]any{"preferences": []any{map[string]any{"key": "theme", "value": 1}}}, 404, "NOT_FOUND"),
 			send("upsert stale If-Match", "PUT", me("preferences", "ui"), alice, map[string]any{"preferences": []any{map[string]any{"key": "theme", "value": 1}}}, 412, "PRECONDITION_FAILED", "If-Match", `"1"`),
 
+			send("merge patch", "PATCH", me("preferences", "ui"), alice, map[string]any{"theme": "dark", "layout": map[string]any{"sidebar": true, "density": nil}, "items_per_page": nil}, 200, ""),
+			send("merge patch that changes nothing", "PATCH", me("preferences", "ui"), alice, map[string]any{"theme": "dark", "never_set": nil}, 200, ""),
+			send("merge patch not an object", "PATCH", me("preferences", "ui"), alice, []any{1}, 400, "VALIDATION_ERROR"),
+			beyond(send("merge patch bad key", "PATCH", me("preferences", "ui"), alice, map[string]any{"Bad-Key": 1}, 400, "VALIDATION_ERROR"), "OpenAPI 3.0 cannot constrain property names"),
+			send("merge patch unknown category", "PATCH", me("preferences", "colors"), alice, map[string]any{"x": 1}, 400, "INVALID_PARAMETER"),
+			send("merge patch of another user", "PATCH", userPath(h.bob.id, "preferences", "ui"), alice, map[string]any{"theme": 1}, 403, "FORBIDDEN"),
+			send("merge patch unknown user", "PATCH", userPath(missing, "preferences", "ui"), admin, map[string]any{"theme": 1}, 404, "NOT_FOUND"),
+			send("merge patch stale If-Match", "PATCH", me("preferences", "ui"), alice, map[string]any{"theme": 1}, 412, "PRECONDITION_FAILED", "If-Match", `"1"`),
+
 			send("delete key", "DELETE", me("preferences", "notifications", "sms_enabled"), alice, nil, 200, ""),
 			send("delete key again", "DELETE", me("preferences", "notifications", "sms_enabled"), alice, nil, 404, "NOT_FOUND"),
 			send("delete bad key", "DELETE", me("preferences", "notifications", "Bad-Key"), alice, nil, 400, "INVALID_PARAMETER"),

@@ -1,6 +1,7 @@
 package http
 
 import (
+	stdjson "encoding/json"
 	"sync"
 
 	"github.com/valyala/fasthttp"
@@ -131,4 +132,34 @@ func (s *Server) deleteCategory(r *request) error {
 	}
 	cmd := userservice.RemoveCategory{Category: category}
 	return s.writeUser(r, id, ownerOrAdmin, ifMatch, cmd, renderResult(fasthttp.StatusOK, "Preferences deleted successfully"))
+}
+
+// patchCategoryPreferences answers PATCH /users/{id}/preferences/{category}: a
+// JSON merge patch (RFC 7396) of the category seen as {key: value}; null
+// deletes a key. The answer is the category afterwards.
+func (s *Server) patchCategoryPreferences(r *request) error {
+	id, category, err := r.userCategoryParams()
+	if err != nil {
+		return err
+	}
+	ifMatch, err := r.ifMatch()
+	if err != nil {
+		return err
+	}
+	body := r.fc.Request.Body()
+	if err := checkBody(body, r.fc.Request.Header.ContentType(), r.s.cfg.MaxBodyBytes); err != nil {
+		return err
+	}
+	if path, msg, bad := textProblem(body); bad {
+		return userservice.ValidationError([]userservice.FieldError{{Field: path, Message: msg}})
+	}
+	if !stdjson.Valid(body) {
+		return &userservice.Error{Code: userservice.ECodeInvalidJSON, Message: "Request body is not valid JSON"}
+	}
+	patch, err := userservice.ParsePreferencesPatch(body)
+	if err != nil {
+		return err
+	}
+	cmd := userservice.PatchPreferences{Category: category, Patch: patch}
+	return s.writeUser(r, id, ownerOrAdmin, ifMatch, cmd, renderResult(fasthttp.StatusOK, "Preferences updated successfully"))
 }

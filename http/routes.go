@@ -14,6 +14,7 @@ func (s *Server) routes(r *router.Router) {
 		POST   = fasthttp.MethodPost
 		PUT    = fasthttp.MethodPut
 		DELETE = fasthttp.MethodDelete
+		PATCH  = fasthttp.MethodPatch
 	)
 	s.public(r, GET, "/health", s.health)
 	s.public(r, GET, "/health/live", s.healthLive)
@@ -52,6 +53,7 @@ func (s *Server) routes(r *router.Router) {
 	s.api(r, PUT, users+"/{id}/preferences", s.setPreferences)
 	s.api(r, GET, users+"/{id}/preferences/{category}", s.categoryPreferences)
 	s.api(r, PUT, users+"/{id}/preferences/{category}", s.setCategoryPreferences)
+	s.api(r, PATCH, users+"/{id}/preferences/{category}", s.patchCategoryPreferences)
 	s.api(r, DELETE, users+"/{id}/preferences/{category}", s.deleteCategory)
 	s.api(r, DELETE, users+"/{id}/preferences/{category}/{key}", s.deletePreference)
 

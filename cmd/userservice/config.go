@@ -103,7 +103,7 @@ type Config struct {
 	// CORS. Lists are comma-separated; CORS_ORIGIN may be "*".
 	CORSOrigin         []string `env:"CORS_ORIGIN" envDefault:"http://localhost:3000"`
 	CORSCredentials    bool     `env:"CORS_CREDENTIALS" envDefault:"true"`
-	CORSMethods        []string `env:"CORS_METHODS" envDefault:"GET,POST,PUT,DELETE,OPTIONS"`
+	CORSMethods        []string `env:"CORS_METHODS" envDefault:"GET,POST,PUT,PATCH,DELETE,OPTIONS"`
 	CORSAllowedHeaders []string `env:"CORS_ALLOWED_HEADERS" envDefault:"Content-Type,Authorization,X-Requested-With"`
 
 	// Security. TRUST_PROXY lists the proxies (CIDRs or addresses) whose

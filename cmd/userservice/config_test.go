@@ -63,7 +63,7 @@ var specDefaults = map[string]string{
 	"ANALYTICS_SERVICE_URL": "http://localhost:3004", "EMAIL_SERVICE_URL": "http://localhost:3005",
 	"RATE_LIMIT_MAX": "100", "RATE_LIMIT_WINDOW": "60000", "RATE_LIMIT_SKIP_SUCCESSFUL": "false",
 	"RATE_LIMIT_LEASE_FRACTION": "0.01", "CORS_ORIGIN": "http://localhost:3000", "CORS_CREDENTIALS": "true",
-	"CORS_METHODS": "GET,POST,PUT,DELETE,OPTIONS", "CORS_ALLOWED_HEADERS": "Content-Type,Authorization,X-Requested-With",
+	"CORS_METHODS": "GET,POST,PUT,PATCH,DELETE,OPTIONS", "CORS_ALLOWED_HEADERS": "Content-Type,Authorization,X-Requested-With",
 	"HELMET_ENABLED": "true", "BCRYPT_ROUNDS": "12", "TRUST_PROXY": "",
 	"LOG_LEVEL": "info", "LOG_FORMAT": "json", "LOG_FILE_ENABLED": "false", "LOG_FILE_PATH": "./logs/user-service.log",
 	"CACHE_TTL_USER_PROFILE": "900", "CACHE_TTL_USER_PREFERENCES": "1800",
@@ -141,7 +141,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		if c.MaxFileSize != 5<<20 || c.ActorMaxActive != 100000 || c.WriteBatchMax != 256 {
 			t.Errorf("MaxFileSize %d ActorMaxActive %d WriteBatchMax %d", c.MaxFileSize, c.ActorMaxActive, c.WriteBatchMax)
 		}
-		if !reflect.DeepEqual(c.CORSMethods, []string{"GET", "POST", "PUT", "DELETE", "OPTIONS"}) {
+		if !reflect.DeepEqual(c.CORSMethods, []string{"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}) {
 			t.Errorf("CORSMethods = %q", c.CORSMethods)
 		}
 		if c.SlogLevel() != slog.LevelInfo || !c.Development() {
