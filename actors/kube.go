@@ -148,7 +148,7 @@ func (f *kubeFence) grant(ctx context.Context) error {
 	secs := int32(f.ttl / time.Second)
 	l, err := f.leases.Create(ctx, &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{
-			GenerateName: f.cluster + "-fence-",
+			GenerateName: "userservice-fence-", // the cluster name may not be a valid name part
 			Labels:       map[string]string{leaseLabelCluster: f.cluster},
 			Annotations:  map[string]string{"userservice.lms-platform.io/pod": f.pod},
 		},
