@@ -429,7 +429,7 @@ func TestClusterK8sServiceIdentityIsLimited(t *testing.T) {
 func TestClusterK8sPartitionedNodeStopsFirst(t *testing.T) {
 	log := newServeLog()
 	tc := newKubeTestCluster(t, 3, log.hooks())
-	testPartitionedNodeStopsFirst(t, tc, log)
+	testPartitionedNodeStopsFirst(t, tc, log, false)
 }
 
 // TestClusterK8sKillUnderWriters: a node killed (no handoff; the kubelet reports
