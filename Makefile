@@ -64,7 +64,7 @@ test: ## start the test stack (other ports) and run go test -race ./...
 	eval "$$($(DEVSTACK) env $(TEST_PROFILE))"; \
 	$(GO) test -race -count=1 -timeout 15m -p 1 -run '$(OUTAGE_TESTS)' $(TESTFLAGS) $(PKGS) && \
 	$(GO) test -race -count=1 -timeout 25m -skip '$(OUTAGE_TESTS)' $(TESTFLAGS) $(PKGS) && \
-	export KUBE_APISERVER="$$(scripts/kube-apiserver.sh)" && \
+	KUBE_APISERVER="$$(scripts/kube-apiserver.sh)" && export KUBE_APISERVER && \
 	$(GO) test -count=1 -timeout 15m -p 1 -run '$(CLUSTER_TESTS)' $(TESTFLAGS) ./actors/ ./cmd/userservice/
 
 stop: ## stop both stacks (run and test) and the cluster's nodes and etcd
