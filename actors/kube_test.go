@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -526,5 +527,98 @@ func TestClusterK8sGracefulLeave(t *testing.T) {
 		if _, err := tc.nodes[2].Execute(ctxTimeout(t, 10*time.Second), id, editBio("after"), meta()); err != nil {
 			t.Fatalf("user %s after the leave: %v", id, err)
 		}
+	}
+}
+
+// TestClusterK8sFenceLeaseExpiry: the Lease fence on its own, two fences on the API
+// server. A peer counts a Lease live from its own first sight of the current
+// version; once it saw it unchanged for TTL + margin it deletes it (with that
+// version as a precondition) and the holder's next renewal is refused; a renewal in
+// between starts the peer's count again.
+func TestClusterK8sFenceLeaseExpiry(t *testing.T) {
+	k := sharedKubeAPI(t)
+	name := "f" + strconv.Itoa(int(time.Now().UnixNano()%1e9))
+	newFence := func(addr string) *kubeFence {
+		cfg := ClusterConfig{Name: name, Namespace: kubeNamespaceName, PodName: addr, LeaseTTL: 2 * time.Second, DriftMargin: 400 * time.Millisecond}
+		f, err := newKubeFence(cfg, addr, k.node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	a, b := newFence("127.0.0.1:1"), newFence("127.0.0.1:2")
+	ctx := ctxTimeout(t, 30*time.Second)
+	for _, f := range []*kubeFence{a, b} {
+		if err := f.grant(ctx); err != nil {
+			t.Fatalf("grant: %v", err)
+		}
+	}
+	live := func(f *kubeFence, addr string) bool {
+		t.Helper()
+		ps, err := f.peers(ctx)
+		if err != nil {
+			t.Fatalf("peers: %v", err)
+		}
+		for _, p := range ps {
+			if p.addr == addr {
+				return true
+			}
+		}
+		return false
+	}
+	// backdate makes b's observation of a's current version older than TTL + margin.
+	backdate := func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for uid, o := range b.seen {
+			o.at -= 3 * time.Second
+			b.seen[uid] = o
+		}
+	}
+	if !live(b, a.addr) || !live(a, b.addr) {
+		t.Fatal("fresh Leases not live")
+	}
+	// A renewal between b's observation and its check: b sees a new version and
+	// counts again from now.
+	backdate()
+	if err := a.renew(ctx); err != nil {
+		t.Fatalf("renew: %v", err)
+	}
+	if !live(b, a.addr) {
+		t.Fatal("a renewed Lease was expired")
+	}
+	// Unchanged for longer than TTL + margin (by b's clock): b deletes it, and a's
+	// renewal is refused from then on.
+	backdate()
+	if live(b, a.addr) {
+		t.Fatal("a Lease unchanged past TTL + margin is still live")
+	}
+	if err := a.renew(ctx); !errors.Is(err, errFenceLost) {
+		t.Fatalf("renew after expiry: %v, want errFenceLost", err)
+	}
+	// A real wait, without backdating: b first sees a's new incarnation, which
+	// is then live until TTL + margin later, and not after.
+	if err := a.grant(ctx); err != nil {
+		t.Fatal(err)
+	}
+	seen := time.Now()
+	if !live(b, a.addr) {
+		t.Fatal("a's new Lease not live")
+	}
+	for live(b, a.addr) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if d := time.Since(seen); d < 2400*time.Millisecond || d > 4*time.Second {
+		t.Fatalf("a's Lease lapsed %s after b first saw it, want TTL + margin = 2.4s", d)
+	}
+	// Graceful leave deletes the Lease at once.
+	if err := b.revoke(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.grant(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if live(a, b.addr) {
+		t.Fatal("a revoked Lease is still listed")
 	}
 }
