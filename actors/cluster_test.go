@@ -448,13 +448,15 @@ func (l *serveLog) takenOver(user, addr string, t time.Time) (time.Time, bool) {
 // before any other node starts serving them.
 func TestClusterPartitionedNodeStopsFirst(t *testing.T) {
 	log := newServeLog()
-	testPartitionedNodeStopsFirst(t, newTestCluster(t, 3, log.hooks()), log, true)
+	testPartitionedNodeStopsFirst(t, newTestCluster(t, 3, log.hooks()), log, true, nil)
 }
 
 // testPartitionedNodeStopsFirst: abortFirst also requires the cut-off node to have
 // dropped its activations (not only stopped serving) before any takeover; with
 // k8s the readiness probe can take the node out of the membership between the two.
-func testPartitionedNodeStopsFirst(t *testing.T, tc *testCluster, log *serveLog, abortFirst bool) {
+// When drop is set, the cut-off node also ignores release requests from the cut
+// on (its hooks must read drop), so the others can only wait for its lease to lapse.
+func testPartitionedNodeStopsFirst(t *testing.T, tc *testCluster, log *serveLog, abortFirst bool, drop *atomic.Pointer[string]) {
 	cut := tc.nodes[0]
 	var owned []string
 	for len(owned) < 4 {
@@ -493,6 +495,11 @@ func testPartitionedNodeStopsFirst(t *testing.T, tc *testCluster, log *serveLog,
 		t.Fatalf("before the cut: %v", err)
 	}
 	cutAt := time.Now()
+	if drop != nil {
+		addr := cut.Address()
+		drop.Store(&addr)
+		t.Cleanup(func() { drop.Store(nil) })
+	}
 	tc.switches[0].setCut(true)
 	deadline := time.Now().Add(30 * time.Second)
 	takeover := map[string]time.Time{}

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -430,7 +431,23 @@ func TestClusterK8sServiceIdentityIsLimited(t *testing.T) {
 func TestClusterK8sPartitionedNodeStopsFirst(t *testing.T) {
 	log := newServeLog()
 	tc := newKubeTestCluster(t, 3, log.hooks())
-	testPartitionedNodeStopsFirst(t, tc, log, false)
+	testPartitionedNodeStopsFirst(t, tc, log, false, nil)
+}
+
+// TestClusterK8sIsolatedNodeStopsFirst: as above, but the cut-off node also ignores
+// release requests (cut off from its peers as well), so the others may take its
+// users only once they saw its Lease unchanged for TTL + margin and deleted it: the
+// Lease fence alone must order the takeover after the node stopped serving.
+func TestClusterK8sIsolatedNodeStopsFirst(t *testing.T) {
+	log := newServeLog()
+	var drop atomic.Pointer[string]
+	h := log.hooks()
+	h.dropRelease = func(addr string) bool {
+		p := drop.Load()
+		return p != nil && *p == addr
+	}
+	tc := newKubeTestCluster(t, 3, h)
+	testPartitionedNodeStopsFirst(t, tc, log, true, &drop)
 }
 
 // TestClusterK8sKillUnderWriters: a node killed (no handoff; the kubelet reports
