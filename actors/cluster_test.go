@@ -550,7 +550,10 @@ func testPartitionedNodeStopsFirst(t *testing.T, tc *testCluster, log *serveLog,
 // its own last write through any node (nothing stale).
 func TestClusterJoinMovesAThird(t *testing.T) {
 	log := newServeLog()
-	tc := newTestCluster(t, 2, log.hooks())
+	testJoinMovesAThird(t, newTestCluster(t, 2, log.hooks()), log)
+}
+
+func testJoinMovesAThird(t *testing.T, tc *testCluster, log *serveLog) {
 	users := make([]string, 30)
 	for i := range users {
 		users[i] = tc.store.seed(t)

@@ -450,6 +450,13 @@ func TestClusterK8sIsolatedNodeStopsFirst(t *testing.T) {
 	testPartitionedNodeStopsFirst(t, tc, log, true, &drop)
 }
 
+// TestClusterK8sJoinMovesAThird: a third Pod joining two moves about a third of the
+// active users, none read stale.
+func TestClusterK8sJoinMovesAThird(t *testing.T) {
+	log := newServeLog()
+	testJoinMovesAThird(t, newKubeTestCluster(t, 2, log.hooks()), log)
+}
+
 // TestClusterK8sKillUnderWriters: a node killed (no handoff; the kubelet reports
 // its container not ready) under 32 writers: nothing acknowledged is lost, only
 // 503s, failover window logged.
