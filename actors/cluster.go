@@ -27,12 +27,13 @@ import (
 // Cluster mode. Every node runs a local Registry (the same user actors as single-node
 // mode) behind a protoactor cluster kind "user": the grain of user X lives on X's
 // owner, chosen by protoactor's distributed-hash identity lookup over the etcd
-// membership, and it passes requests to the local Registry. On top of the
+// membership (or the cluster's Pods, kube.go), and it passes requests to the local Registry. On top of the
 // library's placement, which gives one activation only in steady state, a fence
 // makes the owner unique at all times (docs/cluster.md has the argument):
 //
-//   - every node holds its own etcd lease and key <prefix>/fence/<address>; it
-//     serves only while its last confirmed keep-alive is younger than the lease
+//   - every node holds its own fence record (fence.go: an etcd lease and key
+//     <prefix>/fence/<address>, or with k8s a coordination.k8s.io/v1 Lease); it
+//     serves only while its last confirmed renewal is younger than the lease
 //     TTL minus a drift margin, and once that lapses it drops every activation and
 //     takes a new lease before serving again (self-fencing);
 //   - a grain serves only after every other node holding a fence key has
