@@ -51,7 +51,9 @@ run: ## start PostgreSQL/Redis/RabbitMQ (profile run) and serve :3002; Ctrl-C st
 # they run in a pass of their own, one package at a time, before everything else.
 OUTAGE_TESTS := ^TestOutage
 # Cluster tests (real etcd, several nodes) run without -race in a pass of their own:
-# protoactor-go's cluster packages race on their own state (docs/cluster.md).
+# protoactor-go's cluster packages race on their own state (docs/cluster.md). The
+# CLUSTER_PROVIDER=k8s ones (TestClusterK8s*) run a real kube-apiserver, built once by
+# scripts/kube-apiserver.sh into .devstack/kube-apiserver/ (several minutes the first time).
 CLUSTER_TESTS := ^(TestCluster|TestE2ECluster)
 
 # TEST_PROFILE=test3 (test2..test5) runs the tests on another stack, so several
@@ -62,6 +64,7 @@ test: ## start the test stack (other ports) and run go test -race ./...
 	eval "$$($(DEVSTACK) env $(TEST_PROFILE))"; \
 	$(GO) test -race -count=1 -timeout 15m -p 1 -run '$(OUTAGE_TESTS)' $(TESTFLAGS) $(PKGS) && \
 	$(GO) test -race -count=1 -timeout 25m -skip '$(OUTAGE_TESTS)' $(TESTFLAGS) $(PKGS) && \
+	KUBE_APISERVER="$$(scripts/kube-apiserver.sh)" && export KUBE_APISERVER && \
 	$(GO) test -count=1 -timeout 15m -p 1 -run '$(CLUSTER_TESTS)' $(TESTFLAGS) ./actors/ ./cmd/userservice/
 
 stop: ## stop both stacks (run and test) and the cluster's nodes and etcd

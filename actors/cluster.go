@@ -21,17 +21,19 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	"k8s.io/client-go/rest"
 )
 
 // Cluster mode. Every node runs a local Registry (the same user actors as single-node
 // mode) behind a protoactor cluster kind "user": the grain of user X lives on X's
 // owner, chosen by protoactor's distributed-hash identity lookup over the etcd
-// membership, and it passes requests to the local Registry. On top of the
+// membership (or the cluster's Pods, kube.go), and it passes requests to the local Registry. On top of the
 // library's placement, which gives one activation only in steady state, a fence
 // makes the owner unique at all times (docs/cluster.md has the argument):
 //
-//   - every node holds its own etcd lease and key <prefix>/fence/<address>; it
-//     serves only while its last confirmed keep-alive is younger than the lease
+//   - every node holds its own fence record (fence.go: an etcd lease and key
+//     <prefix>/fence/<address>, or with k8s a coordination.k8s.io/v1 Lease); it
+//     serves only while its last confirmed renewal is younger than the lease
 //     TTL minus a drift margin, and once that lapses it drops every activation and
 //     takes a new lease before serving again (self-fencing);
 //   - a grain serves only after every other node holding a fence key has
@@ -65,17 +67,29 @@ var (
 	clusterHandoffs = metrics.NewCounter("user_service_cluster_handoffs_total")
 )
 
+// Cluster providers (CLUSTER_PROVIDER): where membership and the fence live.
+const (
+	ProviderEtcd = "etcd" // protoactor's etcd provider and an etcd lease per node
+	ProviderK8s  = "k8s"  // the cluster's Pods and a coordination.k8s.io/v1 Lease per node
+)
+
 // ClusterConfig configures cluster mode.
 type ClusterConfig struct {
+	// Provider is ProviderEtcd (the default) or ProviderK8s.
+	Provider string
 	// Name is the cluster's name (CLUSTER_NAME); nodes with the same name and etcd
-	// form one cluster.
+	// (or Kubernetes namespace) form one cluster.
 	Name string
 	// Host is the address remoting binds to and advertises (CLUSTER_ADVERTISE_HOST).
 	Host string
 	// Port is the remoting port (CLUSTER_PORT).
 	Port int
-	// EtcdEndpoints lists the etcd servers (ETCD_ENDPOINTS).
+	// EtcdEndpoints lists the etcd servers (ETCD_ENDPOINTS; ProviderEtcd only).
 	EtcdEndpoints []string
+	// Namespace and PodName locate this node's Pod (ProviderK8s: POD_NAMESPACE and
+	// POD_NAME from the downward API; defaults: the service account's namespace
+	// file and the host name, as a Pod sees them).
+	Namespace, PodName string
 	// LeaseTTL is the fence lease's TTL (default 5s, at least 2s).
 	LeaseTTL time.Duration
 	// DriftMargin is subtracted from LeaseTTL when a node decides how long it may
@@ -84,8 +98,11 @@ type ClusterConfig struct {
 	// CallTimeout bounds a call whose context has no deadline (default 5s).
 	CallTimeout time.Duration
 
-	// dial, when set, opens the etcd connections (tests cut them to partition a node).
+	// dial, when set, opens the etcd or API server connections (tests cut them to
+	// partition a node).
 	dial func(ctx context.Context, addr string) (net.Conn, error)
+	// kubeConfig, when set, replaces the in-cluster API server configuration (tests).
+	kubeConfig *rest.Config
 	// hooks let tests see activations start serving and replies leave.
 	hooks clusterHooks
 }
@@ -93,6 +110,9 @@ type ClusterConfig struct {
 type clusterHooks struct {
 	ready func(addr, userID string) // an activation starts serving
 	reply func(addr, userID string) // a grain answered a read
+	// dropRelease, when it reports true, makes the node at addr ignore release
+	// requests (tests: a node cut off from its peers too, so only a lapse helps).
+	dropRelease func(addr string) bool
 }
 
 func (c ClusterConfig) etcdConfig() clientv3.Config {
@@ -106,6 +126,9 @@ func (c ClusterConfig) etcdConfig() clientv3.Config {
 func (c ClusterConfig) withDefaults() (ClusterConfig, error) {
 	if c.Name == "" {
 		c.Name = "userservice"
+	}
+	if c.Provider == "" {
+		c.Provider = ProviderEtcd
 	}
 	if c.LeaseTTL == 0 {
 		c.LeaseTTL = 5 * time.Second
@@ -121,12 +144,23 @@ func (c ClusterConfig) withDefaults() (ClusterConfig, error) {
 		return c, errors.New("cannot configure cluster: no advertise host")
 	case c.Port <= 0 || c.Port > 65535:
 		return c, fmt.Errorf("cannot configure cluster: bad port %d", c.Port)
-	case len(c.EtcdEndpoints) == 0:
+	case c.Provider != ProviderEtcd && c.Provider != ProviderK8s:
+		return c, fmt.Errorf("cannot configure cluster: unknown provider %q", c.Provider)
+	case c.Provider == ProviderEtcd && len(c.EtcdEndpoints) == 0:
 		return c, errors.New("cannot configure cluster: no etcd endpoints")
 	case c.LeaseTTL < 2*time.Second || c.LeaseTTL%time.Second != 0:
 		return c, fmt.Errorf("cannot configure cluster: LeaseTTL must be whole seconds, at least 2s, got %s", c.LeaseTTL)
 	case c.DriftMargin < 0 || c.DriftMargin > c.LeaseTTL/2:
 		return c, fmt.Errorf("cannot configure cluster: DriftMargin must be within [0, LeaseTTL/2], got %s", c.DriftMargin)
+	}
+	if c.Provider == ProviderK8s {
+		var err error
+		if c.Namespace, err = kubeNamespace(c.Namespace); err != nil {
+			return c, err
+		}
+		if c.PodName, err = kubePodName(c.PodName); err != nil {
+			return c, err
+		}
 	}
 	return c, nil
 }
@@ -139,18 +173,16 @@ type Cluster struct {
 	log    *slog.Logger
 	system *actor.ActorSystem
 	cl     *cluster.Cluster
-	// provider is the etcd membership; Shutdown leaves it before the node stops.
-	provider *etcd.Provider
-	etcd     *clientv3.Client
+	// provider is the membership; Shutdown leaves it before the node stops.
+	provider cluster.ClusterProvider
+	fence    fence  // the self-fencing record (etcd lease or Kubernetes Lease)
 	addr     string // host:port, the remoting address
-	prefix   string // etcd key prefix of the fence keys
 
 	base       time.Time    // monotonic reference for validUntil
 	validUntil atomic.Int64 // nanos since base; serving is allowed before it
 
-	mu      sync.Mutex
-	grains  map[string]*handle // the local activations, by user id
-	leaseID clientv3.LeaseID
+	mu     sync.Mutex
+	grains map[string]*handle // the local activations, by user id
 
 	down       sync.Map     // remoting addresses whose connection was lost
 	members    atomic.Int32 // members in the last topology this node saw
@@ -243,18 +275,31 @@ func NewCluster(cfg ClusterConfig, local *Registry, logger *slog.Logger) (c *Clu
 	c = &Cluster{
 		cfg: cfg, local: local, log: logger,
 		addr:   net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)),
-		prefix: "/userservice/" + cfg.Name + "/fence/",
 		base:   time.Now(),
 		grains: map[string]*handle{},
 	}
-	c.etcd, err = clientv3.New(cfg.etcdConfig())
-	if err != nil {
-		return nil, fmt.Errorf("cannot connect to etcd: %w", err)
+	var provider cluster.ClusterProvider
+	switch cfg.Provider {
+	case ProviderEtcd:
+		if c.fence, err = newEtcdFence(cfg, c.addr); err != nil {
+			return nil, err
+		}
+	case ProviderK8s:
+		kube, kerr := cfg.kube()
+		if kerr != nil {
+			return nil, kerr
+		}
+		if c.fence, err = newKubeFence(cfg, c.addr, kube); err != nil {
+			return nil, err
+		}
+		if provider, err = newKubePods(cfg, kube, logger); err != nil {
+			return nil, err
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.takeLease(ctx); err != nil {
-		_ = c.etcd.Close()
+		_ = c.fence.close()
 		return nil, err
 	}
 	lctx, stop := context.WithCancel(context.Background())
@@ -263,10 +308,11 @@ func NewCluster(cfg ClusterConfig, local *Registry, logger *slog.Logger) (c *Clu
 
 	libLog := slog.New(minLevel{logger.Handler(), slog.LevelError}).With("component", "protoactor-cluster")
 	c.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return libLog }))
-	provider, err := etcd.NewWithConfig("/userservice/"+cfg.Name+"/members", cfg.etcdConfig())
-	if err != nil {
-		c.closeLease()
-		return nil, fmt.Errorf("cannot create etcd cluster provider: %w", err)
+	if provider == nil {
+		if provider, err = etcd.NewWithConfig("/userservice/"+cfg.Name+"/members", cfg.etcdConfig()); err != nil {
+			c.closeLease()
+			return nil, fmt.Errorf("cannot create etcd cluster provider: %w", err)
+		}
 	}
 	kind := cluster.NewKind(userKind, actor.PropsFromProducer(func() actor.Actor { return &grain{c: c} },
 		actor.WithReceiverMiddleware(interceptPoison)))
@@ -365,27 +411,21 @@ func (c *Cluster) Local() *Registry { return c.local }
 // valid reports whether this node may serve: its lease is confirmed fresh enough.
 func (c *Cluster) valid() bool { return int64(time.Since(c.base)) < c.validUntil.Load() }
 
-// takeLease grants a new lease and writes this node's fence key under it. Serving
-// starts (validUntil moves) only once both succeeded.
+// takeLease takes a new fence record (etcd: a lease and this node's key under
+// it). Serving starts (validUntil moves) only once it succeeded.
 func (c *Cluster) takeLease(ctx context.Context) error {
 	sent := time.Since(c.base)
-	lease, err := c.etcd.Grant(ctx, int64(c.cfg.LeaseTTL/time.Second))
-	if err != nil {
-		return fmt.Errorf("cannot grant etcd lease: %w", err)
+	if err := c.fence.grant(ctx); err != nil {
+		return err
 	}
-	if _, err := c.etcd.Put(ctx, c.prefix+c.addr, c.addr, clientv3.WithLease(lease.ID)); err != nil {
-		return fmt.Errorf("cannot write fence key: %w", err)
-	}
-	c.mu.Lock()
-	c.leaseID = lease.ID
-	c.mu.Unlock()
 	c.validUntil.Store(int64(sent + c.cfg.LeaseTTL - c.cfg.DriftMargin))
 	return nil
 }
 
 // keepLease renews the lease every TTL/4. The node may serve until the send time
-// of its last confirmed renewal plus TTL minus the margin; etcd cannot expire the
-// lease before the renewal's arrival plus TTL, which is later. When the validity
+// of its last confirmed renewal plus TTL minus the margin; no peer treats the
+// record as lapsed before the renewal's arrival plus TTL, which is later (etcd by
+// its lease expiry, Kubernetes by kubeFence's observation clock). When the validity
 // lapses every local activation is dropped before a new lease is taken.
 func (c *Cluster) keepLease(ctx context.Context) {
 	defer close(c.leaseDone)
@@ -415,12 +455,9 @@ func (c *Cluster) keepLease(ctx context.Context) {
 			continue
 		}
 		sent := time.Since(c.base)
-		c.mu.Lock()
-		id := c.leaseID
-		c.mu.Unlock()
-		resp, err := c.etcd.KeepAliveOnce(rctx, id)
+		err := c.fence.renew(rctx)
 		cancel()
-		if err == nil && resp.TTL > 0 {
+		if err == nil {
 			c.validUntil.Store(int64(sent + c.cfg.LeaseTTL - c.cfg.DriftMargin))
 		}
 	}
@@ -477,6 +514,9 @@ func (c *Cluster) receiveRelease(ctx actor.Context) {
 		c.log.Warn("bad release request", slog.Any("error", err))
 		return
 	}
+	if d := c.cfg.hooks.dropRelease; d != nil && d(c.addr) {
+		return
+	}
 	sender := ctx.Sender()
 	go func() {
 		c.release(m.UserID)
@@ -492,7 +532,7 @@ func (c *Cluster) receiveRelease(ctx actor.Context) {
 // deadline passed.
 func (c *Cluster) acquire(h *handle, deadline time.Time) error {
 	start := time.Now()
-	confirmed := map[string]bool{} // key@lease
+	confirmed := map[string]bool{} // fencePeer.tag
 	for {
 		if h.isAborted() || !c.valid() {
 			return userservice.ErrPlacementInFlux
@@ -501,7 +541,7 @@ func (c *Cluster) acquire(h *handle, deadline time.Time) error {
 			return userservice.ErrPlacementInFlux
 		}
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		resp, err := c.etcd.Get(ctx, c.prefix, clientv3.WithPrefix())
+		peers, err := c.fence.peers(ctx)
 		cancel()
 		if err != nil {
 			time.Sleep(acquirePause)
@@ -509,14 +549,12 @@ func (c *Cluster) acquire(h *handle, deadline time.Time) error {
 		}
 		var todo []string
 		tags := map[string]string{}
-		for _, kv := range resp.Kvs {
-			peer := string(kv.Value)
-			tag := string(kv.Key) + "@" + strconv.FormatInt(kv.Lease, 16)
-			if peer == c.addr || confirmed[tag] {
+		for _, p := range peers {
+			if p.addr == c.addr || confirmed[p.tag] {
 				continue
 			}
-			todo = append(todo, peer)
-			tags[peer] = tag
+			todo = append(todo, p.addr)
+			tags[p.addr] = p.tag
 		}
 		if len(todo) == 0 {
 			break
@@ -839,12 +877,9 @@ func (c *Cluster) closeLease() {
 	}
 	c.validUntil.Store(0)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	c.mu.Lock()
-	id := c.leaseID
-	c.mu.Unlock()
-	if _, err := c.etcd.Revoke(ctx, id); err != nil {
+	if err := c.fence.revoke(ctx); err != nil {
 		c.log.Warn("cannot revoke cluster lease; it lapses by itself", slog.Any("error", err))
 	}
 	cancel()
-	_ = c.etcd.Close()
+	_ = c.fence.close()
 }

@@ -76,8 +76,15 @@ type testCluster struct {
 	store    *memStore
 	name     string
 	nodes    []*Cluster
-	switches []*netSwitch // each node's etcd connections
+	switches []*netSwitch // each node's etcd (or API server) connections
 	hooks    clusterHooks
+
+	// CLUSTER_PROVIDER=k8s (newKubeTestCluster): the API server, each node's Pod,
+	// and which nodes were killed (for the kubelet); mu guards the slices.
+	kube   *kubeAPI
+	mu     sync.Mutex
+	pods   []string
+	killed []bool
 }
 
 // netSwitch dials etcd for one node and can cut its connections (a real network
@@ -123,6 +130,12 @@ func (tc *testCluster) kill(i int) {
 	c.shut = true
 	c.closing.Store(true)
 	tc.switches[i].setCut(true)
+	if tc.kube != nil {
+		tc.mu.Lock()
+		tc.killed[i] = true // the kubelet sees the container die
+		tc.mu.Unlock()
+		_ = c.provider.Shutdown(false) // its Pod watch dies with the process
+	}
 	c.cl.Shutdown(false)
 	c.stopLease()
 	<-c.leaseDone
@@ -149,10 +162,18 @@ func (tc *testCluster) add() *Cluster {
 		tc.tb.Fatalf("cannot start registry: %v", err)
 	}
 	sw := &netSwitch{}
-	c, err := NewCluster(ClusterConfig{
+	cfg := ClusterConfig{
 		Name: tc.name, Host: "127.0.0.1", Port: freePort(tc.tb), EtcdEndpoints: []string{tc.etcd},
 		LeaseTTL: 2 * time.Second, CallTimeout: 10 * time.Second, dial: sw.dial, hooks: tc.hooks,
-	}, reg, testLogger())
+	}
+	pod := ""
+	if tc.kube != nil {
+		pod = tc.name + "-" + strconv.Itoa(len(tc.nodes))
+		tc.kube.createPod(tc.tb, pod)
+		cfg.Provider, cfg.EtcdEndpoints = ProviderK8s, nil
+		cfg.Namespace, cfg.PodName, cfg.kubeConfig = kubeNamespaceName, pod, tc.kube.node
+	}
+	c, err := NewCluster(cfg, reg, testLogger())
 	if err != nil {
 		tc.tb.Fatalf("cannot start node: %v", err)
 	}
@@ -161,8 +182,12 @@ func (tc *testCluster) add() *Cluster {
 		defer cancel()
 		_ = c.Shutdown(ctx)
 	})
+	tc.mu.Lock()
 	tc.nodes = append(tc.nodes, c)
 	tc.switches = append(tc.switches, sw)
+	tc.pods = append(tc.pods, pod)
+	tc.killed = append(tc.killed, false)
+	tc.mu.Unlock()
 	return c
 }
 
@@ -182,7 +207,10 @@ func (tc *testCluster) waitMembers(n int) {
 // TestClusterConcurrentWritesOneUser: 100 concurrent writes to one user spread over
 // three nodes all commit, each exactly once, in one order.
 func TestClusterConcurrentWritesOneUser(t *testing.T) {
-	tc := newTestCluster(t, 3)
+	testConcurrentWritesOneUser(t, newTestCluster(t, 3))
+}
+
+func testConcurrentWritesOneUser(t *testing.T, tc *testCluster) {
 	id := tc.store.seed(t)
 	var wg sync.WaitGroup
 	versions := make([]int64, 100)
@@ -247,7 +275,10 @@ func TestClusterDemotedAdminSeenEverywhere(t *testing.T) {
 // the nodes: every acknowledged write is stored, the only errors are 503s with
 // ErrPlacementInFlux, and the failover window is measured.
 func TestClusterKillUnderWriters(t *testing.T) {
-	tc := newTestCluster(t, 3)
+	testKillUnderWriters(t, newTestCluster(t, 3))
+}
+
+func testKillUnderWriters(t *testing.T, tc *testCluster) {
 	users := make([]string, 8)
 	for i := range users {
 		users[i] = tc.store.seed(t)
@@ -417,7 +448,15 @@ func (l *serveLog) takenOver(user, addr string, t time.Time) (time.Time, bool) {
 // before any other node starts serving them.
 func TestClusterPartitionedNodeStopsFirst(t *testing.T) {
 	log := newServeLog()
-	tc := newTestCluster(t, 3, log.hooks())
+	testPartitionedNodeStopsFirst(t, newTestCluster(t, 3, log.hooks()), log, true, nil)
+}
+
+// testPartitionedNodeStopsFirst: abortFirst also requires the cut-off node to have
+// dropped its activations (not only stopped serving) before any takeover; with
+// k8s the readiness probe can take the node out of the membership between the two.
+// When drop is set, the cut-off node also ignores release requests from the cut
+// on (its hooks must read drop), so the others can only wait for its lease to lapse.
+func testPartitionedNodeStopsFirst(t *testing.T, tc *testCluster, log *serveLog, abortFirst bool, drop *atomic.Pointer[string]) {
 	cut := tc.nodes[0]
 	var owned []string
 	for len(owned) < 4 {
@@ -456,6 +495,11 @@ func TestClusterPartitionedNodeStopsFirst(t *testing.T) {
 		t.Fatalf("before the cut: %v", err)
 	}
 	cutAt := time.Now()
+	if drop != nil {
+		addr := cut.Address()
+		drop.Store(&addr)
+		t.Cleanup(func() { drop.Store(nil) })
+	}
 	tc.switches[0].setCut(true)
 	deadline := time.Now().Add(30 * time.Second)
 	takeover := map[string]time.Time{}
@@ -480,17 +524,22 @@ func TestClusterPartitionedNodeStopsFirst(t *testing.T) {
 	if cut.fencedAt.Load() == 0 {
 		t.Fatal("the cut-off node never fenced itself")
 	}
+	// It served nothing from the end of its validity on (lease not renewed since).
+	stopped := cut.base.Add(time.Duration(cut.validUntil.Load()))
 	log.mu.Lock()
 	defer log.mu.Unlock()
 	for _, id := range owned {
 		last := log.reply[id][cut.Address()]
-		t.Logf("user %s: cut-off node's last read %s after the cut, fenced at %s, taken over at %s",
-			id[:8], last.Sub(cutAt).Round(time.Millisecond), fenced.Sub(cutAt).Round(time.Millisecond),
-			takeover[id].Sub(cutAt).Round(time.Millisecond))
+		t.Logf("user %s: cut-off node's last read %s after the cut, stopped serving at %s, fenced at %s, taken over at %s",
+			id[:8], last.Sub(cutAt).Round(time.Millisecond), stopped.Sub(cutAt).Round(time.Millisecond),
+			fenced.Sub(cutAt).Round(time.Millisecond), takeover[id].Sub(cutAt).Round(time.Millisecond))
 		if !last.Before(takeover[id]) {
 			t.Fatalf("user %s: the cut-off node answered at %s, after another node took over at %s", id, last, takeover[id])
 		}
-		if !fenced.Before(takeover[id]) {
+		if !stopped.Before(takeover[id]) {
+			t.Fatalf("user %s: taken over at %s, before the cut-off node's validity ended at %s", id, takeover[id], stopped)
+		}
+		if abortFirst && !fenced.Before(takeover[id]) {
 			t.Fatalf("user %s: taken over at %s, before the cut-off node fenced itself at %s", id, takeover[id], fenced)
 		}
 	}
@@ -501,7 +550,10 @@ func TestClusterPartitionedNodeStopsFirst(t *testing.T) {
 // its own last write through any node (nothing stale).
 func TestClusterJoinMovesAThird(t *testing.T) {
 	log := newServeLog()
-	tc := newTestCluster(t, 2, log.hooks())
+	testJoinMovesAThird(t, newTestCluster(t, 2, log.hooks()), log)
+}
+
+func testJoinMovesAThird(t *testing.T, tc *testCluster, log *serveLog) {
 	users := make([]string, 30)
 	for i := range users {
 		users[i] = tc.store.seed(t)

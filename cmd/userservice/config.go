@@ -198,6 +198,11 @@ type Config struct {
 	ClusterPort          int           `env:"CLUSTER_PORT" envDefault:"8090"`
 	EtcdEndpoints        []string      `env:"ETCD_ENDPOINTS" envDefault:"127.0.0.1:2379"`
 	ClusterLeaseTTL      time.Duration `env:"CLUSTER_LEASE_TTL" envDefault:"5s"`
+	// CLUSTER_PROVIDER=k8s: this node's Pod, from the downward API (metadata.name,
+	// metadata.namespace). Empty: the host name and the service account's
+	// namespace file, which is what a Pod sees by default.
+	PodName      string `env:"POD_NAME"`
+	PodNamespace string `env:"POD_NAMESPACE"`
 
 	// The connection URL is built from the parts when the environment gave parts but
 	// no URL (LoadConfig decides; see DatabaseURL).
@@ -210,6 +215,20 @@ const (
 	clusterEtcd = "etcd"
 	clusterK8s  = "k8s"
 )
+
+// kubeLabelValue reports whether s is a valid Kubernetes label value (non-empty).
+func kubeLabelValue(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i, r := range s {
+		alnum := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+		if !alnum && (i == 0 || i == len(s)-1 || !strings.ContainsRune("-_.", r)) {
+			return false
+		}
+	}
+	return true
+}
 
 // defaultJWTSecret is the spec's placeholder; anyone can read it, so production refuses it.
 const defaultJWTSecret = "your-super-secret-jwt-key-change-in-production"
@@ -709,14 +728,23 @@ func (c Config) Validate() error {
 
 	switch c.ClusterProvider {
 	case clusterNone:
-	case clusterEtcd:
+	case clusterEtcd, clusterK8s:
 		if c.ClusterName == "" || strings.ContainsAny(c.ClusterName, "/ ") {
 			add("CLUSTER_NAME", "must be a non-empty name without / or spaces")
+		} else if c.ClusterProvider == clusterK8s && !kubeLabelValue(c.ClusterName) {
+			// It is a label value on the Pods and the Leases.
+			add("CLUSTER_NAME", "must be a Kubernetes label value (1-63 of a-z, 0-9, -, _, ., alphanumeric at both ends) with k8s")
 		}
 		if net.ParseIP(c.ClusterAdvertiseHost) == nil && !headerToken(c.ClusterAdvertiseHost) {
 			add("CLUSTER_ADVERTISE_HOST", "must be an IP address or a host name")
 		}
 		port("CLUSTER_PORT", c.ClusterPort)
+		if c.ClusterLeaseTTL < 2*time.Second || c.ClusterLeaseTTL%time.Second != 0 {
+			add("CLUSTER_LEASE_TTL", "must be whole seconds, at least 2s")
+		}
+		if c.ClusterProvider == clusterK8s {
+			break // membership and fence on the API server: ETCD_ENDPOINTS is not used
+		}
 		for _, e := range c.EtcdEndpoints {
 			if _, p, err := net.SplitHostPort(e); err != nil || p == "" {
 				add("ETCD_ENDPOINTS", fmt.Sprintf("%q is not host:port", clip(e, 60)))
@@ -726,11 +754,6 @@ func (c Config) Validate() error {
 		if len(c.EtcdEndpoints) == 0 {
 			add("ETCD_ENDPOINTS", "must list at least one host:port")
 		}
-		if c.ClusterLeaseTTL < 2*time.Second || c.ClusterLeaseTTL%time.Second != 0 {
-			add("CLUSTER_LEASE_TTL", "must be whole seconds, at least 2s")
-		}
-	case clusterK8s:
-		add("CLUSTER_PROVIDER", "k8s is not available in this build; use etcd")
 	default:
 		add("CLUSTER_PROVIDER", "must be none, etcd or k8s")
 	}

@@ -82,6 +82,7 @@ var specDefaults = map[string]string{
 	"QUOTA_PREFERENCES_PER_USER": "500", "QUOTA_PREFERENCE_BYTES_PER_USER": "262144", "QUOTA_ENROLLMENTS_PER_USER": "5000", "QUOTA_SESSIONS_PER_USER": "100",
 	"CLUSTER_PROVIDER": "none", "CLUSTER_NAME": "userservice", "CLUSTER_ADVERTISE_HOST": "127.0.0.1",
 	"CLUSTER_PORT": "8090", "ETCD_ENDPOINTS": "127.0.0.1:2379", "CLUSTER_LEASE_TTL": "5s",
+	"POD_NAME": "", "POD_NAMESPACE": "",
 	"SNAPSHOT_WRITE_DELAY": "30s",
 }
 
@@ -200,6 +201,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		"QUOTA_PREFERENCES_PER_USER": "50", "QUOTA_PREFERENCE_BYTES_PER_USER": "0", "QUOTA_ENROLLMENTS_PER_USER": "7", "QUOTA_SESSIONS_PER_USER": "3",
 		"CLUSTER_PROVIDER": "etcd", "CLUSTER_NAME": "c1", "CLUSTER_ADVERTISE_HOST": "10.0.0.7", "CLUSTER_PORT": "9000",
 		"ETCD_ENDPOINTS": "e1:2379,e2:2379", "CLUSTER_LEASE_TTL": "3s",
+		"POD_NAME": "userservice-7f9c-x2", "POD_NAMESPACE": "lms",
 		"SNAPSHOT_WRITE_DELAY": "0s",
 	}
 	for _, v := range configVars() {
@@ -238,6 +240,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		QuotaPreferencesPerUser: 50, QuotaPreferenceBytesPerUser: 0, QuotaEnrollmentsPerUser: 7, QuotaSessionsPerUser: 3,
 		ClusterProvider: "etcd", ClusterName: "c1", ClusterAdvertiseHost: "10.0.0.7", ClusterPort: 9000,
 		EtcdEndpoints: []string{"e1:2379", "e2:2379"}, ClusterLeaseTTL: 3 * time.Second,
+		PodName: "userservice-7f9c-x2", PodNamespace: "lms",
 		SnapshotWriteDelay: 0,
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -342,7 +345,8 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 		{"shutdown timeout", map[string]string{"SHUTDOWN_TIMEOUT": "0s"}, "SHUTDOWN_TIMEOUT", "greater than 0"},
 		{"request timeout", map[string]string{"REQUEST_TIMEOUT": "-1s"}, "REQUEST_TIMEOUT", "greater than 0"},
 		{"cluster provider unknown", map[string]string{"CLUSTER_PROVIDER": "consul"}, "CLUSTER_PROVIDER", "none, etcd or k8s"},
-		{"cluster provider k8s", map[string]string{"CLUSTER_PROVIDER": "k8s"}, "CLUSTER_PROVIDER", "not available"},
+		{"cluster name k8s label", map[string]string{"CLUSTER_PROVIDER": "k8s", "CLUSTER_NAME": "users-"}, "CLUSTER_NAME", "label value"},
+		{"cluster lease ttl k8s", map[string]string{"CLUSTER_PROVIDER": "k8s", "CLUSTER_LEASE_TTL": "1s"}, "CLUSTER_LEASE_TTL", "whole seconds"},
 		{"cluster port", map[string]string{"CLUSTER_PROVIDER": "etcd", "CLUSTER_PORT": "0"}, "CLUSTER_PORT", "1-65535"},
 		{"cluster name", map[string]string{"CLUSTER_PROVIDER": "etcd", "CLUSTER_NAME": "a/b"}, "CLUSTER_NAME", "without /"},
 		{"cluster lease ttl", map[string]string{"CLUSTER_PROVIDER": "etcd", "CLUSTER_LEASE_TTL": "1500ms"}, "CLUSTER_LEASE_TTL", "whole seconds"},
@@ -861,7 +865,7 @@ func TestConfigVarsAreUnique(t *testing.T) {
 		}
 		seen[v.name] = v.field
 	}
-	if want := 66 + 6 + 4 + 1 + 4 + 6 + 1 + 3 + 2 + 1; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY, HTTP_* limits and HEALTH_CACHE_TTL, CLUSTER_*/ETCD_*, EVENT_RETENTION, QUOTA_*, RATE_LIMIT_LEASE_FRACTION, SNAPSHOT_WRITE_DELAY, QUOTA_SESSIONS_PER_USER
+	if want := 66 + 6 + 4 + 1 + 4 + 6 + 1 + 3 + 2 + 1 + 2; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY, HTTP_* limits and HEALTH_CACHE_TTL, CLUSTER_*/ETCD_*, EVENT_RETENTION, QUOTA_*, RATE_LIMIT_LEASE_FRACTION, SNAPSHOT_WRITE_DELAY, QUOTA_SESSIONS_PER_USER, POD_NAME/POD_NAMESPACE
 		t.Errorf("%d variables, want %d", len(seen), want)
 	}
 }
@@ -904,4 +908,20 @@ func FuzzLoadConfig(f *testing.F) {
 			t.Errorf("DatabaseURL() %q does not parse: %v", c.DatabaseURL(), err)
 		}
 	})
+}
+
+// TestLoadConfigK8sProvider: CLUSTER_PROVIDER=k8s is accepted (membership and fence
+// live on the API server, so ETCD_ENDPOINTS is not checked) and reads the Pod's
+// name and namespace.
+func TestLoadConfigK8sProvider(t *testing.T) {
+	c := mustLoad(t, map[string]string{"CLUSTER_PROVIDER": "k8s", "CLUSTER_NAME": "users.v2", "ETCD_ENDPOINTS": "not-host-port",
+		"POD_NAME": "userservice-0", "POD_NAMESPACE": "lms"})
+	if c.ClusterProvider != "k8s" || c.PodName != "userservice-0" || c.PodNamespace != "lms" || c.ClusterName != "users.v2" {
+		t.Errorf("config = %q %q %q %q", c.ClusterProvider, c.PodName, c.PodNamespace, c.ClusterName)
+	}
+	for _, bad := range []string{"", "-a", "a_", strings.Repeat("a", 64), "a:b"} {
+		if kubeLabelValue(bad) {
+			t.Errorf("kubeLabelValue(%q) = true", bad)
+		}
+	}
 }

@@ -125,17 +125,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// every user through the user's one owner (actors.Cluster, docs/cluster.md).
 	var users usersService = registry
 	ready := db.Ready
-	if cfg.ClusterProvider == clusterEtcd {
-		node, err := actors.NewCluster(actors.ClusterConfig{
-			Name: cfg.ClusterName, Host: cfg.ClusterAdvertiseHost, Port: cfg.ClusterPort,
+	if cfg.ClusterProvider == clusterEtcd || cfg.ClusterProvider == clusterK8s {
+		ccfg := actors.ClusterConfig{
+			Provider: actors.ProviderEtcd,
+			Name:     cfg.ClusterName, Host: cfg.ClusterAdvertiseHost, Port: cfg.ClusterPort,
 			EtcdEndpoints: cfg.EtcdEndpoints, LeaseTTL: cfg.ClusterLeaseTTL, CallTimeout: cfg.RequestTimeout,
-		}, registry, logger)
+		}
+		if cfg.ClusterProvider == clusterK8s {
+			ccfg.Provider, ccfg.EtcdEndpoints = actors.ProviderK8s, nil
+			ccfg.PodName, ccfg.Namespace = cfg.PodName, cfg.PodNamespace
+		}
+		node, err := actors.NewCluster(ccfg, registry, logger)
 		if err != nil {
 			_ = registry.Shutdown(context.Background())
 			return err
 		}
 		users = node
-		// A node fenced off etcd answers 503 on /health/ready too.
+		// A node fenced off etcd (or the API server) answers 503 on /health/ready
+		// too; with k8s that readiness also takes it out of the membership.
 		ready = func(ctx context.Context) error {
 			if err := node.Ready(); err != nil {
 				return err
