@@ -472,7 +472,11 @@ func (c *Cluster) abortAll() {
 		delete(c.grains, id)
 	}
 	c.mu.Unlock()
-	clusterHandoffs.Add(len(hs))
+	for _, h := range hs {
+		if !h.isAborted() {
+			clusterHandoffs.Inc()
+		}
+	}
 	var wg sync.WaitGroup
 	for _, h := range hs {
 		wg.Add(1)
@@ -497,7 +501,9 @@ func (c *Cluster) release(userID string) {
 	if h == nil {
 		return
 	}
-	clusterHandoffs.Inc()
+	if !h.isAborted() { // not already counted as poisoned or dropped
+		clusterHandoffs.Inc()
+	}
 	h.abort()
 	c.system.Root.Poison(h.pid)
 }

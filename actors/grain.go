@@ -98,6 +98,10 @@ func (g *grain) Receive(ctx actor.Context) {
 			g.dispatch(call.m, call.sender)
 		}
 	case *grainPoisoned:
+		// The identity lookup moved this user to another node (a topology change).
+		if g.ready && g.h != nil && !g.h.isAborted() {
+			clusterHandoffs.Inc()
+		}
 		g.stop(ctx)
 	case *grainStop:
 		// Stop only after a quiet stopGrace: while callers still send here (their
