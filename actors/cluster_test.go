@@ -643,3 +643,55 @@ func maxTime(a, b time.Time) time.Time {
 	}
 	return a
 }
+
+// TestClusterStuckActivationAnswersInFlux: while a new owner cannot acquire a user
+// (its old owners ignore release requests and keep their leases), a write queued
+// behind that activation is answered "not run" before its caller's deadline: the
+// caller gets ErrPlacementInFlux (503 with Retry-After), not a timeout whose
+// outcome it cannot know, and the write never runs later.
+func TestClusterStuckActivationAnswersInFlux(t *testing.T) {
+	var dropping atomic.Bool
+	h := clusterHooks{dropRelease: func(string) bool { return dropping.Load() }}
+	tc := newTestCluster(t, 2, h)
+	users := make([]string, 24)
+	for i := range users {
+		users[i] = tc.store.seed(t)
+		if _, err := tc.nodes[i%2].Execute(ctxTimeout(t, 10*time.Second), users[i], editBio("warm"), meta()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dropping.Store(true)
+	c := tc.add()
+	tc.waitMembers(3)
+	var inFlux, ok int
+	var stuck []string
+	for _, id := range users {
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		_, err := c.Execute(ctx, id, editBio("during"), meta())
+		cancel()
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, userservice.ErrPlacementInFlux):
+			inFlux++
+			stuck = append(stuck, id)
+		default:
+			t.Fatalf("user %s: %v (want success or ErrPlacementInFlux)", id, err)
+		}
+	}
+	t.Logf("%d writes served, %d answered in flux while the activation was stuck", ok, inFlux)
+	if inFlux == 0 {
+		t.Fatal("no user moved to the new node: the test did not exercise a stuck activation")
+	}
+	// The refused writes never ran, also not once the activation finally succeeds.
+	dropping.Store(false)
+	for _, id := range stuck {
+		st, err := c.Get(ctxTimeout(t, 20*time.Second), id, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.User.Bio == nil || *st.User.Bio != "warm" || st.User.Version != 2 {
+			t.Fatalf("user %s after the stuck activation: bio %v, version %d; the refused write ran", id, st.User.Bio, st.User.Version)
+		}
+	}
+}

@@ -40,6 +40,18 @@ type grainIdle struct{}
 
 func (*grainIdle) IgnoreDeadLetterLogging() {}
 
+// queueExpiry asks the grain to answer "moved" to queued calls whose callers are
+// about to give up (see queueMargin).
+type queueExpiry struct{}
+
+func (*queueExpiry) IgnoreDeadLetterLogging() {}
+
+// queueMargin is how long before its caller's deadline a call still queued behind
+// an activation is answered "moved": the caller then knows it did not run and
+// answers 503 with Retry-After, instead of timing out on a write whose outcome
+// it cannot know (and the call never runs after its caller left).
+const queueMargin = 250 * time.Millisecond
+
 // grainStop ends an aborted grain after its grace period.
 type grainStop struct{}
 
@@ -81,6 +93,17 @@ func (g *grain) Receive(ctx actor.Context) {
 	case *wireMsg: // from this node: not serialized
 		g.request(ctx, m)
 	case *activated:
+		if m.err != nil && errors.Is(m.err, userservice.ErrPlacementInFlux) && !g.h.isAborted() &&
+			g.c.valid() && !g.c.closing.Load() {
+			// Still this user's owner, but a peer has neither released it nor let its
+			// lease lapse within the deadline: keep acquiring. Answering "moved" and
+			// stopping instead would send callers straight back here (the placement
+			// has not changed) to a grain that never gets quiet enough to stop.
+			// Queued callers near their deadline are answered by queueExpiry.
+			h, c, self, root := g.h, g.c, ctx.Self(), g.c.system.Root
+			go func() { root.Send(self, &activated{err: c.acquire(h, time.Now().Add(c.cfg.CallTimeout))}) }()
+			return
+		}
 		q := g.queue
 		g.queue = nil
 		if m.err != nil || g.h.isAborted() {
@@ -97,6 +120,18 @@ func (g *grain) Receive(ctx actor.Context) {
 		for _, call := range q {
 			g.dispatch(call.m, call.sender)
 		}
+	case *queueExpiry:
+		now := time.Now()
+		kept := g.queue[:0]
+		for _, call := range g.queue {
+			if !now.Before(call.m.deadline().Add(-queueMargin)) {
+				g.moved(call.sender)
+				continue
+			}
+			kept = append(kept, call)
+		}
+		clear(g.queue[len(kept):])
+		g.queue = kept
 	case *grainPoisoned:
 		// The identity lookup moved this user to another node (a topology change).
 		if g.ready && g.h != nil && !g.h.isAborted() {
@@ -139,6 +174,8 @@ func (g *grain) request(ctx actor.Context, w *wireMsg) {
 		g.stop(ctx)
 	case !g.ready:
 		g.queue = append(g.queue, queuedCall{m: w, sender: ctx.Sender()})
+		self, root := ctx.Self(), g.c.system.Root
+		time.AfterFunc(time.Until(w.deadline().Add(-queueMargin)), func() { root.Send(self, &queueExpiry{}) })
 	default:
 		g.dispatch(w, ctx.Sender())
 	}
