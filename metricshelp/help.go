@@ -30,6 +30,7 @@ var help = map[string]string{
 
 	// Actors (actors/)
 	"user_service_actors_active":                  "User actors currently active on this node.",
+	"user_service_actors_max":                     "The bound on active user actors (ACTOR_MAX_ACTIVE); beyond it the least recently used are passivated.",
 	"user_service_actor_activations_total":        "User actors activated (state loaded from Redis or PostgreSQL).",
 	"user_service_actor_passivations_total":       "User actors stopped after ACTOR_IDLE_TIMEOUT or to stay under ACTOR_MAX_ACTIVE.",
 	"user_service_actor_unexpected_stops_total":   "User actors that stopped without being passivated (a panic or a failed start).",
