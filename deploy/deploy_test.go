@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v4"
 )
 
 // promtoolPath is Debian's promtool (package prometheus), which `make test` installs.
@@ -125,5 +127,59 @@ func TestDashboardShape(t *testing.T) {
 	walk(d.Panels)
 	if queries < 20 {
 		t.Errorf("only %d queries: the dashboard lost panels", queries)
+	}
+}
+
+func TestPrometheusConfigIsValid(t *testing.T) {
+	if out, err := promtool(t, "check", "config", "prometheus/prometheus.yml"); err != nil {
+		t.Fatalf("promtool check config: %v\n%s", err, out)
+	}
+}
+
+// TestObservabilityProfileMountsExistingFiles reads docker-compose.yml's
+// observability profile: each bind mount of ./deploy must name a file or
+// directory of this checkout (a rename here would leave Grafana empty).
+func TestObservabilityProfileMountsExistingFiles(t *testing.T) {
+	var f struct {
+		Services map[string]struct {
+			Profiles    []string `yaml:"profiles"`
+			Volumes     []string `yaml:"volumes"`
+			Healthcheck *struct {
+				Test []string `yaml:"test"`
+			} `yaml:"healthcheck"`
+		} `yaml:"services"`
+	}
+	b, err := os.ReadFile("../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	mounts := 0
+	for _, name := range []string{"prometheus", "grafana"} {
+		s, ok := f.Services[name]
+		if !ok {
+			t.Fatalf("docker-compose.yml has no %s service", name)
+		}
+		if len(s.Profiles) != 1 || s.Profiles[0] != "observability" {
+			t.Errorf("%s: profiles %v, want [observability]", name, s.Profiles)
+		}
+		if s.Healthcheck == nil || len(s.Healthcheck.Test) == 0 {
+			t.Errorf("%s has no healthcheck", name)
+		}
+		for _, v := range s.Volumes {
+			host, _, _ := strings.Cut(v, ":")
+			if !strings.HasPrefix(host, "./deploy/") {
+				continue
+			}
+			mounts++
+			if _, err := os.Stat(filepath.Join("..", host)); err != nil {
+				t.Errorf("%s mounts %s: %v", name, host, err)
+			}
+		}
+	}
+	if mounts < 4 {
+		t.Errorf("only %d mounts of ./deploy in the observability profile", mounts)
 	}
 }
