@@ -368,3 +368,78 @@ func ruleExprs(t *testing.T, path string) map[string]string {
 	}
 	return out
 }
+
+// TestE2EDLQReplay: a registration refused because its email is taken lands in
+// the DLQ; after the operator's fix (here: the conflicting profile's email
+// changed in PostgreSQL), `userservice dlq-replay` moves it back and the
+// service creates the profile.
+func TestE2EDLQReplay(t *testing.T) {
+	st := newStack(t)
+	svc := st.start(t, nil)
+	st.waitConsumer(t)
+	admin := st.adminToken(t)
+	body := newUserBody(t)
+	taken := svc.createUser(t, admin, body)
+
+	authID := userservice.NewID()
+	id, ev := authEvent("auth.user.registered", map[string]any{"authId": authID, "email": taken.Email, "firstName": "Grace", "lastName": "Hopper"})
+	st.publish(t, "auth.user.registered", id, ev)
+	dlqDepth := func() int {
+		ch, err := st.amqpConn(t).Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ch.Close()
+		q, err := ch.QueueDeclarePassive(st.queue+".dlq", true, false, false, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q.Messages
+	}
+	eventually(t, "the registration dead-lettered", func() error {
+		if n := dlqDepth(); n != 1 {
+			return fmt.Errorf("%d messages in the DLQ", n)
+		}
+		return nil
+	})
+	if n := st.count(t, `SELECT count(*) FROM users WHERE auth_id = $1`, authID); n != 0 {
+		t.Fatalf("a profile was created for a taken email")
+	}
+
+	replay := func(args ...string) (string, error) {
+		var out syncBuffer
+		env := svc.env
+		err := run(context.Background(), append([]string{"userservice"}, args...), func(k string) string { return env[k] }, &out)
+		return out.String(), err
+	}
+	if out, err := replay("dlq-replay", "-max", "x"); err == nil {
+		t.Errorf("dlq-replay -max x: no error\n%s", out)
+	}
+	if out, err := replay("no-such-command"); err == nil {
+		t.Errorf("an unknown command: no error\n%s", out)
+	}
+	if dlqDepth() != 1 {
+		t.Fatal("a refused command touched the DLQ")
+	}
+
+	// The fix: the older profile moves to another address.
+	if _, err := st.db(t).Exec(context.Background(), `UPDATE users SET email = 'moved.'||email WHERE id = $1`, taken.ID); err != nil {
+		t.Fatal(err)
+	}
+	out, err := replay("dlq-replay")
+	if err != nil {
+		t.Fatalf("dlq-replay: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, `"moved":1`) || !strings.Contains(out, `"remaining":0`) {
+		t.Errorf("dlq-replay printed %s, want moved 1, remaining 0", out)
+	}
+	eventually(t, "the replayed registration created the profile", func() error {
+		if n := st.count(t, `SELECT count(*) FROM users WHERE auth_id = $1 AND email = $2`, authID, taken.Email); n != 1 {
+			return fmt.Errorf("%d profiles for the replayed registration", n)
+		}
+		return nil
+	})
+	if n := dlqDepth(); n != 0 {
+		t.Errorf("%d messages in the DLQ after the replay", n)
+	}
+}
