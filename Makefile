@@ -33,7 +33,7 @@ TOKEN_EMAIL := $(if $(filter command line,$(origin EMAIL)),$(EMAIL))
 # Go sources for gofmt, without the state folders (PostgreSQL's data is not ours to read).
 GOFILES = $$(find . \( -path ./.devstack -o -path ./.git -o -path ./bin -o -path ./vendor \) -prune -o -name '*.go' -print)
 
-.PHONY: help run cluster test stop status token fmt fmt-check vet lint build fuzz clean clean-data
+.PHONY: help run cluster test stop status token fmt fmt-check vet lint build fuzz clean clean-data dlq-replay
 
 help: ## list the targets
 	@echo 'Usage: make <target> [VAR=value ...]'
@@ -77,6 +77,9 @@ cluster: ## etcd + three cluster-mode nodes on 127.0.0.1 (HTTP :3002-:3004) over
 status: ## show which servers of both stacks are up
 	-@$(DEVSTACK) status run
 	-@$(DEVSTACK) status test
+
+dlq-replay: ## move dead-lettered events back to RABBITMQ_QUEUE after a fix (run stack): make dlq-replay [MAX=N]
+	eval "$$($(DEVSTACK) env run)"; $(GO) run ./cmd/userservice dlq-replay $(if $(MAX),-max $(MAX))
 
 token: ## print a signed dev JWT: make token ROLE=admin [SUB= AUTH_ID= EMAIL= TTL=]
 	@$(GO) run ./cmd/devtoken -role '$(ROLE)' \

@@ -10,6 +10,7 @@ import (
 
 var (
 	actorsActive          = metrics.NewGauge("user_service_actors_active", nil)
+	actorsMax             = metrics.NewGauge("user_service_actors_max", nil) // ACTOR_MAX_ACTIVE, for the "near the bound" alert
 	actorActivations      = metrics.NewCounter("user_service_actor_activations_total")
 	actorPassivations     = metrics.NewCounter("user_service_actor_passivations_total")
 	actorUnexpectedStops  = metrics.NewCounter("user_service_actor_unexpected_stops_total")

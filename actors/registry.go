@@ -130,6 +130,7 @@ func newRegistry(cfg Config, loader userservice.StateLoader, committer userservi
 	if err != nil {
 		return nil, err
 	}
+	actorsMax.Set(float64(cfg.MaxActive))
 	r := &Registry{
 		cfg:       cfg,
 		perOwner:  max(1, (cfg.MaxActive+cfg.Owners-1)/cfg.Owners),

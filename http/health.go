@@ -3,15 +3,16 @@ package http
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	json "github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
 
 	"github.com/lms-platform/userservice"
+	"github.com/lms-platform/userservice/metricshelp"
 )
 
 // criticalCheck is the dependency without which the service is unhealthy;
@@ -150,7 +151,9 @@ func (s *Server) runCheck(parent context.Context, check func(context.Context) er
 // metrics answers GET /metrics in the Prometheus text format.
 func (s *Server) metrics(r *request) error {
 	var buf bytes.Buffer
-	metrics.WritePrometheus(&buf, true)
+	if err := metricshelp.WritePrometheus(&buf); err != nil {
+		return fmt.Errorf("cannot write the metrics: %w", err)
+	}
 	r.fc.Response.SetStatusCode(fasthttp.StatusOK)
 	r.fc.Response.Header.SetContentType("text/plain; version=0.0.4; charset=utf-8")
 	r.fc.Response.SetBody(buf.Bytes())

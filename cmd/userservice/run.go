@@ -44,6 +44,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	defer flushLogs()
+	if len(args) > 1 {
+		return runCommand(ctx, cfg, args[1:], logger, stdout)
+	}
 	logger.Info("starting user service", slog.Any("config", cfg), slog.String("version", version))
 	warnNoEffect(getenv, logger)
 

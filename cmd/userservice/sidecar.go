@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
+	"github.com/lms-platform/userservice/metricshelp"
 )
 
 // serveMetricsPort serves METRICS_PATH alone on METRICS_PORT, for scrapers kept off
@@ -20,7 +20,9 @@ func serveMetricsPort(ctx context.Context, cfg Config, logger *slog.Logger) {
 	mux := http.NewServeMux()
 	mux.HandleFunc(cfg.MetricsPath, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		metrics.WritePrometheus(w, true)
+		if err := metricshelp.WritePrometheus(w); err != nil {
+			logger.Debug("cannot write the metrics", slog.Any("error", err))
+		}
 	})
 	serveSidecar(ctx, net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.MetricsPort)), "metrics", mux, logger)
 }

@@ -108,7 +108,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	return db, nil
 }
 
-// poolMetrics exposes the pool's statistics as gauges, read at scrape time.
+// poolMetrics exposes the pool's statistics, read at scrape time: the levels as
+// gauges, the cumulative ones (acquires, acquires that had to wait, time spent
+// waiting) as counters named `_total` (Prometheus conventions; issue 13).
 func poolMetrics(pool *pgxpool.Pool) *metrics.Set {
 	s := metrics.NewSet()
 	gauge := func(name string, f func(st *pgxpool.Stat) float64) {
@@ -118,9 +120,12 @@ func poolMetrics(pool *pgxpool.Pool) *metrics.Set {
 	gauge("user_service_db_pool_idle_conns", func(st *pgxpool.Stat) float64 { return float64(st.IdleConns()) })
 	gauge("user_service_db_pool_total_conns", func(st *pgxpool.Stat) float64 { return float64(st.TotalConns()) })
 	gauge("user_service_db_pool_max_conns", func(st *pgxpool.Stat) float64 { return float64(st.MaxConns()) })
-	gauge("user_service_db_pool_acquire_count", func(st *pgxpool.Stat) float64 { return float64(st.AcquireCount()) })
-	gauge("user_service_db_pool_empty_acquire_count", func(st *pgxpool.Stat) float64 { return float64(st.EmptyAcquireCount()) })
-	gauge("user_service_db_pool_acquire_wait_seconds", func(st *pgxpool.Stat) float64 { return st.AcquireDuration().Seconds() })
+	s.RegisterMetricsWriter(func(w io.Writer) {
+		st := pool.Stat()
+		metrics.WriteCounterUint64(w, "user_service_db_pool_acquires_total", uint64(st.AcquireCount()))
+		metrics.WriteCounterUint64(w, "user_service_db_pool_empty_acquires_total", uint64(st.EmptyAcquireCount()))
+		metrics.WriteCounterFloat64(w, "user_service_db_pool_acquire_wait_seconds_total", st.AcquireDuration().Seconds())
+	})
 	return s
 }
 

@@ -91,8 +91,8 @@ func TestPoolGauges(t *testing.T) {
 	var buf bytes.Buffer
 	metrics.WritePrometheus(&buf, false)
 	for _, name := range []string{"user_service_db_pool_acquired_conns", "user_service_db_pool_idle_conns",
-		"user_service_db_pool_total_conns", "user_service_db_pool_max_conns 4", "user_service_db_pool_acquire_count",
-		"user_service_db_pool_acquire_wait_seconds"} {
+		"user_service_db_pool_total_conns", "user_service_db_pool_max_conns 4", "user_service_db_pool_acquires_total",
+		"user_service_db_pool_empty_acquires_total", "user_service_db_pool_acquire_wait_seconds_total"} {
 		if !strings.Contains(buf.String(), name) {
 			t.Errorf("/metrics lacks %s", name)
 		}
