@@ -57,6 +57,8 @@ func Apply(s *State, cmd Command, meta Meta) (*Outcome, error) {
 		c.recordPasswordChange(cmd)
 	case VerifyEmail:
 		c.verifyEmail(cmd)
+	case RevokeSessions:
+		err = c.revokeSessionsCmd(cmd)
 	default:
 		return nil, Errorf(ECodeInternal, "unknown command %T", cmd)
 	}
@@ -291,6 +293,7 @@ func (c *change) changeRole(cmd ChangeRole) error {
 	u.Role, u.UpdatedAt = cmd.Role, c.meta.Now
 	c.event(EventRoleChanged, map[string]any{"userId": u.ID, "oldRole": old, "newRole": u.Role, "changedBy": c.meta.ActorID})
 	c.audit(AuditRoleChanged, map[string]any{"role": old}, map[string]any{"role": u.Role})
+	c.revokeSessions("", RevokeReasonRoleChanged, false)
 	c.result = *u
 	return nil
 }
@@ -320,6 +323,9 @@ func (c *change) changeStatus(cmd ChangeStatus) error {
 	u.Status, u.UpdatedAt = cmd.Status, c.meta.Now
 	c.event(EventStatusChanged, map[string]any{"userId": u.ID, "oldStatus": old, "newStatus": u.Status, "changedBy": c.meta.ActorID})
 	c.audit(AuditStatusChanged, map[string]any{"status": old}, map[string]any{"status": u.Status})
+	if u.Status == StatusSuspended {
+		c.revokeSessions("", RevokeReasonSuspended, false)
+	}
 	c.result = *u
 	return nil
 }
@@ -344,6 +350,7 @@ func (c *change) softDelete() error {
 	u.Status, u.UpdatedAt = StatusDeleted, c.meta.Now
 	c.event(EventUserDeleted, map[string]any{"userId": u.ID, "authId": u.AuthID, "deletedBy": c.meta.ActorID})
 	c.audit(AuditUserDeleted, map[string]any{"status": old}, map[string]any{"status": StatusDeleted})
+	c.revokeSessions("", RevokeReasonDeleted, false)
 	return nil
 }
 

@@ -62,7 +62,7 @@ func init() {
 		userservice.SoftDelete{}, userservice.Enroll{}, userservice.EditEnrollment{}, userservice.SetProgress{},
 		userservice.Unenroll{}, userservice.SetPreferences{}, userservice.RemovePreference{},
 		userservice.RemoveCategory{}, userservice.RecordLogin{}, userservice.RecordLogout{},
-		userservice.RecordPasswordChange{},
+		userservice.RecordPasswordChange{}, userservice.RevokeSessions{},
 	} {
 		gob.Register(c)
 	}
@@ -70,6 +70,7 @@ func init() {
 	gob.Register(userservice.Enrollment{})
 	gob.Register([]userservice.Preference{})
 	gob.Register(userservice.Session{})
+	gob.Register(userservice.SessionsRevoked{})
 	gob.Register(map[string]any{})
 }
 
