@@ -59,6 +59,8 @@ func Apply(s *State, cmd Command, meta Meta) (*Outcome, error) {
 		c.verifyEmail(cmd)
 	case RevokeSessions:
 		err = c.revokeSessionsCmd(cmd)
+	case RecordExport:
+		c.recordExport()
 	default:
 		return nil, Errorf(ECodeInternal, "unknown command %T", cmd)
 	}

@@ -62,7 +62,7 @@ func init() {
 		userservice.SoftDelete{}, userservice.Enroll{}, userservice.EditEnrollment{}, userservice.SetProgress{},
 		userservice.Unenroll{}, userservice.SetPreferences{}, userservice.RemovePreference{},
 		userservice.RemoveCategory{}, userservice.RecordLogin{}, userservice.RecordLogout{},
-		userservice.RecordPasswordChange{}, userservice.RevokeSessions{},
+		userservice.RecordPasswordChange{}, userservice.RevokeSessions{}, userservice.RecordExport{},
 	} {
 		gob.Register(c)
 	}

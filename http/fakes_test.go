@@ -338,3 +338,26 @@ func (m memEvents) UserEvents(ctx context.Context, userID string, after int64, l
 	env := `{"id":"` + userservice.NewID() + `","type":"user.created","source":"user-service","version":2,"sequence":1,"data":{"userId":"` + userID + `"},"timestamp":"2024-01-15T10:30:00.000Z","correlationId":"c","metadata":{}}`
 	return []userservice.FeedEvent{{Sequence: 1, Type: "user.created", Envelope: []byte(env)}}, nil
 }
+
+var _ userservice.PersonalData = (*memDirectory)(nil)
+
+// SessionsAfter pages the sessions the actor holds, oldest first.
+func (d *memDirectory) SessionsAfter(ctx context.Context, userID string, after *userservice.RowKey, limit int) ([]userservice.Session, error) {
+	d.users.mu.Lock()
+	defer d.users.mu.Unlock()
+	st, ok := d.users.states[userID]
+	if !ok || after != nil {
+		return nil, nil // one page holds them all
+	}
+	return append([]userservice.Session(nil), st.Sessions...), nil
+}
+
+// AuditAfter pages the recorded audit, oldest first.
+func (d *memDirectory) AuditAfter(ctx context.Context, userID string, after *userservice.RowKey, limit int) ([]userservice.AuditRecord, error) {
+	d.users.mu.Lock()
+	defer d.users.mu.Unlock()
+	if after != nil {
+		return nil, nil
+	}
+	return append([]userservice.AuditRecord(nil), d.users.audit[userID]...), nil
+}

@@ -40,6 +40,7 @@ func (s *Server) routes(r *router.Router) {
 	s.api(r, GET, users+"/{id}/sessions", s.listSessions)
 	s.api(r, DELETE, users+"/{id}/sessions", s.revokeSessions)
 	s.api(r, DELETE, users+"/{id}/sessions/{sessionId}", s.revokeSession)
+	s.api(r, GET, users+"/{id}/export", s.exportUser) // data export (export.go)
 	s.api(r, GET, users+"/{id}/events", s.userEvents) // change feed (events.go)
 	s.api(r, GET, "/api/v1/events", s.allEvents)
 

@@ -190,6 +190,9 @@ type Deps struct {
 	RateLimiter RateLimiter
 	// Events reads the change feed; nil answers its routes 503.
 	Events userservice.EventHistory
+	// PersonalData reads sessions and audit records for an export; nil
+	// answers the export 503.
+	PersonalData userservice.PersonalData
 }
 
 // Health is what the /health* probes report.

@@ -214,11 +214,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		NoAudit:                 !cfg.AuditEnabled,
 		NoMetrics:               !cfg.MetricsEnabled,
 	}, httpapi.Deps{
-		Users:       users,
-		Directory:   cachedDirectory{directory, searchCache},
-		Events:      directory,
-		Idempotency: idempotency,
-		RateLimiter: rateLimiter{limiter},
+		Users:        users,
+		Directory:    cachedDirectory{directory, searchCache},
+		Events:       directory,
+		PersonalData: directory,
+		Idempotency:  idempotency,
+		RateLimiter:  rateLimiter{limiter},
 		Health: httpapi.Health{
 			Ready: ready,
 			Checks: map[string]func(context.Context) error{
