@@ -24,6 +24,12 @@ func Apply(s *State, cmd Command, meta Meta) (*Outcome, error) {
 	if s == nil {
 		return nil, ErrUserNotFound
 	}
+	if s.User.Erased() {
+		if _, ok := cmd.(Erase); ok {
+			return &Outcome{State: s, Result: map[string]any{"erased": true}}, nil // once
+		}
+		return nil, ErrUserNotFound // an erased user is gone for every route
+	}
 	c := change{base: s, next: s.clone(), meta: meta}
 	var err error
 	switch cmd := cmd.(type) {
@@ -61,6 +67,12 @@ func Apply(s *State, cmd Command, meta Meta) (*Outcome, error) {
 		err = c.revokeSessionsCmd(cmd)
 	case RecordExport:
 		c.recordExport()
+	case RequestErasure:
+		c.requestErasure(cmd)
+	case CancelErasure:
+		err = c.cancelErasure(cmd)
+	case Erase:
+		c.erase()
 	default:
 		return nil, Errorf(ECodeInternal, "unknown command %T", cmd)
 	}

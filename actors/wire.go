@@ -63,6 +63,7 @@ func init() {
 		userservice.Unenroll{}, userservice.SetPreferences{}, userservice.RemovePreference{},
 		userservice.RemoveCategory{}, userservice.RecordLogin{}, userservice.RecordLogout{},
 		userservice.RecordPasswordChange{}, userservice.RevokeSessions{}, userservice.RecordExport{},
+		userservice.RequestErasure{}, userservice.CancelErasure{}, userservice.Erase{},
 	} {
 		gob.Register(c)
 	}
@@ -71,6 +72,8 @@ func init() {
 	gob.Register([]userservice.Preference{})
 	gob.Register(userservice.Session{})
 	gob.Register(userservice.SessionsRevoked{})
+	gob.Register(userservice.Erasure{})
+	gob.Register(userservice.Status(""))
 	gob.Register(map[string]any{})
 }
 

@@ -128,6 +128,10 @@ type Config struct {
 	// change feed (issue 15).
 	EventRetention Lifetime `env:"EVENT_RETENTION" envDefault:"7d"`
 
+	// ErasureCoolOff is how long after POST …/erasure the erasure runs, unless
+	// cancelled (issue 14).
+	ErasureCoolOff Lifetime `env:"ERASURE_COOL_OFF" envDefault:"7d"`
+
 	// Pagination.
 	DefaultPageSize int `env:"DEFAULT_PAGE_SIZE" envDefault:"20"`
 	MaxPageSize     int `env:"MAX_PAGE_SIZE" envDefault:"100"`
@@ -580,6 +584,7 @@ func (c Config) Validate() error {
 	c.validateJWT(add)
 	positive("JWT_EXPIRES_IN", time.Duration(c.JWTExpiresIn))
 	positive("EVENT_RETENTION", c.EventRetention.Duration())
+	positive("ERASURE_COOL_OFF", c.ErasureCoolOff.Duration())
 	positive("JWT_REFRESH_EXPIRES_IN", time.Duration(c.JWTRefreshExpiresIn))
 
 	for _, s := range []struct{ name, v string }{

@@ -67,7 +67,7 @@ var specDefaults = map[string]string{
 	"HELMET_ENABLED": "true", "BCRYPT_ROUNDS": "12", "TRUST_PROXY": "",
 	"LOG_LEVEL": "info", "LOG_FORMAT": "json", "LOG_FILE_ENABLED": "false", "LOG_FILE_PATH": "./logs/user-service.log",
 	"CACHE_TTL_USER_PROFILE": "900", "CACHE_TTL_USER_PREFERENCES": "1800",
-	"CACHE_TTL_USER_ENROLLMENTS": "300", "CACHE_TTL_USER_SEARCH": "120", "EVENT_RETENTION": "7d",
+	"CACHE_TTL_USER_ENROLLMENTS": "300", "CACHE_TTL_USER_SEARCH": "120", "EVENT_RETENTION": "7d", "ERASURE_COOL_OFF": "7d",
 	"DEFAULT_PAGE_SIZE": "20", "MAX_PAGE_SIZE": "100",
 	"MAX_FILE_SIZE": "5242880", "ALLOWED_FILE_TYPES": "image/jpeg,image/png,image/gif,image/webp",
 	"HEALTH_CHECK_TIMEOUT": "5000", "HEALTH_CHECK_INTERVAL": "30000",
@@ -187,7 +187,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		"HELMET_ENABLED": "false", "BCRYPT_ROUNDS": "10", "TRUST_PROXY": "10.0.0.0/8, 192.0.2.1",
 		"LOG_LEVEL": "debug", "LOG_FORMAT": "text", "LOG_FILE_ENABLED": "true", "LOG_FILE_PATH": "/var/log/u.log",
 		"CACHE_TTL_USER_PROFILE": "1", "CACHE_TTL_USER_PREFERENCES": "2", "CACHE_TTL_USER_ENROLLMENTS": "3",
-		"CACHE_TTL_USER_SEARCH": "4", "DEFAULT_PAGE_SIZE": "10", "MAX_PAGE_SIZE": "50", "EVENT_RETENTION": "36h",
+		"CACHE_TTL_USER_SEARCH": "4", "DEFAULT_PAGE_SIZE": "10", "MAX_PAGE_SIZE": "50", "EVENT_RETENTION": "36h", "ERASURE_COOL_OFF": "2s",
 		"MAX_FILE_SIZE": "1024", "ALLOWED_FILE_TYPES": "image/png",
 		"HEALTH_CHECK_TIMEOUT": "250", "HEALTH_CHECK_INTERVAL": "1000",
 		"METRICS_ENABLED": "false", "METRICS_PORT": "9100", "METRICS_PATH": "/m",
@@ -227,7 +227,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		LogLevel: "debug", LogFormat: "text", LogFileEnabled: true, LogFilePath: "/var/log/u.log",
 		CacheTTLUserProfile: Seconds(time.Second), CacheTTLUserPreferences: Seconds(2 * time.Second),
 		CacheTTLUserEnrollments: Seconds(3 * time.Second), CacheTTLUserSearch: Seconds(4 * time.Second),
-		EventRetention:  Lifetime(36 * time.Hour),
+		EventRetention:  Lifetime(36 * time.Hour), ErasureCoolOff: Lifetime(2 * time.Second),
 		DefaultPageSize: 10, MaxPageSize: 50, MaxFileSize: 1024, AllowedFileTypes: []string{"image/png"},
 		HealthCheckTimeout: Millis(250 * time.Millisecond), HealthCheckInterval: Millis(time.Second),
 		MetricsEnabled: false, MetricsPort: 9100, MetricsPath: "/m",
@@ -861,7 +861,7 @@ func TestConfigVarsAreUnique(t *testing.T) {
 		}
 		seen[v.name] = v.field
 	}
-	if want := 66 + 6 + 4 + 1 + 4 + 6 + 1 + 3 + 2; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY, HTTP_* limits and HEALTH_CACHE_TTL, CLUSTER_*/ETCD_*, EVENT_RETENTION, QUOTA_*, RATE_LIMIT_LEASE_FRACTION, SNAPSHOT_WRITE_DELAY
+	if want := 66 + 6 + 4 + 1 + 4 + 6 + 1 + 3 + 2 + 1; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY, HTTP_* limits and HEALTH_CACHE_TTL, CLUSTER_*/ETCD_*, EVENT_RETENTION, QUOTA_*, RATE_LIMIT_LEASE_FRACTION, SNAPSHOT_WRITE_DELAY, ERASURE_COOL_OFF (+ 1)
 		t.Errorf("%d variables, want %d", len(seen), want)
 	}
 }

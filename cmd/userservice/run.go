@@ -172,6 +172,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			logIfFailed(logger, "outbox relay", relay.Run(relayCtx))
 		}
 	})
+	// Erasures (issue 14): a worker on every node, leading one at a time
+	// (advisory lock), runs the due ones through the users' actors.
+	erasures, err := postgres.NewErasureStore(db)
+	if err != nil {
+		return err
+	}
+	scrubber, err := redis.NewScrubber(rdb)
+	if err != nil {
+		return err
+	}
+	eraser, err := userservice.NewErasureWorker(erasures, users, scrubber, erasurePoll, logger)
+	if err != nil {
+		return err
+	}
+	erasureCtx, stopErasures := context.WithCancel(background)
+	defer stopErasures()
+	goBackground(func() {
+		if waitMigrated(erasureCtx, db) {
+			logIfFailed(logger, "erasure worker", eraser.Run(erasureCtx))
+		}
+	})
 	consumerCtx, stopConsumer := context.WithCancel(background)
 	defer stopConsumer()
 	goBackground(func() {
@@ -195,6 +216,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		JWKSURL:             cfg.JWTJWKSURL,
 		JWKSRefreshInterval: cfg.JWTJWKSRefreshInterval,
 		RequestTimeout:      cfg.RequestTimeout,
+		ErasureCoolOff:      cfg.ErasureCoolOff.Duration(),
 		DefaultPageSize:     cfg.DefaultPageSize,
 		MaxPageSize:         cfg.MaxPageSize,
 		CORS: httpapi.CORS{
@@ -218,6 +240,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Directory:    cachedDirectory{directory, searchCache},
 		Events:       directory,
 		PersonalData: directory,
+		Erasures:     erasures,
 		Idempotency:  idempotency,
 		RateLimiter:  rateLimiter{limiter},
 		Health: httpapi.Health{
@@ -270,6 +293,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	add("http", server.Shutdown(sctx))  // stop accepting, finish in-flight requests
 	stopConsumer()                      // no new event effects
+	stopErasures()                      // no new erasures
 	add("actors", users.Shutdown(sctx)) // commits in flight land
 	add("writer", writer.Close(sctx))   // everything queued is committed
 	drainCtx, cancelDrain := context.WithTimeout(sctx, 3*time.Second)
@@ -423,3 +447,8 @@ type usersService interface {
 	userservice.Users
 	Shutdown(ctx context.Context) error
 }
+
+// erasurePoll is how often the erasure worker looks for due erasures: one
+// query of a partial index (erasures_due_idx), so a second costs nothing and
+// an erasure runs at most a second after its cool-off.
+const erasurePoll = time.Second
