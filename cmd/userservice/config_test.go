@@ -227,7 +227,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		LogLevel: "debug", LogFormat: "text", LogFileEnabled: true, LogFilePath: "/var/log/u.log",
 		CacheTTLUserProfile: Seconds(time.Second), CacheTTLUserPreferences: Seconds(2 * time.Second),
 		CacheTTLUserEnrollments: Seconds(3 * time.Second), CacheTTLUserSearch: Seconds(4 * time.Second),
-		EventRetention:  Lifetime(36 * time.Hour), ErasureCoolOff: Lifetime(2 * time.Second),
+		EventRetention: Lifetime(36 * time.Hour), ErasureCoolOff: Lifetime(2 * time.Second),
 		DefaultPageSize: 10, MaxPageSize: 50, MaxFileSize: 1024, AllowedFileTypes: []string{"image/png"},
 		HealthCheckTimeout: Millis(250 * time.Millisecond), HealthCheckInterval: Millis(time.Second),
 		MetricsEnabled: false, MetricsPort: 9100, MetricsPath: "/m",
