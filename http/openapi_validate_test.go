@@ -472,6 +472,27 @@ func TestOpenAPIResponsesMatchTheDocument(t *testing.T) {
 		c.run(t, hh, send("over the limit on a write", "PUT", me(), hh.alice.token, map[string]any{"bio": "x"}, 429, "RATE_LIMIT_EXCEEDED"))
 	})
 
+	t.Run("erasure", func(t *testing.T) {
+		hh := newHarness(t)
+		a := hh.alice.token
+		path := userPath(hh.alice.id, "erasure")
+		for _, s := range []step{
+			get("no erasure yet", path, hh.admin.token, 404, "NOT_FOUND"),
+			send("erasure of another user", "POST", userPath(hh.bob.id, "erasure"), a, nil, 403, "FORBIDDEN"),
+			send("erasure with a bad id", "POST", userPath("x", "erasure"), a, nil, 400, "INVALID_PARAMETER"),
+			send("erasure of an unknown user", "POST", userPath(userservice.NewID(), "erasure"), hh.admin.token, nil, 404, "NOT_FOUND"),
+			send("request erasure", "POST", me("erasure"), a, nil, 202, ""),
+			send("request erasure again", "POST", path, hh.admin.token, nil, 409, "CONFLICT"),
+			get("own erasure while suspended", me("erasure"), a, 403, "ACCOUNT_DISABLED"),
+			get("erasure state", path, hh.admin.token, 200, ""),
+			send("cancel erasure", "DELETE", path, hh.admin.token, nil, 200, ""),
+			send("cancel erasure again", "DELETE", path, hh.admin.token, nil, 404, "NOT_FOUND"),
+			get("own profile after a cancel", me(), a, 200, ""),
+		} {
+			c.run(t, hh, s)
+		}
+	})
+
 	t.Run("dependency down", func(t *testing.T) {
 		hh := newHarness(t)
 		hh.users.getHook = func(context.Context, string) error { return userservice.ErrUnavailable }
