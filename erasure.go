@@ -172,6 +172,10 @@ type ErasureStore interface {
 	Uncleaned(ctx context.Context, limit int) ([]string, error)
 	// MarkCleaned records that the user's caches were cleaned.
 	MarkCleaned(ctx context.Context, userID string) error
+	// DeletedBefore returns up to limit soft-deleted users whose last change
+	// (the delete, for a user nobody restored) is older than before, and whose
+	// erasure is neither requested nor done: DELETED_USER_RETENTION's purge.
+	DeletedBefore(ctx context.Context, before time.Time, limit int) ([]string, error)
 	// WhileLeader runs fn if this process gets the erasure leadership (a
 	// PostgreSQL advisory lock held for fn's duration) and reports whether it
 	// ran.

@@ -20,21 +20,25 @@ type ErasureWorker struct {
 	caches   CacheScrubber // nil: no cache to scrub
 	interval time.Duration
 	logger   *slog.Logger
+	// deletedRetention is DELETED_USER_RETENTION: a user soft-deleted longer
+	// ago is erased (0: never).
+	deletedRetention time.Duration
 }
 
 // erasureBatch bounds the erasures of one tick.
 const erasureBatch = 100
 
 // NewErasureWorker returns a worker that looks for due erasures every
-// interval. caches may be nil.
-func NewErasureWorker(store ErasureStore, users Users, caches CacheScrubber, interval time.Duration, logger *slog.Logger) (*ErasureWorker, error) {
+// interval and erases users soft-deleted more than deletedRetention ago (0:
+// never). caches may be nil.
+func NewErasureWorker(store ErasureStore, users Users, caches CacheScrubber, interval, deletedRetention time.Duration, logger *slog.Logger) (*ErasureWorker, error) {
 	switch {
 	case store == nil || users == nil || logger == nil:
 		return nil, errors.New("cannot create erasure worker: nil store, users or logger")
 	case interval <= 0:
 		return nil, errors.New("cannot create erasure worker: interval must be positive")
 	}
-	return &ErasureWorker{store: store, users: users, caches: caches, interval: interval, logger: logger}, nil
+	return &ErasureWorker{store: store, users: users, caches: caches, interval: interval, logger: logger, deletedRetention: deletedRetention}, nil
 }
 
 // Run ticks until ctx ends.
@@ -56,11 +60,14 @@ func (w *ErasureWorker) Run(ctx context.Context) error {
 // Tick erases every due user and cleans the caches of erased ones; the
 // caller holds the leadership.
 func (w *ErasureWorker) Tick(ctx context.Context) error {
+	var errs []error
+	if err := w.purgeDeleted(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	due, err := w.store.Due(ctx, time.Now(), erasureBatch)
 	if err != nil {
-		return err
+		return errors.Join(append(errs, err)...)
 	}
-	var errs []error
 	for _, id := range due {
 		meta := Meta{CorrelationID: NewID(), Now: Now()}
 		if _, err := w.users.Execute(ctx, id, Erase{}, meta); err != nil && !errors.Is(err, ErrNoErasure) {
@@ -83,6 +90,34 @@ func (w *ErasureWorker) Tick(ctx context.Context) error {
 			if err := w.store.MarkCleaned(ctx, id); err != nil {
 				errs = append(errs, err)
 			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// purgeDeleted requests, due at once, the erasure of every user soft-deleted
+// more than deletedRetention ago (issue 14: DELETED_USER_RETENTION); the next
+// tick erases them like any other request. Until then an admin may restore
+// the user, which moves updated_at and so restarts the period.
+func (w *ErasureWorker) purgeDeleted(ctx context.Context) error {
+	if w.deletedRetention <= 0 {
+		return nil
+	}
+	ids, err := w.store.DeletedBefore(ctx, time.Now().Add(-w.deletedRetention), erasureBatch)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range ids {
+		meta := Meta{CorrelationID: NewID(), Now: Now()}
+		_, err := w.users.Execute(ctx, id, RequestErasure{ScheduledAt: meta.Now}, meta)
+		switch {
+		case err == nil:
+			w.logger.Info("deleted user past retention: erasure requested", "userId", id)
+		case errors.Is(err, ErrErasurePending), errors.Is(err, ErrUserNotFound):
+			// requested or erased meanwhile
+		default:
+			errs = append(errs, fmt.Errorf("cannot request the erasure of deleted user %s: %w", id, err))
 		}
 	}
 	return errors.Join(errs...)

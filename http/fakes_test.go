@@ -153,6 +153,10 @@ func (s memErasures) Due(ctx context.Context, now time.Time, limit int) ([]strin
 
 func (s memErasures) Uncleaned(ctx context.Context, limit int) ([]string, error) { return nil, nil }
 
+func (s memErasures) DeletedBefore(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	return nil, nil
+}
+
 func (s memErasures) MarkCleaned(ctx context.Context, userID string) error { return nil }
 
 func (s memErasures) WhileLeader(ctx context.Context, fn func(ctx context.Context) error) (bool, error) {

@@ -270,3 +270,44 @@ func TestErasureCancel(t *testing.T) {
 	svc.do(t, "POST", base+"/erasure", own, nil).data(t, http.StatusAccepted, nil)
 	tp.expect(t, userservice.EventErasureRequested)
 }
+
+// TestDeletedUsersArePurged (issue 14): with DELETED_USER_RETENTION=2s, a
+// user soft-deleted that long ago is erased (user.erasure_requested, then one
+// user.erased); an active user and a user restored before the period ends are
+// left alone.
+func TestDeletedUsersArePurged(t *testing.T) {
+	st := newStack(t)
+	svc := st.start(t, map[string]string{"DELETED_USER_RETENTION": "2s"})
+	admin := st.adminToken(t)
+	tp := st.tap(t)
+	gone := svc.createUser(t, admin, newUserBody(t))
+	kept := svc.createUser(t, admin, newUserBody(t))
+	restored := svc.createUser(t, admin, newUserBody(t))
+	tp.expect(t, userservice.EventUserCreated, userservice.EventUserCreated, userservice.EventUserCreated)
+	svc.do(t, "DELETE", "/api/v1/users/"+gone.ID, admin, nil).data(t, http.StatusOK, nil)
+	svc.do(t, "DELETE", "/api/v1/users/"+restored.ID, admin, nil).data(t, http.StatusOK, nil)
+	svc.do(t, "PUT", "/api/v1/users/"+restored.ID+"/status", admin, map[string]any{"status": "active"}).data(t, http.StatusOK, nil)
+	tp.expect(t, userservice.EventUserDeleted, userservice.EventUserDeleted, userservice.EventUserRestored)
+
+	evs := tp.expect(t, userservice.EventErasureRequested, userservice.EventUserErased)
+	for _, e := range evs {
+		if e.userID() != gone.ID {
+			t.Errorf("%s is not about the deleted user %s", e, gone.ID)
+		}
+	}
+	if by, ok := evs[0].Data["requestedBy"]; !ok || by != nil {
+		t.Errorf("a purge's requestedBy is %v, want null (the service itself)", by)
+	}
+	tp.expectNone(t)
+	svc.do(t, "GET", "/api/v1/users/"+gone.ID, admin, nil).fail(t, http.StatusNotFound, "NOT_FOUND")
+	for _, u := range []apiUser{kept, restored} {
+		var got apiUser
+		svc.do(t, "GET", "/api/v1/users/"+u.ID, admin, nil).data(t, http.StatusOK, &got)
+		if got.Email != u.Email {
+			t.Errorf("user %s changed: %+v", u.ID, got)
+		}
+	}
+	if c := st.count(t, `SELECT count(*) FROM erasures`); c != 1 {
+		t.Errorf("%d erasure rows, want the purged user's only", c)
+	}
+}

@@ -182,7 +182,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	eraser, err := userservice.NewErasureWorker(erasures, users, scrubber, erasurePoll, logger)
+	eraser, err := userservice.NewErasureWorker(erasures, users, scrubber, erasurePoll, cfg.DeletedUserRetention.Duration(), logger)
 	if err != nil {
 		return err
 	}
@@ -191,6 +191,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	goBackground(func() {
 		if waitMigrated(erasureCtx, db) {
 			logIfFailed(logger, "erasure worker", eraser.Run(erasureCtx))
+		}
+	})
+	// Retention (issue 14): old sessions, idempotency records, processed
+	// message ids and audit records, deleted in batches on one node at a time.
+	retention, err := postgres.NewRetention(db, postgres.RetentionConfig{
+		Sessions: cfg.SessionRetention.Duration(), Idempotency: cfg.IdempotencyRetention.Duration(),
+		ProcessedMessages: cfg.ProcessedMessageRetention.Duration(), Audit: cfg.AuditRetention.Duration(),
+		Batch: cfg.RetentionBatchSize,
+	}, logger)
+	if err != nil {
+		return err
+	}
+	goBackground(func() {
+		if waitMigrated(erasureCtx, db) {
+			retention.Run(erasureCtx, cfg.RetentionInterval.Duration())
 		}
 	})
 	consumerCtx, stopConsumer := context.WithCancel(background)

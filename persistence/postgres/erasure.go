@@ -136,6 +136,16 @@ func (s *ErasureStore) Uncleaned(ctx context.Context, limit int) ([]string, erro
 	ORDER BY done_at LIMIT $1`, limit)
 }
 
+// DeletedBefore returns up to limit soft-deleted users last changed before
+// `before` with no erasure requested or done (users_role_status_idx narrows
+// them to the deleted ones).
+func (s *ErasureStore) DeletedBefore(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	return s.ids(ctx, "deleted users due", `SELECT u.id::text FROM users u
+	LEFT JOIN erasures e ON e.user_id = u.id
+	WHERE u.status = 'deleted' AND u.updated_at < $1 AND (e.user_id IS NULL OR e.state = 'cancelled')
+	ORDER BY u.updated_at LIMIT $2`, before, limit)
+}
+
 // MarkCleaned records that the user's caches were cleaned.
 func (s *ErasureStore) MarkCleaned(ctx context.Context, userID string) error {
 	ctx, cancel := s.db.timeout(ctx)
