@@ -54,4 +54,3 @@ func TestIdempotencyStore(t *testing.T) {
 		}
 	})
 }
-
