@@ -63,6 +63,10 @@ func (s *Server) cancelErasure(r *request) error {
 	if err != nil {
 		return err
 	}
+	ifMatch, err := r.ifMatch()
+	if err != nil {
+		return err
+	}
 	target, err := r.authorize(id, ownerOrAdmin)
 	if err != nil {
 		return err
@@ -79,7 +83,7 @@ func (s *Server) cancelErasure(r *request) error {
 	}
 	// The writer fences on the request still being 'requested', so a cancel
 	// that races the erase (or another cancel) changes nothing.
-	meta := r.meta(nil)
+	meta := r.meta(ifMatch)
 	out, err := s.deps.Users.Execute(r.ctx, target, userservice.CancelErasure{RestoreStatus: e.PreviousStatus}, meta)
 	if err != nil {
 		return err

@@ -66,7 +66,11 @@ func (s *Server) revokeSessions(r *request) error {
 	if err != nil {
 		return err
 	}
-	return s.writeUser(r, id, ownerOrAdmin, nil, userservice.RevokeSessions{}, renderResult(fasthttp.StatusOK, "Sessions revoked"))
+	ifMatch, err := r.ifMatch()
+	if err != nil {
+		return err
+	}
+	return s.writeUser(r, id, ownerOrAdmin, ifMatch, userservice.RevokeSessions{}, renderResult(fasthttp.StatusOK, "Sessions revoked"))
 }
 
 // revokeSession answers DELETE /users/{id}/sessions/{sessionId} (self, admin):
@@ -81,5 +85,9 @@ func (s *Server) revokeSession(r *request) error {
 	if err != nil {
 		return err
 	}
-	return s.writeUser(r, id, ownerOrAdmin, nil, userservice.RevokeSessions{SessionID: sid}, renderResult(fasthttp.StatusOK, "Session revoked"))
+	ifMatch, err := r.ifMatch()
+	if err != nil {
+		return err
+	}
+	return s.writeUser(r, id, ownerOrAdmin, ifMatch, userservice.RevokeSessions{SessionID: sid}, renderResult(fasthttp.StatusOK, "Session revoked"))
 }
