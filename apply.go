@@ -25,6 +25,12 @@ func Apply(s *State, cmd Command, meta Meta) (*Outcome, error) {
 	if s == nil {
 		return nil, ErrUserNotFound
 	}
+	if s.User.Erased() {
+		if _, ok := cmd.(Erase); ok {
+			return &Outcome{State: s, Result: map[string]any{"erased": true}}, nil // once
+		}
+		return nil, ErrUserNotFound // an erased user is gone for every route
+	}
 	c := change{base: s, next: s.clone(), meta: meta}
 	var err error
 	switch cmd := cmd.(type) {
@@ -60,6 +66,16 @@ func Apply(s *State, cmd Command, meta Meta) (*Outcome, error) {
 		c.recordPasswordChange(cmd)
 	case VerifyEmail:
 		c.verifyEmail(cmd)
+	case RevokeSessions:
+		err = c.revokeSessionsCmd(cmd)
+	case RecordExport:
+		c.recordExport()
+	case RequestErasure:
+		c.requestErasure(cmd)
+	case CancelErasure:
+		err = c.cancelErasure(cmd)
+	case Erase:
+		c.erase()
 	default:
 		return nil, Errorf(ECodeInternal, "unknown command %T", cmd)
 	}
@@ -294,6 +310,7 @@ func (c *change) changeRole(cmd ChangeRole) error {
 	u.Role, u.UpdatedAt = cmd.Role, c.meta.Now
 	c.event(EventRoleChanged, map[string]any{"userId": u.ID, "oldRole": old, "newRole": u.Role, "changedBy": c.meta.ActorID})
 	c.audit(AuditRoleChanged, map[string]any{"role": old}, map[string]any{"role": u.Role})
+	c.revokeSessions("", RevokeReasonRoleChanged, false)
 	c.result = *u
 	return nil
 }
@@ -323,6 +340,9 @@ func (c *change) changeStatus(cmd ChangeStatus) error {
 	u.Status, u.UpdatedAt = cmd.Status, c.meta.Now
 	c.event(EventStatusChanged, map[string]any{"userId": u.ID, "oldStatus": old, "newStatus": u.Status, "changedBy": c.meta.ActorID})
 	c.audit(AuditStatusChanged, map[string]any{"status": old}, map[string]any{"status": u.Status})
+	if u.Status == StatusSuspended {
+		c.revokeSessions("", RevokeReasonSuspended, false)
+	}
 	c.result = *u
 	return nil
 }
@@ -347,6 +367,7 @@ func (c *change) softDelete() error {
 	u.Status, u.UpdatedAt = StatusDeleted, c.meta.Now
 	c.event(EventUserDeleted, map[string]any{"userId": u.ID, "authId": u.AuthID, "deletedBy": c.meta.ActorID})
 	c.audit(AuditUserDeleted, map[string]any{"status": old}, map[string]any{"status": StatusDeleted})
+	c.revokeSessions("", RevokeReasonDeleted, false)
 	return nil
 }
 

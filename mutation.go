@@ -32,6 +32,9 @@ type Mutation struct {
 	// Idempotency, when set, is stored with the change so that a retry with the
 	// same key replays the first answer ([ErrIdempotencyKeyTaken] if taken).
 	Idempotency *IdempotencyRecord
+	// Erasure, when set, changes the user's erasure request (issue 14) in the
+	// same transaction; an erase also scrubs the user's other rows.
+	Erasure *ErasureChange
 }
 
 // SessionsEnd ends the user's open sessions at At: the one named SessionID, or

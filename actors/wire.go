@@ -64,6 +64,9 @@ func init() {
 	gob.Register(userservice.Enrollment{})
 	gob.Register([]userservice.Preference{})
 	gob.Register(userservice.Session{})
+	gob.Register(userservice.SessionsRevoked{})
+	gob.Register(userservice.Erasure{})
+	gob.Register(userservice.Status(""))
 	gob.Register(map[string]any{})
 }
 

@@ -321,6 +321,9 @@ func (a *authenticator) resolveCaller(ctx context.Context, users userservice.Use
 	if err != nil {
 		return nil, err
 	}
+	if st != nil && st.User.Erased() {
+		st = nil // the profile is gone (issue 14): its routes answer 404
+	}
 	if st == nil {
 		return &caller{claims: c, role: c.Role}, nil
 	}

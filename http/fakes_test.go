@@ -21,6 +21,9 @@ type memUsers struct {
 	idem    *memIdem
 	metas   []userservice.Meta
 	touched map[string]int
+	// erasures are the erasure requests, as the writer's fenced statements
+	// keep them (persistence/postgres/erasure.go).
+	erasures map[string]*userservice.Erasure
 
 	// getHook, when set, runs at the start of Get (to block, fail or panic).
 	getHook func(ctx context.Context, id string) error
@@ -31,7 +34,7 @@ type memUsers struct {
 var _ userservice.Users = (*memUsers)(nil)
 
 func newMemUsers(idem *memIdem) *memUsers {
-	return &memUsers{states: map[string]*userservice.State{}, audit: map[string][]userservice.AuditRecord{}, idem: idem, touched: map[string]int{}}
+	return &memUsers{states: map[string]*userservice.State{}, audit: map[string][]userservice.AuditRecord{}, idem: idem, touched: map[string]int{}, erasures: map[string]*userservice.Erasure{}}
 }
 
 func (m *memUsers) Get(ctx context.Context, id string, touch *userservice.Time) (*userservice.State, error) {
@@ -84,9 +87,80 @@ func (m *memUsers) Execute(ctx context.Context, id string, cmd userservice.Comma
 			return nil, err
 		}
 	}
+	if e := mut.Erasure; e != nil {
+		if err := m.changeErasure(id, e); err != nil {
+			return nil, err
+		}
+	}
 	m.states[id] = out.State
 	m.audit[id] = append(m.audit[id], mut.Audit...)
 	return out, nil
+}
+
+// changeErasure is the fenced erasure statements of the writer.
+func (m *memUsers) changeErasure(id string, c *userservice.ErasureChange) error {
+	e := m.erasures[id]
+	switch c.Op {
+	case userservice.ErasureOpRequest:
+		if e != nil && e.State != userservice.ErasureCancelled {
+			return userservice.ErrErasurePending
+		}
+		m.erasures[id] = &userservice.Erasure{UserID: id, State: userservice.ErasureRequested, RequestedAt: c.At,
+			ScheduledAt: c.ScheduledAt, RequestedBy: c.By, PreviousStatus: c.PreviousStatus}
+	case userservice.ErasureOpCancel:
+		if e == nil || e.State != userservice.ErasureRequested {
+			return userservice.ErrNoErasure
+		}
+		at := c.At
+		e.State, e.CancelledAt, e.CancelledBy = userservice.ErasureCancelled, &at, c.By
+	case userservice.ErasureOpErase:
+		if e == nil || e.State != userservice.ErasureRequested || e.ScheduledAt.After(c.At.Time) {
+			return userservice.ErrNoErasure
+		}
+		at := c.At
+		e.State, e.DoneAt = userservice.ErasureDone, &at
+	}
+	return nil
+}
+
+// memErasures is the ErasureStore of memUsers; this process always leads.
+type memErasures struct{ users *memUsers }
+
+var _ userservice.ErasureStore = memErasures{}
+
+func (s memErasures) Erasure(ctx context.Context, userID string) (*userservice.Erasure, error) {
+	s.users.mu.Lock()
+	defer s.users.mu.Unlock()
+	e, ok := s.users.erasures[userID]
+	if !ok {
+		return nil, userservice.ErrNoErasure
+	}
+	c := *e
+	return &c, nil
+}
+
+func (s memErasures) Due(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	s.users.mu.Lock()
+	defer s.users.mu.Unlock()
+	var ids []string
+	for id, e := range s.users.erasures {
+		if e.State == userservice.ErasureRequested && !e.ScheduledAt.After(now) && len(ids) < limit {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+func (s memErasures) Uncleaned(ctx context.Context, limit int) ([]string, error) { return nil, nil }
+
+func (s memErasures) DeletedBefore(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	return nil, nil
+}
+
+func (s memErasures) MarkCleaned(ctx context.Context, userID string) error { return nil }
+
+func (s memErasures) WhileLeader(ctx context.Context, fn func(ctx context.Context) error) (bool, error) {
+	return true, fn(ctx)
 }
 
 func (m *memUsers) state(id string) *userservice.State {
@@ -337,4 +411,27 @@ func (m memEvents) UserEvents(ctx context.Context, userID string, after int64, l
 	}
 	env := `{"id":"` + userservice.NewID() + `","type":"user.created","source":"user-service","version":2,"sequence":1,"data":{"userId":"` + userID + `"},"timestamp":"2024-01-15T10:30:00.000Z","correlationId":"c","metadata":{}}`
 	return []userservice.FeedEvent{{Sequence: 1, Type: "user.created", Envelope: []byte(env)}}, nil
+}
+
+var _ userservice.PersonalData = (*memDirectory)(nil)
+
+// SessionsAfter pages the sessions the actor holds, oldest first.
+func (d *memDirectory) SessionsAfter(ctx context.Context, userID string, after *userservice.RowKey, limit int) ([]userservice.Session, error) {
+	d.users.mu.Lock()
+	defer d.users.mu.Unlock()
+	st, ok := d.users.states[userID]
+	if !ok || after != nil {
+		return nil, nil // one page holds them all
+	}
+	return append([]userservice.Session(nil), st.Sessions...), nil
+}
+
+// AuditAfter pages the recorded audit, oldest first.
+func (d *memDirectory) AuditAfter(ctx context.Context, userID string, after *userservice.RowKey, limit int) ([]userservice.AuditRecord, error) {
+	d.users.mu.Lock()
+	defer d.users.mu.Unlock()
+	if after != nil {
+		return nil, nil
+	}
+	return append([]userservice.AuditRecord(nil), d.users.audit[userID]...), nil
 }

@@ -242,6 +242,17 @@ func TestOpenAPIResponsesMatchTheDocument(t *testing.T) {
 			get("stats of an unknown user", userPath(missing, "stats"), admin, 404, "NOT_FOUND"),
 			get("own sessions", me("sessions")+"?page=1&limit=5", alice, 200, ""),
 			get("sessions limit too big", me("sessions")+"?limit=101", alice, 400, "VALIDATION_ERROR"),
+			send("revoke an unknown session", "DELETE", me("sessions", "no-such-session"), alice, nil, 404, "NOT_FOUND"),
+			send("revoke a session id too long", "DELETE", me("sessions", strings.Repeat("s", 256)), alice, nil, 400, "INVALID_PARAMETER"),
+			send("revoke another user's sessions", "DELETE", userPath(h.bob.id, "sessions"), alice, nil, 403, "FORBIDDEN"),
+			send("revoke sessions of an unknown user", "DELETE", userPath(missing, "sessions"), admin, nil, 404, "NOT_FOUND"),
+			get("own export", me("export"), alice, 200, ""),
+			get("admin exports a user", userPath(h.alice.id, "export"), admin, 200, ""),
+			get("export of another user", userPath(h.bob.id, "export"), alice, 403, "FORBIDDEN"),
+			get("export of an unknown user", userPath(missing, "export"), admin, 404, "NOT_FOUND"),
+			get("export with a bad id", userPath("x", "export"), admin, 400, "INVALID_PARAMETER"),
+			send("revoke one session", "DELETE", me("sessions", "sess-1"), alice, nil, 200, ""),
+			send("revoke every session", "DELETE", me("sessions"), alice, nil, 200, ""),
 			get("own events", me("events")+"?after=0&limit=10", alice, 200, ""),
 			get("global feed", "/api/v1/events?after=0", admin, 200, ""),
 			get("global feed by a student", "/api/v1/events", alice, 403, "FORBIDDEN"),
@@ -468,6 +479,27 @@ func TestOpenAPIResponsesMatchTheDocument(t *testing.T) {
 		c.run(t, hh, get("within the limit", me(), hh.alice.token, 200, ""))
 		c.run(t, hh, get("over the limit", me(), hh.alice.token, 429, "RATE_LIMIT_EXCEEDED"))
 		c.run(t, hh, send("over the limit on a write", "PUT", me(), hh.alice.token, map[string]any{"bio": "x"}, 429, "RATE_LIMIT_EXCEEDED"))
+	})
+
+	t.Run("erasure", func(t *testing.T) {
+		hh := newHarness(t)
+		a := hh.alice.token
+		path := userPath(hh.alice.id, "erasure")
+		for _, s := range []step{
+			get("no erasure yet", path, hh.admin.token, 404, "NOT_FOUND"),
+			send("erasure of another user", "POST", userPath(hh.bob.id, "erasure"), a, nil, 403, "FORBIDDEN"),
+			send("erasure with a bad id", "POST", userPath("x", "erasure"), a, nil, 400, "INVALID_PARAMETER"),
+			send("erasure of an unknown user", "POST", userPath(userservice.NewID(), "erasure"), hh.admin.token, nil, 404, "NOT_FOUND"),
+			send("request erasure", "POST", me("erasure"), a, nil, 202, ""),
+			send("request erasure again", "POST", path, hh.admin.token, nil, 409, "CONFLICT"),
+			get("own erasure while suspended", me("erasure"), a, 403, "ACCOUNT_DISABLED"),
+			get("erasure state", path, hh.admin.token, 200, ""),
+			send("cancel erasure", "DELETE", path, hh.admin.token, nil, 200, ""),
+			send("cancel erasure again", "DELETE", path, hh.admin.token, nil, 404, "NOT_FOUND"),
+			get("own profile after a cancel", me(), a, 200, ""),
+		} {
+			c.run(t, hh, s)
+		}
 	})
 
 	t.Run("dependency down", func(t *testing.T) {

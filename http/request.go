@@ -340,7 +340,11 @@ func (r *request) state(id string) (*userservice.State, error) {
 	if r.caller != nil && r.caller.state != nil && r.caller.id == id {
 		return r.caller.state, nil
 	}
-	return r.s.deps.Users.Get(r.ctx, id, nil)
+	st, err := r.s.deps.Users.Get(r.ctx, id, nil)
+	if err == nil && st.User.Erased() {
+		return nil, userservice.ErrUserNotFound // erased (issue 14): gone for every route
+	}
+	return st, err
 }
 
 // paginate returns one page of items and its metadata.

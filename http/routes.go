@@ -39,6 +39,12 @@ func (s *Server) routes(r *router.Router) {
 	s.api(r, PUT, users+"/{id}/status", s.changeStatus)
 	s.api(r, GET, users+"/{id}/audit", s.auditLog)
 	s.api(r, GET, users+"/{id}/sessions", s.listSessions)
+	s.api(r, DELETE, users+"/{id}/sessions", s.revokeSessions)
+	s.api(r, DELETE, users+"/{id}/sessions/{sessionId}", s.revokeSession)
+	s.api(r, POST, users+"/{id}/erasure", s.requestErasure) // erasure.go
+	s.api(r, GET, users+"/{id}/erasure", s.erasureState)
+	s.api(r, DELETE, users+"/{id}/erasure", s.cancelErasure)
+	s.api(r, GET, users+"/{id}/export", s.exportUser) // data export (export.go)
 	s.api(r, GET, users+"/{id}/events", s.userEvents) // change feed (events.go)
 	s.api(r, GET, "/api/v1/events", s.allEvents)
 

@@ -58,6 +58,9 @@ type Config struct {
 	JWKSUnknownKIDInterval time.Duration
 	// RequestTimeout bounds each request (its context's deadline). Default 10s.
 	RequestTimeout time.Duration
+	// ErasureCoolOff is how long after POST …/erasure the erasure runs
+	// (ERASURE_COOL_OFF). Default 7 days.
+	ErasureCoolOff time.Duration
 	// MaxBodyBytes bounds a request body (413 beyond). Default 1 MiB.
 	MaxBodyBytes int
 	// TokenCacheSize bounds the number of verified tokens kept. Default 10000.
@@ -147,6 +150,7 @@ func (c *Config) withDefaults() (Config, error) {
 	def(&out.JWKSRefreshInterval, 10*time.Minute)
 	def(&out.JWKSUnknownKIDInterval, 30*time.Second)
 	def(&out.RequestTimeout, 10*time.Second)
+	def(&out.ErasureCoolOff, 7*24*time.Hour)
 	def(&out.IdempotencyTTL, 24*time.Hour)
 	def(&out.HealthCheckTimeout, 2*time.Second)
 	def(&out.ReadTimeout, 30*time.Second)
@@ -190,6 +194,11 @@ type Deps struct {
 	RateLimiter RateLimiter
 	// Events reads the change feed; nil answers its routes 503.
 	Events userservice.EventHistory
+	// PersonalData reads sessions and audit records for an export; nil
+	// answers the export 503.
+	PersonalData userservice.PersonalData
+	// Erasures reads erasure requests; nil answers the erasure routes 503.
+	Erasures userservice.ErasureStore
 }
 
 // Health is what the /health* probes report.

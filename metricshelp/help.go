@@ -101,6 +101,12 @@ var help = map[string]string{
 	"user_service_ratelimit_leases_total":           "Batches of rate limit tokens leased from Redis.",
 	"user_service_ratelimit_local_decisions_total":  "Rate limit decisions taken from a local lease, without a Redis round trip.",
 	"user_service_ratelimit_duration_seconds":       "Duration of a rate limiter call to Redis, in seconds.",
+
+	// Retention job (persistence/postgres/retention.go, docs/data-rights.md)
+	"user_service_retention_deleted_total":              "Rows the retention job deleted, by table.",
+	"user_service_retention_batches_total":              "DELETE batches the retention job ran.",
+	"user_service_retention_errors_total":               "Retention job runs or batches that failed.",
+	"user_service_retention_last_run_timestamp_seconds": "Unix time at which the retention job last completed a run.",
 }
 
 // Text returns the HELP text of a metric family and whether it has one.

@@ -129,6 +129,22 @@ type Config struct {
 	// change feed (issue 15).
 	EventRetention Lifetime `env:"EVENT_RETENTION" envDefault:"7d"`
 
+	// ErasureCoolOff is how long after POST …/erasure the erasure runs, unless
+	// cancelled (issue 14).
+	ErasureCoolOff Lifetime `env:"ERASURE_COOL_OFF" envDefault:"7d"`
+
+	// Retention (issue 14): how long rows are kept; 0 (e.g. 0d) keeps them
+	// forever. A soft-deleted user is erased DeletedUserRetention after its last
+	// change; the others are deleted by the retention job every
+	// RetentionInterval, RetentionBatchSize rows at a time, on one node.
+	DeletedUserRetention      Lifetime `env:"DELETED_USER_RETENTION" envDefault:"30d"`
+	SessionRetention          Lifetime `env:"SESSION_RETENTION" envDefault:"90d"`
+	IdempotencyRetention      Lifetime `env:"IDEMPOTENCY_RETENTION" envDefault:"24h"`
+	ProcessedMessageRetention Lifetime `env:"PROCESSED_MESSAGE_RETENTION" envDefault:"7d"`
+	AuditRetention            Lifetime `env:"AUDIT_RETENTION" envDefault:"730d"`
+	RetentionInterval         Lifetime `env:"RETENTION_INTERVAL" envDefault:"1h"`
+	RetentionBatchSize        int      `env:"RETENTION_BATCH_SIZE" envDefault:"1000"`
+
 	// Pagination.
 	DefaultPageSize int `env:"DEFAULT_PAGE_SIZE" envDefault:"20"`
 	MaxPageSize     int `env:"MAX_PAGE_SIZE" envDefault:"100"`
@@ -601,6 +617,14 @@ func (c Config) Validate() error {
 	c.validateJWT(add)
 	positive("JWT_EXPIRES_IN", time.Duration(c.JWTExpiresIn))
 	positive("EVENT_RETENTION", c.EventRetention.Duration())
+	positive("ERASURE_COOL_OFF", c.ErasureCoolOff.Duration())
+	if c.IdempotencyRetention.Duration() < 24*time.Hour {
+		add("IDEMPOTENCY_RETENTION", "must be at least 24h (an Idempotency-Key is honoured for 24 h)")
+	}
+	positive("RETENTION_INTERVAL", c.RetentionInterval.Duration())
+	if c.RetentionBatchSize < 1 || c.RetentionBatchSize > 100000 {
+		add("RETENTION_BATCH_SIZE", "must be 1-100000")
+	}
 	positive("JWT_REFRESH_EXPIRES_IN", time.Duration(c.JWTRefreshExpiresIn))
 
 	for _, s := range []struct{ name, v string }{

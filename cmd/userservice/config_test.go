@@ -67,7 +67,9 @@ var specDefaults = map[string]string{
 	"HELMET_ENABLED": "true", "BCRYPT_ROUNDS": "12", "TRUST_PROXY": "",
 	"LOG_LEVEL": "info", "LOG_FORMAT": "json", "LOG_FILE_ENABLED": "false", "LOG_FILE_PATH": "./logs/user-service.log",
 	"CACHE_TTL_USER_PROFILE": "900", "CACHE_TTL_USER_PREFERENCES": "1800",
-	"CACHE_TTL_USER_ENROLLMENTS": "300", "CACHE_TTL_USER_SEARCH": "120", "EVENT_RETENTION": "7d",
+	"CACHE_TTL_USER_ENROLLMENTS": "300", "CACHE_TTL_USER_SEARCH": "120", "EVENT_RETENTION": "7d", "ERASURE_COOL_OFF": "7d",
+	"DELETED_USER_RETENTION": "30d", "SESSION_RETENTION": "90d", "IDEMPOTENCY_RETENTION": "1d", "PROCESSED_MESSAGE_RETENTION": "7d",
+	"AUDIT_RETENTION": "730d", "RETENTION_INTERVAL": "1h0m0s", "RETENTION_BATCH_SIZE": "1000",
 	"DEFAULT_PAGE_SIZE": "20", "MAX_PAGE_SIZE": "100",
 	"MAX_FILE_SIZE": "5242880", "ALLOWED_FILE_TYPES": "image/jpeg,image/png,image/gif,image/webp",
 	"HEALTH_CHECK_TIMEOUT": "5000", "HEALTH_CHECK_INTERVAL": "30000",
@@ -188,7 +190,9 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		"HELMET_ENABLED": "false", "BCRYPT_ROUNDS": "10", "TRUST_PROXY": "10.0.0.0/8, 192.0.2.1",
 		"LOG_LEVEL": "debug", "LOG_FORMAT": "text", "LOG_FILE_ENABLED": "true", "LOG_FILE_PATH": "/var/log/u.log",
 		"CACHE_TTL_USER_PROFILE": "1", "CACHE_TTL_USER_PREFERENCES": "2", "CACHE_TTL_USER_ENROLLMENTS": "3",
-		"CACHE_TTL_USER_SEARCH": "4", "DEFAULT_PAGE_SIZE": "10", "MAX_PAGE_SIZE": "50", "EVENT_RETENTION": "36h",
+		"CACHE_TTL_USER_SEARCH": "4", "DEFAULT_PAGE_SIZE": "10", "MAX_PAGE_SIZE": "50", "EVENT_RETENTION": "36h", "ERASURE_COOL_OFF": "2s",
+		"DELETED_USER_RETENTION": "0d", "SESSION_RETENTION": "10d", "IDEMPOTENCY_RETENTION": "2d", "PROCESSED_MESSAGE_RETENTION": "3d",
+		"AUDIT_RETENTION": "400d", "RETENTION_INTERVAL": "5m", "RETENTION_BATCH_SIZE": "50",
 		"MAX_FILE_SIZE": "1024", "ALLOWED_FILE_TYPES": "image/png",
 		"HEALTH_CHECK_TIMEOUT": "250", "HEALTH_CHECK_INTERVAL": "1000",
 		"METRICS_ENABLED": "false", "METRICS_PORT": "9100", "METRICS_PATH": "/m",
@@ -229,7 +233,10 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		LogLevel: "debug", LogFormat: "text", LogFileEnabled: true, LogFilePath: "/var/log/u.log",
 		CacheTTLUserProfile: Seconds(time.Second), CacheTTLUserPreferences: Seconds(2 * time.Second),
 		CacheTTLUserEnrollments: Seconds(3 * time.Second), CacheTTLUserSearch: Seconds(4 * time.Second),
-		EventRetention:  Lifetime(36 * time.Hour),
+		EventRetention: Lifetime(36 * time.Hour), ErasureCoolOff: Lifetime(2 * time.Second),
+		DeletedUserRetention: 0, SessionRetention: Lifetime(10 * 24 * time.Hour), IdempotencyRetention: Lifetime(48 * time.Hour),
+		ProcessedMessageRetention: Lifetime(72 * time.Hour), AuditRetention: Lifetime(400 * 24 * time.Hour),
+		RetentionInterval: Lifetime(5 * time.Minute), RetentionBatchSize: 50,
 		DefaultPageSize: 10, MaxPageSize: 50, MaxFileSize: 1024, AllowedFileTypes: []string{"image/png"},
 		HealthCheckTimeout: Millis(250 * time.Millisecond), HealthCheckInterval: Millis(time.Second),
 		MetricsEnabled: false, MetricsPort: 9100, MetricsPath: "/m",
@@ -332,6 +339,10 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 		{"actor idle timeout garbage", map[string]string{"ACTOR_IDLE_TIMEOUT": "ten minutes"}, "ACTOR_IDLE_TIMEOUT", "must be a duration"},
 		{"actor idle timeout without unit", map[string]string{"ACTOR_IDLE_TIMEOUT": "600"}, "ACTOR_IDLE_TIMEOUT", "must be a duration"},
 		{"actor max active", map[string]string{"ACTOR_MAX_ACTIVE": "0"}, "ACTOR_MAX_ACTIVE", "at least 1"},
+		{"idempotency retention too short", map[string]string{"IDEMPOTENCY_RETENTION": "12h"}, "IDEMPOTENCY_RETENTION", "at least 24h"},
+		{"retention interval zero", map[string]string{"RETENTION_INTERVAL": "0s"}, "RETENTION_INTERVAL", "greater than 0"},
+		{"retention batch zero", map[string]string{"RETENTION_BATCH_SIZE": "0"}, "RETENTION_BATCH_SIZE", "1-100000"},
+		{"erasure cool-off zero", map[string]string{"ERASURE_COOL_OFF": "0s"}, "ERASURE_COOL_OFF", "greater than 0"},
 		{"write batch max zero", map[string]string{"WRITE_BATCH_MAX": "0"}, "WRITE_BATCH_MAX", "1-10000"},
 		{"write batch max too large", map[string]string{"WRITE_BATCH_MAX": "10001"}, "WRITE_BATCH_MAX", "1-10000"},
 		{"no connections", map[string]string{"HTTP_MAX_CONNS": "0"}, "HTTP_MAX_CONNS", "at least 1"},
@@ -865,7 +876,7 @@ func TestConfigVarsAreUnique(t *testing.T) {
 		}
 		seen[v.name] = v.field
 	}
-	if want := 66 + 6 + 4 + 1 + 4 + 6 + 1 + 3 + 2 + 1 + 2; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY, HTTP_* limits and HEALTH_CACHE_TTL, CLUSTER_*/ETCD_*, EVENT_RETENTION, QUOTA_*, RATE_LIMIT_LEASE_FRACTION, SNAPSHOT_WRITE_DELAY, QUOTA_SESSIONS_PER_USER, POD_NAME/POD_NAMESPACE
+	if want := 66 + 6 + 4 + 1 + 4 + 6 + 1 + 3 + 2 + 1 + 2 + 1 + 7; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY, HTTP_* limits and HEALTH_CACHE_TTL, CLUSTER_*/ETCD_*, EVENT_RETENTION, QUOTA_*, RATE_LIMIT_LEASE_FRACTION, SNAPSHOT_WRITE_DELAY, QUOTA_SESSIONS_PER_USER, POD_NAME/POD_NAMESPACE, ERASURE_COOL_OFF, the 7 retention variables
 		t.Errorf("%d variables, want %d", len(seen), want)
 	}
 }

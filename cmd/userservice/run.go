@@ -182,6 +182,42 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			logIfFailed(logger, "outbox relay", relay.Run(relayCtx))
 		}
 	})
+	// Erasures (issue 14): a worker on every node, leading one at a time
+	// (advisory lock), runs the due ones through the users' actors.
+	erasures, err := postgres.NewErasureStore(db)
+	if err != nil {
+		return err
+	}
+	scrubber, err := redis.NewScrubber(rdb)
+	if err != nil {
+		return err
+	}
+	eraser, err := userservice.NewErasureWorker(erasures, users, scrubber, erasurePoll, cfg.DeletedUserRetention.Duration(), logger)
+	if err != nil {
+		return err
+	}
+	erasureCtx, stopErasures := context.WithCancel(background)
+	defer stopErasures()
+	goBackground(func() {
+		if waitMigrated(erasureCtx, db) {
+			logIfFailed(logger, "erasure worker", eraser.Run(erasureCtx))
+		}
+	})
+	// Retention (issue 14): old sessions, idempotency records, processed
+	// message ids and audit records, deleted in batches on one node at a time.
+	retention, err := postgres.NewRetention(db, postgres.RetentionConfig{
+		Sessions: cfg.SessionRetention.Duration(), Idempotency: cfg.IdempotencyRetention.Duration(),
+		ProcessedMessages: cfg.ProcessedMessageRetention.Duration(), Audit: cfg.AuditRetention.Duration(),
+		Batch: cfg.RetentionBatchSize,
+	}, logger)
+	if err != nil {
+		return err
+	}
+	goBackground(func() {
+		if waitMigrated(erasureCtx, db) {
+			retention.Run(erasureCtx, cfg.RetentionInterval.Duration())
+		}
+	})
 	consumerCtx, stopConsumer := context.WithCancel(background)
 	defer stopConsumer()
 	goBackground(func() {
@@ -205,6 +241,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		JWKSURL:             cfg.JWTJWKSURL,
 		JWKSRefreshInterval: cfg.JWTJWKSRefreshInterval,
 		RequestTimeout:      cfg.RequestTimeout,
+		ErasureCoolOff:      cfg.ErasureCoolOff.Duration(),
 		DefaultPageSize:     cfg.DefaultPageSize,
 		MaxPageSize:         cfg.MaxPageSize,
 		CORS: httpapi.CORS{
@@ -224,11 +261,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		NoAudit:                 !cfg.AuditEnabled,
 		NoMetrics:               !cfg.MetricsEnabled,
 	}, httpapi.Deps{
-		Users:       users,
-		Directory:   cachedDirectory{directory, searchCache},
-		Events:      directory,
-		Idempotency: idempotency,
-		RateLimiter: rateLimiter{limiter},
+		Users:        users,
+		Directory:    cachedDirectory{directory, searchCache},
+		Events:       directory,
+		PersonalData: directory,
+		Erasures:     erasures,
+		Idempotency:  idempotency,
+		RateLimiter:  rateLimiter{limiter},
 		Health: httpapi.Health{
 			Ready: ready,
 			Checks: map[string]func(context.Context) error{
@@ -279,6 +318,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	add("http", server.Shutdown(sctx))  // stop accepting, finish in-flight requests
 	stopConsumer()                      // no new event effects
+	stopErasures()                      // no new erasures
 	add("actors", users.Shutdown(sctx)) // commits in flight land
 	add("writer", writer.Close(sctx))   // everything queued is committed
 	drainCtx, cancelDrain := context.WithTimeout(sctx, 3*time.Second)
@@ -432,3 +472,8 @@ type usersService interface {
 	userservice.Users
 	Shutdown(ctx context.Context) error
 }
+
+// erasurePoll is how often the erasure worker looks for due erasures: one
+// query of a partial index (erasures_due_idx), so a second costs nothing and
+// an erasure runs at most a second after its cool-off.
+const erasurePoll = time.Second

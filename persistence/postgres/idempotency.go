@@ -81,28 +81,15 @@ func (db *DB) IsProcessed(ctx context.Context, messageID string) (bool, error) {
 
 // Pruned counts the rows one Prune removed.
 type Pruned struct {
-	IdempotencyKeys   int64
-	ProcessedMessages int64
-	UserCountRows     int64 // user counter rows of ended backends folded (FoldUserCounts)
+	UserCountRows int64 // user counter rows of ended backends folded (FoldUserCounts)
 }
 
-// Prune deletes idempotency keys older than IdempotencyTTL and processed message
-// ids older than ProcessedMessageRetention, as of now, and folds the user
-// counters of ended backends.
+// Prune folds the user counters of ended backends. Old idempotency records and
+// processed-message ids are deleted by the retention job ([Retention]), with
+// configured periods, on one process at a time.
 func (db *DB) Prune(ctx context.Context, now time.Time) (Pruned, error) {
-	ctx, cancel := db.timeout(ctx)
-	defer cancel()
 	var p Pruned
-	ct, err := db.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at < $1`, now.Add(-IdempotencyTTL))
-	if err != nil {
-		return p, unavailable("cannot prune idempotency keys", err)
-	}
-	p.IdempotencyKeys = ct.RowsAffected()
-	ct, err = db.pool.Exec(ctx, `DELETE FROM processed_messages WHERE processed_at < $1`, now.Add(-ProcessedMessageRetention))
-	if err != nil {
-		return p, unavailable("cannot prune processed messages", err)
-	}
-	p.ProcessedMessages = ct.RowsAffected()
+	var err error
 	if p.UserCountRows, err = db.FoldUserCounts(ctx); err != nil {
 		return p, err
 	}
@@ -121,11 +108,11 @@ func (db *DB) RunPruner(ctx context.Context, every time.Duration, logger *slog.L
 		case now := <-t.C:
 			p, err := db.Prune(ctx, now)
 			if err != nil {
-				logger.Warn("cannot prune idempotency keys and processed messages", "err", err)
+				logger.Warn("cannot fold user counters", "err", err)
 				continue
 			}
-			if p.IdempotencyKeys > 0 || p.ProcessedMessages > 0 {
-				logger.Info("pruned", "idempotencyKeys", p.IdempotencyKeys, "processedMessages", p.ProcessedMessages)
+			if p.UserCountRows > 0 {
+				logger.Debug("folded user counters", "rows", p.UserCountRows)
 			}
 		}
 	}

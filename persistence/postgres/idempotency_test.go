@@ -54,37 +54,3 @@ func TestIdempotencyStore(t *testing.T) {
 		}
 	})
 }
-
-func TestPrune(t *testing.T) {
-	t.Parallel()
-	db := pgtest.New(t)
-	store, _ := postgres.NewIdempotencyStore(db)
-	ctx := context.Background()
-	now := time.Now()
-	for key, age := range map[string]time.Duration{"old": 25 * time.Hour, "new": time.Hour} {
-		rec := &userservice.IdempotencyRecord{CallerID: "c", Key: key, Status: 200, CreatedAt: userservice.NewTime(now.Add(-age))}
-		if err := store.PutIdempotency(ctx, rec); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := db.Pool().Exec(ctx, `INSERT INTO processed_messages (message_id, processed_at) VALUES ('m-old', $1), ('m-new', $2)`,
-		now.Add(-8*24*time.Hour), now.Add(-time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	p, err := db.Prune(ctx, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.IdempotencyKeys != 1 || p.ProcessedMessages != 1 {
-		t.Errorf("pruned %+v, want one of each", p)
-	}
-	if n := count(t, db, `SELECT count(*) FROM idempotency_keys WHERE key = 'new'`); n != 1 {
-		t.Error("the young key was pruned")
-	}
-	if ok, _ := db.IsProcessed(ctx, "m-new"); !ok {
-		t.Error("the young message id was pruned")
-	}
-	if ok, _ := db.IsProcessed(ctx, "m-old"); ok {
-		t.Error("the old message id survived")
-	}
-}

@@ -222,6 +222,9 @@ func (it *txItem) queue(b *pgx.Batch, fail func(error)) {
 		add(nil, endSessionsSQL, u.ID, e.SessionID, e.At.Time, except)
 	}
 	field = ""
+	// Before the outbox rows: an erase scrubs the user's earlier events, not
+	// the user.erased it publishes.
+	queueErasure(m, add)
 	for i := range m.Events {
 		e := &m.Events[i]
 		add(nil, insertOutboxSQL, e.ID, u.ID, e.Type, it.payloads[i])

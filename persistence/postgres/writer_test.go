@@ -523,8 +523,10 @@ func TestLoadStateRoundTrip(t *testing.T) {
 	if n := count(t, db, `SELECT count(*) FROM outbox WHERE user_id = $1`, s.User.ID); n != events {
 		t.Errorf("outbox rows = %d, want %d", n, events)
 	}
-	if n := count(t, db, `SELECT count(*) FROM audit_log WHERE user_id = $1`, s.User.ID); n != 3 {
-		t.Errorf("audit rows = %d, want 3", n)
+	// 3 changes audited, plus the sessions_revoked that one of them caused
+	// (issue 14: a role change or suspension ends the open sessions).
+	if n := count(t, db, `SELECT count(*) FROM audit_log WHERE user_id = $1`, s.User.ID); n != 4 {
+		t.Errorf("audit rows = %d, want 4", n)
 	}
 }
 
