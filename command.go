@@ -94,7 +94,7 @@ func AllCommands() []Command {
 	return []Command{
 		Register{}, VerifyEmail{}, EditProfile{}, ChangeRole{}, ChangeStatus{}, SoftDelete{}, Enroll{},
 		EditEnrollment{}, SetProgress{}, Unenroll{}, SetPreferences{}, PatchPreferences{}, RemovePreference{}, RemoveCategory{},
-		RecordLogin{}, RecordLogout{}, RecordPasswordChange{},
+		RecordLogin{}, RecordLogout{}, RecordPasswordChange{}, SetAttributes{}, RemoveAttributes{},
 	}
 }
 
