@@ -190,6 +190,8 @@ type Deps struct {
 	RateLimiter RateLimiter
 	// Events reads the change feed; nil answers its routes 503.
 	Events userservice.EventHistory
+	// Attributes stores the custom attribute schemas; nil answers their routes 503.
+	Attributes userservice.AttributeSchemas
 }
 
 // Health is what the /health* probes report.

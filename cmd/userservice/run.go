@@ -155,6 +155,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
+	attributeSchemas, err := postgres.NewAttributeSchemas(db, time.Second)
+	if err != nil {
+		return err
+	}
 
 	// Events: the consumer applies Auth Service events through the actors.
 	consumer, err := messaging.NewConsumer(messaging.ConsumerConfig{
@@ -217,6 +221,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Users:       users,
 		Directory:   cachedDirectory{directory, searchCache},
 		Events:      directory,
+		Attributes:  attributeSchemas,
 		Idempotency: idempotency,
 		RateLimiter: rateLimiter{limiter},
 		Health: httpapi.Health{
