@@ -179,4 +179,3 @@ func (a *AttributeSchemas) byNSLoaded() bool {
 	defer a.mu.Unlock()
 	return a.byNS != nil
 }
-
