@@ -51,9 +51,10 @@ const (
 
 	deletePreferenceSQL = `DELETE FROM preferences WHERE user_id = $1 AND category = $2 AND key = $3`
 
-	upsertAttributesSQL = `INSERT INTO user_attributes (user_id, namespace, value, updated_at)
-	VALUES ($1, $2, $3::text::jsonb, $4)
-	ON CONFLICT (user_id, namespace) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at`
+	// doc is {namespace: value}, what the search's GIN index holds (migration 00050).
+	upsertAttributesSQL = `INSERT INTO user_attributes (user_id, namespace, value, doc, updated_at)
+	VALUES ($1, $2, $3::text::jsonb, jsonb_build_object($2::text, $3::text::jsonb), $4)
+	ON CONFLICT (user_id, namespace) DO UPDATE SET value = EXCLUDED.value, doc = EXCLUDED.doc, updated_at = EXCLUDED.updated_at`
 
 	deleteAttributesSQL = `DELETE FROM user_attributes WHERE user_id = $1 AND namespace = $2`
 
