@@ -220,7 +220,7 @@ func (p *AttributeProperty) check(raw json.RawMessage, withEnum bool) string {
 	case AttrInteger, AttrNumber:
 		n, ok := x.(json.Number)
 		if !ok {
-			return "must be a " + map[string]string{AttrInteger: "integer", AttrNumber: "number"}[p.Type]
+			return "must be " + map[string]string{AttrInteger: "an integer", AttrNumber: "a number"}[p.Type]
 		}
 		f, err := n.Float64()
 		if err != nil || math.IsInf(f, 0) {

@@ -3,6 +3,7 @@ package http
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -337,4 +338,45 @@ func (m memEvents) UserEvents(ctx context.Context, userID string, after int64, l
 	}
 	env := `{"id":"` + userservice.NewID() + `","type":"user.created","source":"user-service","version":2,"sequence":1,"data":{"userId":"` + userID + `"},"timestamp":"2024-01-15T10:30:00.000Z","correlationId":"c","metadata":{}}`
 	return []userservice.FeedEvent{{Sequence: 1, Type: "user.created", Envelope: []byte(env)}}, nil
+}
+
+// memSchemas is an in-memory userservice.AttributeSchemas, like the other
+// stores of this file (the PostgreSQL one is tested end to end).
+type memSchemas struct {
+	mu      sync.Mutex
+	version int64
+	byNS    map[string]*userservice.AttributeSchema
+}
+
+func (m *memSchemas) PutSchema(_ context.Context, s *userservice.AttributeSchema) (*userservice.AttributeSchema, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.byNS == nil {
+		m.byNS = map[string]*userservice.AttributeSchema{}
+	}
+	m.version++
+	out := *s
+	out.Type, out.Version, out.UpdatedAt = "object", m.version, userservice.Now()
+	m.byNS[s.Namespace] = &out
+	return &out, nil
+}
+
+func (m *memSchemas) Schema(_ context.Context, ns string) (*userservice.AttributeSchema, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s, ok := m.byNS[ns]; ok {
+		return s, nil
+	}
+	return nil, userservice.ErrAttributeSchemaNotFound
+}
+
+func (m *memSchemas) Schemas(context.Context) ([]*userservice.AttributeSchema, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := []*userservice.AttributeSchema{}
+	for _, s := range m.byNS {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b *userservice.AttributeSchema) int { return strings.Compare(a.Namespace, b.Namespace) })
+	return out, nil
 }
