@@ -127,3 +127,32 @@ func TestApplyAttributes(t *testing.T) {
 	}
 	applyErr(t, d.State, RemoveAttributes{Namespace: "hr"}, at(5), ECodeNotFound)
 }
+
+// FuzzAttributeSchema: any schema document and any value either parse and
+// validate or give a validation error, never a panic; a valid value comes back
+// as compact JSON that validates again to the same bytes.
+func FuzzAttributeSchema(f *testing.F) {
+	f.Add([]byte(testHRSchema), []byte(`{"department":"Math","grade":10}`))
+	f.Add([]byte(`{"properties":{"a":{"type":"number","minimum":-1e308}}}`), []byte(`{"a":1e400}`))
+	f.Add([]byte(`{"properties":{"a":{"type":"string","enum":["\u00e9"]}}}`), []byte(`{"a":"\u00e9"}`))
+	f.Fuzz(func(t *testing.T, schema, value []byte) {
+		s, err := ParseAttributeSchema("ns", schema)
+		if err != nil {
+			if ErrorCode(err) != ECodeValidation {
+				t.Fatalf("schema error %v is not a validation error", err)
+			}
+			return
+		}
+		got, err := s.Validate(value)
+		if err != nil {
+			if ErrorCode(err) != ECodeValidation {
+				t.Fatalf("value error %v is not a validation error", err)
+			}
+			return
+		}
+		again, err := s.Validate(got)
+		if err != nil || string(again) != string(got) {
+			t.Fatalf("revalidating %s: %s, %v", got, again, err)
+		}
+	})
+}
