@@ -100,7 +100,7 @@ func TestBrowserRendersSwaggerUI(t *testing.T) {
 	if !strings.Contains(dom, doc.Info.Title) {
 		t.Errorf("the page does not show the API title %q", doc.Info.Title)
 	}
-	blocks := regexp.MustCompile(`class="opblock opblock-(get|put|post|delete)[ "]`).FindAllString(dom, -1)
+	blocks := regexp.MustCompile(`class="opblock opblock-(get|put|post|patch|delete)[ "]`).FindAllString(dom, -1)
 	if len(blocks) < operations {
 		t.Errorf("the page shows %d operations, want at least %d (every documented one)", len(blocks), operations)
 	}
