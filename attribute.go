@@ -400,7 +400,13 @@ func (c *change) removeAttributes(cmd RemoveAttributes) error {
 	return nil
 }
 
+// UserAttributes is the answer for one namespace's value.
+type UserAttributes struct {
+	Namespace  string          `json:"namespace"`
+	Attributes json.RawMessage `json:"attributes"`
+}
+
 // AttributesOf is the answer for one namespace's value.
-func AttributesOf(namespace string, value json.RawMessage) map[string]any {
-	return map[string]any{"namespace": namespace, "attributes": value}
+func AttributesOf(namespace string, value json.RawMessage) UserAttributes {
+	return UserAttributes{Namespace: namespace, Attributes: value}
 }

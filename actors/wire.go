@@ -64,6 +64,7 @@ func init() {
 	gob.Register(userservice.Enrollment{})
 	gob.Register([]userservice.Preference{})
 	gob.Register(userservice.Session{})
+	gob.Register(userservice.UserAttributes{}) // SetAttributes's result
 	gob.Register(map[string]any{})
 }
 
@@ -91,7 +92,7 @@ var sentinels = []*userservice.Error{
 	userservice.ErrUserNotFound, userservice.ErrEnrollmentNotFound, userservice.ErrPreferenceNotFound,
 	userservice.ErrVersionMismatch, userservice.ErrStaleVersion, userservice.ErrDuplicateMessage,
 	userservice.ErrIdempotencyKeyTaken, userservice.ErrUnavailable, userservice.ErrPlacementInFlux,
-	ErrShuttingDown,
+	userservice.ErrAttributesNotFound, ErrShuttingDown,
 }
 
 func toWireError(err error) *wireError {
