@@ -58,6 +58,10 @@ func Apply(s *State, cmd Command, meta Meta) (*Outcome, error) {
 		err = c.removePreference(cmd)
 	case RemoveCategory:
 		err = c.removeCategory(cmd)
+	case SetAttributes:
+		err = c.setAttributes(cmd)
+	case RemoveAttributes:
+		err = c.removeAttributes(cmd)
 	case RecordLogin:
 		c.recordLogin(cmd)
 	case RecordLogout:

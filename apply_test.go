@@ -47,7 +47,8 @@ func dump(tb testing.TB, s *State) string {
 		Enrollments map[string]Enrollment
 		Preferences map[string]Preference
 		Sessions    []Session
-	}{s.User, s.User.LoginCount, s.User.LastLoginAt, s.Enrollments, prefs, s.Sessions})
+		Attributes  map[string]json.RawMessage
+	}{s.User, s.User.LoginCount, s.User.LastLoginAt, s.Enrollments, prefs, s.Sessions, s.Attributes})
 	if err != nil {
 		tb.Fatal(err)
 	}

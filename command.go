@@ -96,6 +96,7 @@ func AllCommands() []Command {
 		EditEnrollment{}, SetProgress{}, Unenroll{}, SetPreferences{}, PatchPreferences{}, RemovePreference{}, RemoveCategory{},
 		RecordLogin{}, RecordLogout{}, RecordPasswordChange{}, RevokeSessions{}, RecordExport{},
 		RequestErasure{}, CancelErasure{}, Erase{},
+		RecordLogin{}, RecordLogout{}, RecordPasswordChange{}, SetAttributes{}, RemoveAttributes{},
 	}
 }
 

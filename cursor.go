@@ -50,7 +50,35 @@ const (
 // bound to: a cursor answers 400 with any other value of them. limit and count
 // are not bound: each page may choose them (say, the total on the first page
 // only).
-var UserSearchFilters = []string{"search", "role", "status", "sortBy", "sortOrder"}
+// "attr.*" binds every attr.<namespace>.<key> filter (a name ending in * binds
+// every parameter with that prefix).
+var UserSearchFilters = []string{"search", "role", "status", "sortBy", "sortOrder", AttrParamPrefix + "*"}
+
+// expandParams replaces each prefix pattern of params ("attr.*") with the names
+// having that prefix among the keys of q and of bound.
+func expandParams(params []string, q url.Values, bound map[string]string) []string {
+	out := make([]string, 0, len(params))
+	for _, p := range params {
+		prefix, ok := strings.CutSuffix(p, "*")
+		if !ok {
+			out = append(out, p)
+			continue
+		}
+		seen := map[string]bool{}
+		for k := range q {
+			seen[k] = seen[k] || strings.HasPrefix(k, prefix)
+		}
+		for k := range bound {
+			seen[k] = seen[k] || strings.HasPrefix(k, prefix)
+		}
+		for _, k := range sortedKeys(seen) {
+			if seen[k] {
+				out = append(out, k)
+			}
+		}
+	}
+	return out
+}
 
 // EnrollmentListFilters are the query parameters of an enrollment list that a
 // cursor is bound to.
@@ -139,7 +167,7 @@ func (s *CursorSigner) Resolve(list string, q url.Values, params []string) (url.
 	for k, v := range q {
 		out[k] = v
 	}
-	for _, p := range params {
+	for _, p := range expandParams(params, q, c.Filters) {
 		want, bound := c.Filters[p]
 		if q.Has(p) && (!bound || q.Get(p) != want) {
 			return q, nil, errCursorFilters(p)
@@ -154,7 +182,7 @@ func (s *CursorSigner) Resolve(list string, q url.Values, params []string) (url.
 // Filters returns the values of params that q carries, for binding a cursor.
 func Filters(q url.Values, params []string) map[string]string {
 	var m map[string]string
-	for _, p := range params {
+	for _, p := range expandParams(params, q, nil) {
 		if q.Has(p) {
 			if m == nil {
 				m = make(map[string]string, len(params))

@@ -61,6 +61,27 @@ func TestCursorSigner(t *testing.T) {
 			t.Errorf("no cursor: %v, %v, %v", got, cur, err)
 		}
 	})
+	t.Run("attr filters are bound", func(t *testing.T) {
+		q := url.Values{"attr.hr.grade": {"10"}, "role": {"student"}, "limit": {"5"}}
+		f := Filters(q, UserSearchFilters)
+		if len(f) != 2 || f["attr.hr.grade"] != "10" {
+			t.Fatalf("Filters = %v", f)
+		}
+		text := s.Encode(Cursor{List: CursorListUsers, Filters: f, Page: 2, Pos: Position{Key: "k", ID: "i"}})
+		got, _, err := s.Resolve(CursorListUsers, url.Values{"cursor": {text}}, UserSearchFilters)
+		if err != nil || got.Get("attr.hr.grade") != "10" {
+			t.Fatalf("cursor alone: %v, %v", got, err)
+		}
+		for _, extra := range []url.Values{{"attr.hr.grade": {"11"}}, {"attr.hr.department": {"Math"}}} {
+			q := url.Values{"cursor": {text}}
+			for k, v := range extra {
+				q[k] = v
+			}
+			if _, _, err := s.Resolve(CursorListUsers, q, UserSearchFilters); ErrorCode(err) != ECodeValidation {
+				t.Errorf("cursor with %v: err = %v, want a validation error", extra, err)
+			}
+		}
+	})
 }
 
 func TestPaginationJSON(t *testing.T) {

@@ -2,6 +2,7 @@ package userservice
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -127,7 +128,8 @@ func (c *change) cancelErasure(cmd CancelErasure) error {
 	return nil
 }
 
-// erase replaces every personal field, deletes the preferences and forgets
+// erase replaces every personal field, deletes the preferences and custom
+// attributes and forgets
 // the sessions' IPs and user agents; enrollments and progress stay, anonymous.
 // The writer scrubs the rest (ErasureOpErase).
 func (c *change) erase() {
@@ -142,6 +144,13 @@ func (c *change) erase() {
 	for k := range c.next.Preferences {
 		delete(c.next.Preferences, k)
 		c.m.PreferenceDeletes = append(c.m.PreferenceDeletes, k)
+	}
+	if len(c.next.Attributes) > 0 {
+		for ns := range c.next.Attributes {
+			c.m.AttributeDeletes = append(c.m.AttributeDeletes, ns)
+		}
+		slices.Sort(c.m.AttributeDeletes)
+		c.next.Attributes = nil
 	}
 	sessions := make([]Session, len(c.next.Sessions))
 	at := c.meta.Now

@@ -1,6 +1,7 @@
 package userservice
 
 import (
+	"encoding/json"
 	"slices"
 	"testing"
 )
@@ -8,6 +9,8 @@ import (
 func TestErasureCommands(t *testing.T) {
 	s := loggedIn(t, 2)
 	s = apply(t, s, EditProfile{Input: UpdateUser{Bio: Optional[string]{Set: true, Value: "secret bio"}}}, at(1)).State
+	s = apply(t, s, SetAttributes{Namespace: "hr", Value: json.RawMessage(`{"department":"Math"}`)}, at(1)).State
+	s = apply(t, s, SetAttributes{Namespace: "lms", Value: json.RawMessage(`{"cohort":"2026"}`)}, at(1)).State
 	when := timeAt(60)
 
 	o := apply(t, s, RequestErasure{ScheduledAt: when}, at(2))
@@ -42,6 +45,12 @@ func TestErasureCommands(t *testing.T) {
 	}
 	if len(o.State.Preferences) != 0 || len(m.PreferenceDeletes) != len(DefaultPreferences) {
 		t.Errorf("%d preferences left, %d deleted", len(o.State.Preferences), len(m.PreferenceDeletes))
+	}
+	if len(o.State.Attributes) != 0 || !slices.Equal(m.AttributeDeletes, []string{"hr", "lms"}) {
+		t.Errorf("attributes left %v, deleted %v", o.State.Attributes, m.AttributeDeletes)
+	}
+	if len(requested.Attributes) != 2 {
+		t.Errorf("erase changed the state it was applied to: %d attributes left there", len(requested.Attributes))
 	}
 	for _, sess := range o.State.Sessions {
 		if sess.Active || sess.IPAddress != nil || sess.UserAgent != nil {

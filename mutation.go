@@ -17,6 +17,8 @@ type Mutation struct {
 	PreferenceUpserts []Preference
 	PreferenceDeletes []PrefKey
 	SessionUpserts    []Session // inserted or updated by (user, sessionId)
+	AttributeUpserts  []AttributeValue
+	AttributeDeletes  []string // namespaces
 	// EndSessions, when set, ends open sessions in PostgreSQL that the actor may
 	// not hold: it keeps only the newest MaxSessionsKept (issue 11: a logout
 	// without a session id ends every open session of the user).

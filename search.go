@@ -1,6 +1,7 @@
 package userservice
 
 import (
+	"encoding/json"
 	"net/url"
 	"strconv"
 	"strings"
@@ -32,6 +33,53 @@ type UserSearch struct {
 	// strictly after it in the sort order (keyset pagination), and Page is the
 	// page number the cursor opens, for display only.
 	After *Position
+	// Attrs are the attr.<namespace>.<key>=<value> filters, AND-ed, ordered by
+	// parameter name. The edge types each Value by the namespace's schema.
+	Attrs []AttrFilter
+}
+
+// AttrFilter is one attr.<namespace>.<key>=<text> filter of the admin search.
+type AttrFilter struct {
+	Namespace, Key, Text string
+	// Value is Text as the JSON value of the schema's type ("30" is 30 for an
+	// integer); set by [AttributeSchema.FilterValue] before the search runs.
+	Value json.RawMessage
+}
+
+// Param is the filter's query parameter name.
+func (f AttrFilter) Param() string { return AttrParamPrefix + f.Namespace + "." + f.Key }
+
+// AttrParamPrefix starts the query parameters that filter by custom attribute.
+const AttrParamPrefix = "attr."
+
+// MaxAttrFilters bounds the attr filters of one search.
+const MaxAttrFilters = 10
+
+// parseAttrFilters reads the attr.<namespace>.<key> parameters of q.
+func parseAttrFilters(v *validator, q url.Values) []AttrFilter {
+	var out []AttrFilter
+	for _, k := range sortedKeys(q) {
+		rest, ok := strings.CutPrefix(k, AttrParamPrefix)
+		if !ok {
+			continue
+		}
+		ns, key, _ := strings.Cut(rest, ".")
+		text := q.Get(k)
+		switch {
+		case !ValidNamespace(ns) || !propertyName.MatchString(key):
+			v.add(k, "must be attr.<namespace>.<key> with a valid namespace and property name")
+		case len(q[k]) > 1:
+			v.add(k, "must be given once")
+		case len(text) > MaxSearchLength || hasNUL(text) || !utf8.ValidString(text):
+			v.add(k, "must be valid UTF-8 without NUL characters, at most "+strconv.Itoa(MaxSearchLength)+" bytes")
+		default:
+			out = append(out, AttrFilter{Namespace: ns, Key: key, Text: text})
+		}
+	}
+	if len(out) > MaxAttrFilters {
+		v.add("attr", "at most "+strconv.Itoa(MaxAttrFilters)+" attribute filters")
+	}
+	return out
 }
 
 // Pagination describes one page of a list.
@@ -170,5 +218,6 @@ func ParseUserSearch(q url.Values, defaultLimit int) (UserSearch, error) {
 			v.add("sortOrder", "must be asc or desc")
 		}
 	}
+	s.Attrs = parseAttrFilters(&v, q)
 	return s, v.err()
 }

@@ -11,7 +11,7 @@ func TestParseUserSearch(t *testing.T) {
 	t.Run("defaults", func(t *testing.T) {
 		got, err := ParseUserSearch(url.Values{}, DefaultPageSize)
 		want := UserSearch{Page: 1, Limit: 20, SortBy: "createdAt", SortOrder: "desc", Count: CountExact}
-		if err != nil || got != want {
+		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("got %+v, %v, want %+v", got, err, want)
 		}
 	})
@@ -26,12 +26,14 @@ func TestParseUserSearch(t *testing.T) {
 		{"sort order is case-insensitive", "sortBy=email&sortOrder=ASC", UserSearch{Page: 1, Limit: 20, SortBy: "email", SortOrder: "asc", Count: CountExact}},
 		{"empty values mean the defaults", "role=&status=&sortBy=&sortOrder=&search=", UserSearch{Page: 1, Limit: 20, SortBy: "createdAt", SortOrder: "desc", Count: CountExact}},
 		{"count none", "count=none", UserSearch{Page: 1, Limit: 20, SortBy: "createdAt", SortOrder: "desc", Count: CountNone}},
+		{"attribute filters, ordered by name", "attr.hr.grade=30&attr.hr.department=Math", UserSearch{Page: 1, Limit: 20, SortBy: "createdAt", SortOrder: "desc", Count: CountExact,
+			Attrs: []AttrFilter{{Namespace: "hr", Key: "department", Text: "Math"}, {Namespace: "hr", Key: "grade", Text: "30"}}}},
 		{"search of 200 bytes", "search=" + strings.Repeat("a", 200), UserSearch{Page: 1, Limit: 20, Search: strings.Repeat("a", 200), SortBy: "createdAt", SortOrder: "desc", Count: CountExact}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			q, _ := url.ParseQuery(tc.query)
 			got, err := ParseUserSearch(q, DefaultPageSize)
-			if err != nil || got != tc.want {
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got %+v, %v, want %+v", got, err, tc.want)
 			}
 		})
@@ -65,6 +67,9 @@ func TestParseUserSearch(t *testing.T) {
 		{"bad status", "status=banned", []string{"status"}},
 		{"bad sortBy", "sortBy=password", []string{"sortBy"}},
 		{"bad sortOrder", "sortOrder=up", []string{"sortOrder"}},
+		{"attr filter without a key", "attr.hr=1", []string{"attr.hr"}},
+		{"attr filter with a bad namespace", "attr.HR.grade=1", []string{"attr.HR.grade"}},
+		{"attr filter given twice", "attr.hr.grade=1&attr.hr.grade=2", []string{"attr.hr.grade"}},
 		{"search too long", "search=" + strings.Repeat("a", 201), []string{"search"}},
 		{"every problem", "page=0&limit=500&role=x&status=y&sortBy=z&sortOrder=w",
 			[]string{"page", "limit", "role", "status", "sortBy", "sortOrder"}},

@@ -15,6 +15,9 @@ type State struct {
 	Enrollments map[string]Enrollment // by course id
 	Preferences map[PrefKey]Preference
 	Sessions    []Session // oldest first, the newest MaxSessionsKept
+	// Attributes are the user's custom attributes: a compact JSON object per
+	// namespace (issue 15). Replaced, never modified in place.
+	Attributes map[string]json.RawMessage
 }
 
 // clone returns a shallow copy: the maps and slices are shared until a writer

@@ -67,6 +67,7 @@ func init() {
 	gob.Register(userservice.SessionsRevoked{})
 	gob.Register(userservice.Erasure{})
 	gob.Register(userservice.Status(""))
+	gob.Register(userservice.UserAttributes{}) // SetAttributes's result
 	gob.Register(map[string]any{})
 }
 
@@ -94,7 +95,7 @@ var sentinels = []*userservice.Error{
 	userservice.ErrUserNotFound, userservice.ErrEnrollmentNotFound, userservice.ErrPreferenceNotFound,
 	userservice.ErrVersionMismatch, userservice.ErrStaleVersion, userservice.ErrDuplicateMessage,
 	userservice.ErrIdempotencyKeyTaken, userservice.ErrUnavailable, userservice.ErrPlacementInFlux,
-	ErrShuttingDown,
+	userservice.ErrAttributesNotFound, ErrShuttingDown,
 }
 
 func toWireError(err error) *wireError {

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"encoding/json"
 	"reflect"
 	"testing"
 
@@ -22,6 +23,26 @@ func TestWireCarriesEveryCommand(t *testing.T) {
 		}
 		if reflect.TypeOf(m.Cmd) != reflect.TypeOf(c) {
 			t.Fatalf("%T came back as %T", c, m.Cmd)
+		}
+	}
+}
+
+// TestWireCarriesAttributeResults: the results of the attribute commands and a
+// State holding attributes cross nodes intact.
+func TestWireCarriesAttributeResults(t *testing.T) {
+	st := &userservice.State{Attributes: map[string]json.RawMessage{"hr": json.RawMessage(`{"grade":10}`)}}
+	for _, result := range []any{userservice.AttributesOf("hr", json.RawMessage(`{"grade":10}`)), map[string]any{"deleted": true}} {
+		v, err := encodeWire(&wireMsg{Kind: wireReply, UserID: "u", Outcome: &wireOutcome{State: st, Result: result}})
+		if err != nil {
+			t.Fatalf("%T: %v", result, err)
+		}
+		m, err := decodeWire(v)
+		if err != nil {
+			t.Fatalf("%T: %v", result, err)
+		}
+		o := m.Outcome
+		if !reflect.DeepEqual(o.Result, result) || string(o.State.Attributes["hr"]) != `{"grade":10}` {
+			t.Fatalf("came back as %#v, %v", o.Result, o.State.Attributes)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package http
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -35,6 +36,9 @@ func (s *Server) searchUsers(r *request) error {
 	if err := s.checkLimit(q.Limit); err != nil {
 		return err
 	}
+	if err := s.typeAttrFilters(r, q.Attrs); err != nil {
+		return err
+	}
 	if err := r.requireAdmin(); err != nil {
 		return err
 	}
@@ -61,6 +65,41 @@ func (s *Server) searchUsers(r *request) error {
 	}
 	r.linkNext(userservice.CursorListUsers, params, userservice.UserSearchFilters, &page)
 	return r.ok(fasthttp.StatusOK, data, "", &page)
+}
+
+// typeAttrFilters sets each attr filter's Value from its text by the type the
+// namespace's schema gives the key ("30" is 30 for an integer): 400 naming the
+// parameter for an unknown namespace or key or a text of another type.
+func (s *Server) typeAttrFilters(r *request, filters []userservice.AttrFilter) error {
+	if len(filters) == 0 {
+		return nil
+	}
+	store, err := s.attributeSchemas()
+	if err != nil {
+		return err
+	}
+	var details []userservice.FieldError
+	for i := range filters {
+		f := &filters[i]
+		schema, err := store.Schema(r.ctx, f.Namespace)
+		if errors.Is(err, userservice.ErrAttributeSchemaNotFound) {
+			details = append(details, userservice.FieldError{Field: f.Param(), Message: "names no attribute namespace"})
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		v, msg := schema.FilterValue(f.Key, f.Text)
+		if msg != "" {
+			details = append(details, userservice.FieldError{Field: f.Param(), Message: msg})
+			continue
+		}
+		f.Value = v
+	}
+	if len(details) > 0 {
+		return userservice.ValidationError(details)
+	}
+	return nil
 }
 
 // jsonSearcher is a Directory that can also answer the admin search with the

@@ -21,7 +21,7 @@ const exportPage = 500
 
 // exportUser answers GET /users/{id}/export (self, admin; issue 14): one JSON
 // document, `{formatVersion, exportedAt, user, enrollments, preferences,
-// sessions, audit, events}`, sent as an attachment. The data_exported audit
+// attributes, sessions, audit, events}`, sent as an attachment. The data_exported audit
 // record commits first (through the user's actor), so no export goes
 // unrecorded; the profile, enrollments and preferences are the state that
 // commit left, and sessions, audit records and retained events are streamed
@@ -73,16 +73,27 @@ func (s *Server) exportUser(r *request) error {
 // exportHead is the document up to the sessions: what the user's actor holds.
 func exportHead(st *userservice.State) ([]byte, error) {
 	head, err := json.Marshal(struct {
-		FormatVersion int                      `json:"formatVersion"`
-		ExportedAt    userservice.Time         `json:"exportedAt"`
-		User          userservice.User         `json:"user"`
-		Enrollments   []userservice.Enrollment `json:"enrollments"`
-		Preferences   []userservice.Preference `json:"preferences"`
-	}{userservice.ExportFormatVersion, userservice.Now(), st.User, st.SortedEnrollments(""), st.SortedPreferences("")})
+		FormatVersion int                        `json:"formatVersion"`
+		ExportedAt    userservice.Time           `json:"exportedAt"`
+		User          userservice.User           `json:"user"`
+		Enrollments   []userservice.Enrollment   `json:"enrollments"`
+		Preferences   []userservice.Preference   `json:"preferences"`
+		Attributes    map[string]json.RawMessage `json:"attributes"`
+	}{userservice.ExportFormatVersion, userservice.Now(), st.User, st.SortedEnrollments(""), st.SortedPreferences(""), attributesOf(st)})
 	if err != nil {
 		return nil, err
 	}
 	return head[:len(head)-1], nil // the object stays open for the streamed parts
+}
+
+// attributesOf is the user's custom attributes as GET /{id}/attributes shows
+// them: an object by namespace, {} when there are none.
+func attributesOf(st *userservice.State) map[string]json.RawMessage {
+	out := make(map[string]json.RawMessage, len(st.Attributes))
+	for ns, v := range st.Attributes {
+		out[ns] = json.RawMessage(v)
+	}
+	return out
 }
 
 // exporter streams the parts of an export that PostgreSQL holds.

@@ -3,6 +3,7 @@ package http
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -434,4 +435,45 @@ func (d *memDirectory) AuditAfter(ctx context.Context, userID string, after *use
 		return nil, nil
 	}
 	return append([]userservice.AuditRecord(nil), d.users.audit[userID]...), nil
+}
+
+// memSchemas is an in-memory userservice.AttributeSchemas, like the other
+// stores of this file (the PostgreSQL one is tested end to end).
+type memSchemas struct {
+	mu      sync.Mutex
+	version int64
+	byNS    map[string]*userservice.AttributeSchema
+}
+
+func (m *memSchemas) PutSchema(_ context.Context, s *userservice.AttributeSchema) (*userservice.AttributeSchema, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.byNS == nil {
+		m.byNS = map[string]*userservice.AttributeSchema{}
+	}
+	m.version++
+	out := *s
+	out.Type, out.Version, out.UpdatedAt = "object", m.version, userservice.Now()
+	m.byNS[s.Namespace] = &out
+	return &out, nil
+}
+
+func (m *memSchemas) Schema(_ context.Context, ns string) (*userservice.AttributeSchema, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s, ok := m.byNS[ns]; ok {
+		return s, nil
+	}
+	return nil, userservice.ErrAttributeSchemaNotFound
+}
+
+func (m *memSchemas) Schemas(context.Context) ([]*userservice.AttributeSchema, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := []*userservice.AttributeSchema{}
+	for _, s := range m.byNS {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b *userservice.AttributeSchema) int { return strings.Compare(a.Namespace, b.Namespace) })
+	return out, nil
 }

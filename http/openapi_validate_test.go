@@ -467,6 +467,37 @@ func TestOpenAPIResponsesMatchTheDocument(t *testing.T) {
 		)
 	})
 
+	t.Run("attributes", func(t *testing.T) {
+		schema := map[string]any{"type": "object", "required": []any{"department"}, "properties": map[string]any{
+			"department": map[string]any{"type": "string", "maxLength": 20, "enum": []any{"Math", "Physics"}},
+			"grade":      map[string]any{"type": "integer", "minimum": 1, "maximum": 12},
+		}}
+		value := map[string]any{"department": "Math", "grade": 10}
+		run(t,
+			send("define a schema", "PUT", "/api/v1/attributes/hr", admin, schema, 200, ""),
+			send("schema keyword outside the subset", "PUT", "/api/v1/attributes/x", admin, map[string]any{"properties": map[string]any{"a": map[string]any{"type": "string", "pattern": "a"}}}, 400, "VALIDATION_ERROR"),
+			send("schema bad namespace", "PUT", "/api/v1/attributes/Bad-NS", admin, schema, 400, "INVALID_PARAMETER"),
+			send("schema by a student", "PUT", "/api/v1/attributes/hr", alice, schema, 403, "FORBIDDEN"),
+			get("read a schema", "/api/v1/attributes/hr", alice, 200, ""),
+			get("unknown schema", "/api/v1/attributes/nope", alice, 404, "NOT_FOUND"),
+			get("list schemas", "/api/v1/attributes", alice, 200, ""),
+			send("set values", "PUT", me("attributes", "hr"), alice, value, 200, ""),
+			send("set values by an admin", "PUT", userPath(h.alice.id, "attributes", "hr"), admin, value, 200, ""),
+			beyond(send("values violate the schema", "PUT", me("attributes", "hr"), alice, map[string]any{"department": "Art", "grade": "ten"}, 400, "VALIDATION_ERROR"),
+				"a namespace's schema is data, not part of the document"),
+			send("values of an unknown namespace", "PUT", me("attributes", "nope"), alice, value, 404, "NOT_FOUND"),
+			send("values of another user", "PUT", userPath(h.bob.id, "attributes", "hr"), alice, value, 403, "FORBIDDEN"),
+			send("values stale If-Match", "PUT", me("attributes", "hr"), alice, value, 412, "PRECONDITION_FAILED", "If-Match", `"1"`),
+			get("read values", me("attributes", "hr"), alice, 200, ""),
+			get("read every namespace", me("attributes"), alice, 200, ""),
+			get("search by attribute", "/api/v1/users?attr.hr.grade=10", admin, 200, ""),
+			beyond(get("search by an attribute of the wrong type", "/api/v1/users?attr.hr.grade=ten", admin, 400, "VALIDATION_ERROR"), "attr.* parameters are described, not declared"),
+			send("delete values", "DELETE", me("attributes", "hr"), alice, nil, 200, ""),
+			send("delete values again", "DELETE", me("attributes", "hr"), alice, nil, 404, "NOT_FOUND"),
+			get("read deleted values", me("attributes", "hr"), alice, 404, "NOT_FOUND"),
+		)
+	})
+
 	t.Run("account disabled", func(t *testing.T) {
 		run(t,
 			send("suspend bob", "PUT", userPath(h.bob.id, "status"), admin, map[string]any{"status": "suspended"}, 200, ""),

@@ -63,6 +63,16 @@ func (s *Server) routes(r *router.Router) {
 	s.api(r, DELETE, users+"/{id}/preferences/{category}", s.deleteCategory)
 	s.api(r, DELETE, users+"/{id}/preferences/{category}/{key}", s.deletePreference)
 
+	s.api(r, GET, users+"/{id}/attributes", s.listUserAttributes)
+	s.api(r, GET, users+"/{id}/attributes/{namespace}", s.getUserAttributes)
+	s.api(r, PUT, users+"/{id}/attributes/{namespace}", s.putUserAttributes)
+	s.api(r, DELETE, users+"/{id}/attributes/{namespace}", s.deleteUserAttributes)
+
+	const attributes = "/api/v1/attributes"
+	s.api(r, GET, attributes, s.listAttributeSchemas)
+	s.api(r, GET, attributes+"/{namespace}", s.getAttributeSchema)
+	s.api(r, PUT, attributes+"/{namespace}", s.putAttributeSchema)
+
 	const courses = "/api/v1/courses"
 	s.api(r, GET, courses+"/{courseId}/enrollments", s.courseRoster)
 	s.api(r, GET, courses+"/{courseId}/stats", s.courseStats)

@@ -199,6 +199,8 @@ type Deps struct {
 	PersonalData userservice.PersonalData
 	// Erasures reads erasure requests; nil answers the erasure routes 503.
 	Erasures userservice.ErasureStore
+	// Attributes stores the custom attribute schemas; nil answers their routes 503.
+	Attributes userservice.AttributeSchemas
 }
 
 // Health is what the /health* probes report.

@@ -34,6 +34,8 @@ func TestExportMatchesTheAPI(t *testing.T) {
 	svc.do(t, "POST", base+"/enrollments", own, map[string]any{"courseId": c2}).data(t, http.StatusCreated, nil)
 	svc.do(t, "PUT", base+"/enrollments/"+c1+"/progress", own, map[string]any{"progress": 40, "timeSpentSeconds": 600}).data(t, http.StatusOK, nil)
 	svc.do(t, "PUT", base+"/enrollments/"+c2+"/progress", own, map[string]any{"progress": 100, "timeSpentSeconds": 60}).data(t, http.StatusOK, nil)
+	svc.do(t, "PUT", "/api/v1/attributes/hr", admin, map[string]any{"properties": map[string]any{"department": map[string]any{"type": "string"}}}).data(t, http.StatusOK, nil)
+	svc.do(t, "PUT", base+"/attributes/hr", admin, map[string]any{"department": "Math"}).data(t, http.StatusOK, nil)
 	svc.do(t, "PUT", base+"/preferences/ui", own, map[string]any{"preferences": []map[string]any{{"key": "theme", "value": "dark"}, {"key": "font", "value": map[string]any{"size": 14}}}}).data(t, http.StatusOK, nil)
 	for _, sid := range []string{"e1", "e2"} {
 		id, b := authEvent("auth.user.login", map[string]any{"authId": u.AuthID, "sessionId": sid, "ipAddress": "192.0.2.9", "userAgent": "Firefox/1"})
@@ -85,7 +87,7 @@ func TestExportMatchesTheAPI(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if want := []string{"audit", "enrollments", "events", "exportedAt", "formatVersion", "preferences", "sessions", "user"}; !slices.Equal(keys, want) {
+	if want := []string{"attributes", "audit", "enrollments", "events", "exportedAt", "formatVersion", "preferences", "sessions", "user"}; !slices.Equal(keys, want) {
 		t.Fatalf("export keys %v, want %v", keys, want)
 	}
 	if string(doc["formatVersion"]) != "1" {
@@ -123,6 +125,7 @@ func TestExportMatchesTheAPI(t *testing.T) {
 	compare("user", apiData(base))
 	compare("enrollments", apiData(base+"/enrollments?limit=100"))
 	compare("preferences", apiData(base+"/preferences"))
+	compare("attributes", apiData(base+"/attributes"))
 	compare("sessions", reversed(apiData(base+"/sessions?limit=100")))
 	compare("audit", reversed(apiData(base+"/audit?limit=100")))
 	var feed []any

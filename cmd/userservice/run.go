@@ -165,6 +165,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
+	attributeSchemas, err := postgres.NewAttributeSchemas(db, time.Second)
+	if err != nil {
+		return err
+	}
 
 	// Events: the consumer applies Auth Service events through the actors.
 	consumer, err := messaging.NewConsumer(messaging.ConsumerConfig{
@@ -266,6 +270,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Events:       directory,
 		PersonalData: directory,
 		Erasures:     erasures,
+		Attributes:   attributeSchemas,
 		Idempotency:  idempotency,
 		RateLimiter:  rateLimiter{limiter},
 		Health: httpapi.Health{

@@ -88,7 +88,35 @@ func searchSQL(q userservice.UserSearch) (where string, args []any) {
 	} else {
 		conds = append(conds, "status <> 'deleted'") // deleted users show only when asked for
 	}
+	// Attribute filters (issue 15): one containment per namespace,
+	// {ns: {key: value, …}}, each a bitmap scan of the GIN expression index
+	// user_attributes_doc_idx (migration 00050) and a semi-join.
+	for _, doc := range attrDocuments(q.Attrs) {
+		args = append(args, doc)
+		conds = append(conds, "id IN (SELECT user_id FROM user_attributes WHERE doc @> $"+
+			strconv.Itoa(len(args))+"::text::jsonb)")
+	}
 	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// attrDocuments groups the filters by namespace (in their order) into one
+// containment document each: {"ns": {"key": value, …}}.
+func attrDocuments(filters []userservice.AttrFilter) []string {
+	var order []string
+	objs := map[string]map[string]json.RawMessage{}
+	for _, f := range filters {
+		if objs[f.Namespace] == nil {
+			order = append(order, f.Namespace)
+			objs[f.Namespace] = map[string]json.RawMessage{}
+		}
+		objs[f.Namespace][f.Key] = f.Value
+	}
+	out := make([]string, len(order))
+	for i, ns := range order {
+		b, _ := json.Marshal(map[string]any{ns: objs[ns]}) // raw values the edge made: valid JSON
+		out[i] = string(b)
+	}
+	return out
 }
 
 // orderSQL builds the ORDER BY clause from the whitelist, with id as the

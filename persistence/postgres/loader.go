@@ -35,6 +35,8 @@ const (
 	loadPreferencesSQL = `SELECT id, category, key, value::text, created_at, updated_at
 	FROM preferences WHERE user_id = $1`
 
+	loadAttributesSQL = `SELECT namespace, value::text FROM user_attributes WHERE user_id = $1`
+
 	// The newest sessions, returned oldest first as State keeps them.
 	loadSessionsSQL = `SELECT id, session_id, ip_address, user_agent, started_at, ended_at FROM (
 	SELECT * FROM sessions WHERE user_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2
@@ -94,6 +96,19 @@ func (l *Loader) LoadState(ctx context.Context, userID string) (*userservice.Sta
 			p.Value = json.RawMessage(value)
 			p.CreatedAt, p.UpdatedAt = userservice.NewTime(created), userservice.NewTime(updated)
 			s.Preferences[userservice.PrefKey{Category: p.Category, Key: p.Key}] = p
+		}
+		return rows.Err()
+	})
+	b.Queue(loadAttributesSQL, id).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var ns, value string
+			if err := rows.Scan(&ns, &value); err != nil {
+				return err
+			}
+			if s.Attributes == nil {
+				s.Attributes = map[string]json.RawMessage{}
+			}
+			s.Attributes[ns] = json.RawMessage(value)
 		}
 		return rows.Err()
 	})

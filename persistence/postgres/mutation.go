@@ -51,6 +51,13 @@ const (
 
 	deletePreferenceSQL = `DELETE FROM preferences WHERE user_id = $1 AND category = $2 AND key = $3`
 
+	// doc is {namespace: value}, what the search's GIN index holds (migration 00050).
+	upsertAttributesSQL = `INSERT INTO user_attributes (user_id, namespace, value, doc, updated_at)
+	VALUES ($1, $2, $3::text::jsonb, jsonb_build_object($2::text, $3::text::jsonb), $4)
+	ON CONFLICT (user_id, namespace) DO UPDATE SET value = EXCLUDED.value, doc = EXCLUDED.doc, updated_at = EXCLUDED.updated_at`
+
+	deleteAttributesSQL = `DELETE FROM user_attributes WHERE user_id = $1 AND namespace = $2`
+
 	// A session id seen again restarts the session under the id the actor holds.
 	// endSessionsSQL ends open sessions beyond the actor's newest ones: the one
 	// named, or all when the name is ''.
@@ -208,6 +215,14 @@ func (it *txItem) queue(b *pgx.Batch, fail func(error)) {
 	for i := range m.PreferenceUpserts {
 		p := &m.PreferenceUpserts[i]
 		add(nil, upsertPreferenceSQL, p.ID, u.ID, p.Category, p.Key, string(p.Value), p.CreatedAt.Time, p.UpdatedAt.Time)
+	}
+	field = "attributes"
+	for _, ns := range m.AttributeDeletes {
+		add(nil, deleteAttributesSQL, u.ID, ns)
+	}
+	for i := range m.AttributeUpserts {
+		a := &m.AttributeUpserts[i]
+		add(nil, upsertAttributesSQL, u.ID, a.Namespace, string(a.Value), u.UpdatedAt.Time)
 	}
 	for i := range m.SessionUpserts {
 		s := &m.SessionUpserts[i]

@@ -17,9 +17,9 @@ import (
 // snapshotFormat is the first byte of every snapshot. Change it with any change of
 // the layout below: a snapshot in another format is then never misread, only
 // reported corrupt, and the loader replaces it.
-const snapshotFormat byte = 1
+const snapshotFormat byte = 2
 
-// The snapshot layout (format 1). It is an explicit field list rather than the
+// The snapshot layout (format 2; 1 had no attributes). It is an explicit field list rather than the
 // API's JSON because it must carry what the API hides (User.LoginCount,
 // User.LastLoginAt) and tell nil from empty, so that a decoded State is identical
 // to the encoded one.
@@ -36,6 +36,7 @@ const snapshotFormat byte = 1
 //	preferences: count, then each: id userId category key value createdAt updatedAt
 //	sessions:    count, then each: id sessionId ?ipAddress ?userAgent startedAt
 //	             ?endedAt active(byte)
+//	attributes:  count, then each: namespace value
 //
 // count is uvarint: 0 for a nil map or slice, n+1 for n elements. A string starts
 // with a uvarint header: len<<2 for raw bytes that follow; strUUID for a canonical
@@ -133,6 +134,17 @@ func appendSnapshot(dst []byte, s *userservice.State) ([]byte, error) {
 		e.time(ss.StartedAt)
 		e.optTime(ss.EndedAt)
 		e.bool(ss.Active)
+	}
+
+	e.count(s.Attributes == nil, len(s.Attributes))
+	for ns, v := range s.Attributes {
+		e.str(ns, true)
+		if v == nil {
+			e.b = append(e.b, 0)
+		} else {
+			e.b = binary.AppendUvarint(e.b, uint64(len(v))+1)
+			e.b = append(e.b, v...)
+		}
 	}
 	return e.b, nil
 }
@@ -299,6 +311,18 @@ func decodeSnapshot(b []byte) (*userservice.State, error) {
 			ss.StartedAt = d.time()
 			ss.EndedAt = d.optTime()
 			ss.Active = d.bool()
+		}
+	}
+
+	if n, ok := d.count(); ok {
+		s.Attributes = make(map[string]json.RawMessage, n)
+		for range n {
+			ns := d.str(true)
+			var v json.RawMessage
+			if l := d.uvarint(); l > 0 {
+				v = json.RawMessage(d.bytes(l - 1))
+			}
+			s.Attributes[ns] = v
 		}
 	}
 	if d.err == nil && len(d.b) != 0 {

@@ -29,6 +29,7 @@ func TestSnapshotCodecRoundTrip(t *testing.T) {
 			{Category: "ui", Key: "b"}: {ID: "y", UserID: "someone-else", Category: "ui", Key: "b", Value: json.RawMessage{}},
 		}
 		s.Sessions = []userservice.Session{}
+		s.Attributes = map[string]json.RawMessage{"hr": nil, "empty": {}, "school": json.RawMessage(`{"grade":10}`)}
 		return s
 	}()
 	tests := []struct {
@@ -40,6 +41,8 @@ func TestSnapshotCodecRoundTrip(t *testing.T) {
 		{"hidden login fields and sessions", apply(t, typical, userservice.RecordLogin{
 			SessionID: "s2", UserAgent: ptr(strings.Repeat("ü", 300)), At: userservice.Now()}, time.Now())},
 		{"odd values", odd},
+		{"custom attributes", apply(t, typical, userservice.SetAttributes{
+			Namespace: "hr", Value: json.RawMessage(`{"department":"Math","grade":7}`)}, time.Now())},
 		{"empty state", &userservice.State{}},
 	}
 	for _, tt := range tests {

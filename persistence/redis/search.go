@@ -231,6 +231,9 @@ func searchKeyHash(gen string, q userservice.UserSearch) string {
 	if q.After != nil {
 		after = []string{"after", q.After.Key, strconv.FormatBool(q.After.Null), q.After.ID}
 	}
+	for _, f := range q.Attrs { // issue 15: the typed value, as the search uses it
+		after = append(after, "attr", f.Namespace, f.Key, string(f.Value))
+	}
 	for _, f := range append([]string{gen, strconv.Itoa(q.Page), strconv.Itoa(q.Limit), q.Search, string(q.Role), string(q.Status), q.SortBy, q.SortOrder, q.Count}, after...) {
 		b = strconv.AppendInt(b, int64(len(f)), 10)
 		b = append(b, ':')
