@@ -149,12 +149,16 @@ func TestErasureLeavesNoTrace(t *testing.T) {
 	svc.do(t, "POST", base+"/enrollments", own, map[string]any{"courseId": course}, "Idempotency-Key", "enroll-1").data(t, http.StatusCreated, nil)
 	svc.do(t, "PUT", base+"/enrollments/"+course+"/progress", own, map[string]any{"progress": 50, "timeSpentSeconds": 30}).data(t, http.StatusOK, nil)
 	svc.do(t, "PUT", base+"/preferences/ui", own, map[string]any{"preferences": []map[string]any{{"key": "nickname", "value": pii[4]}}}).data(t, http.StatusOK, nil)
+	// A custom attribute holding personal data of its own.
+	pii = append(pii, "Attrpii"+randomHex(t, 6))
+	svc.do(t, "PUT", "/api/v1/attributes/hr", admin, map[string]any{"properties": map[string]any{"badge": map[string]any{"type": "string"}}}).data(t, http.StatusOK, nil)
+	svc.do(t, "PUT", base+"/attributes/hr", admin, map[string]any{"badge": pii[len(pii)-1]}).data(t, http.StatusOK, nil)
 	svc.do(t, "PUT", base+"/role", admin, map[string]any{"role": "instructor"}).data(t, http.StatusOK, nil) // revokes the session
 	own = st.token(t, u.ID, u.AuthID, u.Email, userservice.RoleInstructor)
 	// An admin search caches the user in Redis.
 	svc.do(t, "GET", "/api/v1/users?search="+pii[1], admin, nil).data(t, http.StatusOK, nil)
 	tp.expect(t, userservice.EventUserCreated, userservice.EventEnrolled, userservice.EventProgressUpdated,
-		userservice.EventRoleChanged, userservice.EventSessionsRevoked)
+		userservice.EventUserUpdated, userservice.EventRoleChanged, userservice.EventSessionsRevoked)
 	if len(traces(t, st, pii)) == 0 {
 		t.Fatal("the grep finds nothing before the erasure: it cannot tell anything after it")
 	}
@@ -194,7 +198,7 @@ func TestErasureLeavesNoTrace(t *testing.T) {
 	}
 	tp.expectNone(t) // once
 
-	for _, p := range []string{base, base + "/enrollments", base + "/preferences", base + "/sessions", base + "/export", base + "/events?after=0"} {
+	for _, p := range []string{base, base + "/enrollments", base + "/preferences", base + "/attributes", base + "/sessions", base + "/export", base + "/events?after=0"} {
 		svc.do(t, "GET", p, admin, nil).fail(t, http.StatusNotFound, "NOT_FOUND")
 	}
 	svc.do(t, "GET", "/api/v1/users/me", own, nil).fail(t, http.StatusNotFound, "NOT_FOUND")

@@ -34,8 +34,6 @@ func TestExportMatchesTheAPI(t *testing.T) {
 	svc.do(t, "POST", base+"/enrollments", own, map[string]any{"courseId": c2}).data(t, http.StatusCreated, nil)
 	svc.do(t, "PUT", base+"/enrollments/"+c1+"/progress", own, map[string]any{"progress": 40, "timeSpentSeconds": 600}).data(t, http.StatusOK, nil)
 	svc.do(t, "PUT", base+"/enrollments/"+c2+"/progress", own, map[string]any{"progress": 100, "timeSpentSeconds": 60}).data(t, http.StatusOK, nil)
-	svc.do(t, "PUT", "/api/v1/attributes/hr", admin, map[string]any{"properties": map[string]any{"department": map[string]any{"type": "string"}}}).data(t, http.StatusOK, nil)
-	svc.do(t, "PUT", base+"/attributes/hr", admin, map[string]any{"department": "Math"}).data(t, http.StatusOK, nil)
 	svc.do(t, "PUT", base+"/preferences/ui", own, map[string]any{"preferences": []map[string]any{{"key": "theme", "value": "dark"}, {"key": "font", "value": map[string]any{"size": 14}}}}).data(t, http.StatusOK, nil)
 	for _, sid := range []string{"e1", "e2"} {
 		id, b := authEvent("auth.user.login", map[string]any{"authId": u.AuthID, "sessionId": sid, "ipAddress": "192.0.2.9", "userAgent": "Firefox/1"})
@@ -54,6 +52,8 @@ func TestExportMatchesTheAPI(t *testing.T) {
 	})
 	svc.do(t, "DELETE", base+"/sessions/e1", own, nil).data(t, http.StatusOK, nil)
 	svc.do(t, "PUT", base+"/role", admin, map[string]any{"role": "instructor"}).data(t, http.StatusOK, nil)
+	svc.do(t, "PUT", "/api/v1/attributes/hr", admin, map[string]any{"properties": map[string]any{"department": map[string]any{"type": "string"}}}).data(t, http.StatusOK, nil)
+	svc.do(t, "PUT", base+"/attributes/hr", admin, map[string]any{"department": "Math"}).data(t, http.StatusOK, nil)
 
 	// Refusals come first and record nothing.
 	other := svc.createUser(t, admin, newUserBody(t))
@@ -150,7 +150,7 @@ func TestExportMatchesTheAPI(t *testing.T) {
 		actions = append(actions, a.Action)
 	}
 	wantActions := []string{userservice.AuditPasswordChanged, userservice.AuditSessionsRevoked, userservice.AuditRoleChanged,
-		userservice.AuditSessionsRevoked, userservice.AuditDataExported, userservice.AuditDataExported}
+		userservice.AuditSessionsRevoked, "attributes.set", userservice.AuditDataExported, userservice.AuditDataExported}
 	if !slices.Equal(actions, wantActions) {
 		t.Errorf("audit actions %v, want %v", actions, wantActions)
 	}
