@@ -113,6 +113,9 @@ type Meta struct {
 	MessageID string
 	// Idempotency, when set, asks for the rendered answer to be stored with the change.
 	Idempotency *IdempotencyRequest
+	// JobItem, when set, is the bulk job item this command applies: its result is
+	// recorded with the change, and a second application fails with ErrJobItemDone.
+	JobItem *JobItemRef
 	// Now is the time of the change.
 	Now Time
 	// NoAudit keeps no audit record of the change (AUDIT_ENABLED=false).

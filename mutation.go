@@ -32,6 +32,10 @@ type Mutation struct {
 	// Idempotency, when set, is stored with the change so that a retry with the
 	// same key replays the first answer ([ErrIdempotencyKeyTaken] if taken).
 	Idempotency *IdempotencyRecord
+	// JobItem, when set, is the result of the bulk job item this mutation applies,
+	// recorded in the same transaction; an item that has a result already fails
+	// the commit ([ErrJobItemDone]).
+	JobItem *JobItemDone
 }
 
 // SessionsEnd ends the user's open sessions at At: the one named SessionID, or
