@@ -177,3 +177,47 @@ var (
 	// applies has a result already: the mutation changed nothing.
 	ErrJobItemDone = &Error{Code: ECodeConflict, Message: "Job item already applied"}
 )
+
+// JobRun is a job as the worker runs it.
+type JobRun struct {
+	ID            string
+	Type          JobType
+	Params        JobParams
+	CreatedBy     *string
+	CorrelationID string
+}
+
+// JobItem is an item without a result, as the worker reads it.
+type JobItem struct {
+	Item    int64
+	UserID  string
+	Payload []byte
+}
+
+// JobWorkerStore is the job worker's side of the job store.
+type JobWorkerStore interface {
+	// Lead takes the worker's leadership (one process at a time runs jobs), or
+	// returns nil, nil when another process holds it.
+	Lead(ctx context.Context) (JobLease, error)
+	// RecordItem records the result of an item that changed no user, unless the
+	// item has a result already; it reports whether it recorded it.
+	RecordItem(ctx context.Context, jobID string, item int64, status int, userID, errText string) (bool, error)
+}
+
+// JobLease is a held leadership of the job worker. Its calls fail once the
+// leadership is lost. Not safe for concurrent use.
+type JobLease interface {
+	// NextJob returns the oldest queued or running job, or nil.
+	NextJob(ctx context.Context) (*JobRun, error)
+	// StartJob marks the job running and returns its counts recounted from its
+	// items; ok is false when the job was cancelled meanwhile.
+	StartJob(ctx context.Context, id string) (c JobCounts, ok bool, err error)
+	// PendingItems returns up to limit items after `after` without a result.
+	PendingItems(ctx context.Context, id string, after int64, limit int) ([]JobItem, error)
+	// SaveProgress stores the counts and returns the job's state.
+	SaveProgress(ctx context.Context, id string, c JobCounts) (JobState, error)
+	// FinishJob marks a running job done, or failed when errText is set.
+	FinishJob(ctx context.Context, id string, errText string) error
+	// Close gives the leadership up.
+	Close()
+}

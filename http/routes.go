@@ -55,6 +55,12 @@ func (s *Server) routes(r *router.Router) {
 	s.api(r, DELETE, users+"/{id}/preferences/{category}", s.deleteCategory)
 	s.api(r, DELETE, users+"/{id}/preferences/{category}/{key}", s.deletePreference)
 
+	// Bulk jobs (issue 15, jobs.go): POST streams its upload (limitBody).
+	s.api(r, POST, jobsPath, s.createJob)
+	s.api(r, GET, jobsPath+"/{id}", s.getJob)
+	s.api(r, DELETE, jobsPath+"/{id}", s.cancelJob)
+	s.api(r, GET, jobsPath+"/{id}/results", s.jobResults)
+
 	const courses = "/api/v1/courses"
 	s.api(r, GET, courses+"/{courseId}/enrollments", s.courseRoster)
 	s.api(r, GET, courses+"/{courseId}/stats", s.courseStats)

@@ -19,6 +19,7 @@ import (
 	"github.com/lms-platform/userservice"
 	"github.com/lms-platform/userservice/actors"
 	httpapi "github.com/lms-platform/userservice/http"
+	"github.com/lms-platform/userservice/jobs"
 	"github.com/lms-platform/userservice/messaging"
 	"github.com/lms-platform/userservice/persistence/postgres"
 	"github.com/lms-platform/userservice/persistence/redis"
@@ -180,6 +181,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	})
 
+	// Bulk jobs: the worker of the process holding the job lease applies the
+	// items through the same actors as single requests (package jobs).
+	jobStore, err := postgres.NewJobStore(db)
+	if err != nil {
+		return err
+	}
+	runner, err := jobs.NewRunner(jobStore, users, directory, jobs.Config{
+		Concurrency: cfg.JobConcurrency, ItemsPerSecond: cfg.JobItemsPerSecond, ItemTimeout: cfg.RequestTimeout,
+		NoAudit: !cfg.AuditEnabled, StatusOf: httpapi.StatusOf,
+	}, logger)
+	if err != nil {
+		return err
+	}
+	jobsCtx, stopJobs := context.WithCancel(background)
+	defer stopJobs()
+	var jobsDone sync.WaitGroup
+	jobsDone.Add(1)
+	goBackground(func() {
+		defer jobsDone.Done()
+		if waitMigrated(jobsCtx, db) {
+			logIfFailed(logger, "job worker", runner.Run(jobsCtx))
+		}
+	})
+
 	jwtKey, err := cfg.JWTKey()
 	if err != nil {
 		return err // Validate parsed it already
@@ -210,6 +235,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		MaxConns:                cfg.HTTPMaxConns,
 		MaxConnsPerIP:           cfg.HTTPMaxConnsPerIP,
 		IdleTimeout:             cfg.HTTPIdleTimeout,
+		MaxJobItems:             cfg.JobMaxItems,
 		RateLimitSkipSuccessful: cfg.RateLimitSkipSuccessful,
 		NoAudit:                 !cfg.AuditEnabled,
 		NoMetrics:               !cfg.MetricsEnabled,
@@ -217,6 +243,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Users:       users,
 		Directory:   cachedDirectory{directory, searchCache},
 		Events:      directory,
+		Jobs:        jobStore,
+		JobsNotify:  runner.Notify,
 		Idempotency: idempotency,
 		RateLimiter: rateLimiter{limiter},
 		Health: httpapi.Health{
@@ -267,8 +295,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			errs = append(errs, fmt.Errorf("%s: %w", what, err))
 		}
 	}
-	add("http", server.Shutdown(sctx))  // stop accepting, finish in-flight requests
-	stopConsumer()                      // no new event effects
+	add("http", server.Shutdown(sctx)) // stop accepting, finish in-flight requests
+	stopConsumer()                     // no new event effects
+	stopJobs()                         // no new job items; the items in flight land
+	jobsDone.Wait()
 	add("actors", users.Shutdown(sctx)) // commits in flight land
 	add("writer", writer.Close(sctx))   // everything queued is committed
 	drainCtx, cancelDrain := context.WithTimeout(sctx, 3*time.Second)

@@ -19,7 +19,11 @@ import (
 // concurrent use.
 type JobStore struct{ db *DB }
 
-var _ userservice.JobStore = (*JobStore)(nil)
+var (
+	_ userservice.JobStore       = (*JobStore)(nil)
+	_ userservice.JobWorkerStore = (*JobStore)(nil)
+	_ userservice.JobLease       = (*JobLease)(nil)
+)
 
 // NewJobStore returns a JobStore on db.
 func NewJobStore(db *DB) (*JobStore, error) {
@@ -281,7 +285,7 @@ type JobLease struct {
 
 // Lead takes the job worker's lock on a session of its own, or returns nil when
 // another process holds it.
-func (s *JobStore) Lead(ctx context.Context) (*JobLease, error) {
+func (s *JobStore) Lead(ctx context.Context) (userservice.JobLease, error) {
 	ctx, cancel := s.db.timeout(ctx)
 	defer cancel()
 	c, err := s.db.pool.Acquire(ctx)
@@ -316,21 +320,12 @@ func closeConn(c *pgxpool.Conn) {
 	_ = conn.Close(ctx)
 }
 
-// RunnableJob is a job the worker is to run.
-type RunnableJob struct {
-	ID            string
-	Type          userservice.JobType
-	Params        userservice.JobParams
-	CreatedBy     *string
-	CorrelationID string
-}
-
 // NextJob returns the oldest queued or running job (a running one was
 // interrupted), or nil when there is none.
-func (l *JobLease) NextJob(ctx context.Context) (*RunnableJob, error) {
+func (l *JobLease) NextJob(ctx context.Context) (*userservice.JobRun, error) {
 	ctx, cancel := l.db.timeout(ctx)
 	defer cancel()
-	var j RunnableJob
+	var j userservice.JobRun
 	var typ string
 	var params []byte
 	err := l.conn.QueryRow(ctx, `SELECT id, type, params, created_by, correlation_id FROM jobs
@@ -370,16 +365,9 @@ func (l *JobLease) StartJob(ctx context.Context, id string) (c userservice.JobCo
 	return c, ct.RowsAffected() == 1, nil
 }
 
-// PendingItem is an item without a result.
-type PendingItem struct {
-	Item    int64
-	UserID  string
-	Payload []byte
-}
-
 // PendingItems returns up to limit items of the job after `after` that have no
 // result, in item order.
-func (l *JobLease) PendingItems(ctx context.Context, id string, after int64, limit int) ([]PendingItem, error) {
+func (l *JobLease) PendingItems(ctx context.Context, id string, after int64, limit int) ([]userservice.JobItem, error) {
 	ctx, cancel := l.db.timeout(ctx)
 	defer cancel()
 	rows, err := l.conn.Query(ctx, `SELECT item, coalesce(user_id::text, ''), payload FROM job_items
@@ -387,8 +375,8 @@ func (l *JobLease) PendingItems(ctx context.Context, id string, after int64, lim
 	if err != nil {
 		return nil, unavailable("cannot read job items", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (PendingItem, error) {
-		var it PendingItem
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (userservice.JobItem, error) {
+		var it userservice.JobItem
 		err := row.Scan(&it.Item, &it.UserID, &it.Payload)
 		return it, err
 	})
