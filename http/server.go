@@ -316,13 +316,13 @@ func NewServer(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 	s.handler = s.serve
 
 	s.srv = &fasthttp.Server{
-		Handler:               s.handler,
-		ErrorHandler:          s.connectionError,
-		MaxRequestBodySize:    c.MaxBodyBytes,
+		Handler:            s.handler,
+		ErrorHandler:       s.connectionError,
+		MaxRequestBodySize: c.MaxBodyBytes,
 		// Bodies beyond MaxRequestBodySize reach the handler as a stream: a job
 		// upload (POST /jobs) is read row by row; any other route answers 413
 		// (serve, limitBody).
-		StreamRequestBody: true,
+		StreamRequestBody:     true,
 		ReadBufferSize:        16 << 10, // room for long bearer tokens
 		ReadTimeout:           c.ReadTimeout,
 		WriteTimeout:          c.ReadTimeout,

@@ -49,8 +49,9 @@ type Config struct {
 	Concurrency int
 	// ItemsPerSecond bounds the pace (JOB_ITEMS_PER_SECOND); negative: no bound.
 	ItemsPerSecond float64
-	// PageSize is how many pending items are read at once; the worker looks for
-	// a cancellation after each page.
+	// PageSize is how many pending items are read at once (at most a second's
+	// worth); the worker saves its progress and looks for a cancellation after
+	// each page.
 	PageSize int
 	// PollInterval is how often an idle worker (or a standby) looks for work.
 	PollInterval time.Duration
@@ -97,6 +98,11 @@ func NewRunner(store userservice.JobWorkerStore, users userservice.Users, dir us
 	}
 	if cfg.PageSize <= 0 {
 		cfg.PageSize = DefaultPageSize
+	}
+	// A page takes about a second at most, so that a cancellation (noticed
+	// between pages) stops the job within about a second.
+	if cfg.ItemsPerSecond > 0 && float64(cfg.PageSize) > cfg.ItemsPerSecond {
+		cfg.PageSize = max(int(cfg.ItemsPerSecond), cfg.Concurrency)
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
