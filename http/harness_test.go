@@ -70,7 +70,7 @@ func newHarness(tb testing.TB, opts ...func(*Config, *Deps)) *harness {
 	h.dir = &memDirectory{users: h.users}
 	cfg := testConfig()
 	deps := Deps{
-		Users: h.users, Directory: h.dir, Idempotency: h.idem, Events: memEvents{h.users},
+		Users: h.users, Directory: h.dir, Idempotency: h.idem, Events: memEvents{h.users}, Jobs: newMemJobs(h.idem),
 		Health: Health{Ready: func(context.Context) error { return nil }, Version: "1.0.0-test"},
 	}
 	for _, o := range opts {

@@ -57,9 +57,9 @@ func (s *Server) routes(r *router.Router) {
 
 	// Bulk jobs (issue 15, jobs.go): POST streams its upload (limitBody).
 	s.api(r, POST, jobsPath, s.createJob)
-	s.api(r, GET, jobsPath+"/{id}", s.getJob)
-	s.api(r, DELETE, jobsPath+"/{id}", s.cancelJob)
-	s.api(r, GET, jobsPath+"/{id}/results", s.jobResults)
+	s.api(r, GET, jobsPath+"/{jobId}", s.getJob)
+	s.api(r, DELETE, jobsPath+"/{jobId}", s.cancelJob)
+	s.api(r, GET, jobsPath+"/{jobId}/results", s.jobResults)
 
 	const courses = "/api/v1/courses"
 	s.api(r, GET, courses+"/{courseId}/enrollments", s.courseRoster)
