@@ -351,8 +351,10 @@ func (r *Runner) tryItem(ctx context.Context, job *userservice.JobRun, it userse
 	}
 	out, err := r.users.Execute(ctx, userID, cmd, meta)
 	switch {
-	case err == nil && out.Mutation != nil:
+	case err == nil && out.Mutation != nil && out.Mutation.JobItem != nil:
 		return out.Mutation.JobItem.Status, userID, "", true
+	case err == nil && out.Created:
+		return 201, userID, "", false
 	case err == nil:
 		return 200, userID, "", false // nothing to change (a status it has, say)
 	case errors.Is(err, userservice.ErrJobItemDone):
