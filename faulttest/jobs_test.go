@@ -65,7 +65,9 @@ func TestImportJobSurvivesKill9(t *testing.T) {
 		}
 		return n
 	}
-	done := func() int { return count(`SELECT count(*) FROM $schema.job_items WHERE job_id = $1 AND status IS NOT NULL`, job.ID) }
+	done := func() int {
+		return count(`SELECT count(*) FROM $schema.job_items WHERE job_id = $1 AND status IS NOT NULL`, job.ID)
+	}
 
 	for round, at := range []int{300, 1500} {
 		deadline := time.Now().Add(2 * time.Minute)
