@@ -33,6 +33,9 @@ const version = "1.0.0"
 // let the actors' commits land, flush the writer, drain the outbox briefly, close
 // the connections. It returns nil after a clean shutdown.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if ok, err := cliCommand(ctx, args, stdout); ok { // `userservice import|export …` (cli.go)
+		return err
+	}
 	started := time.Now()
 	// TYPE lines let Prometheus tooling (promtool, scrapers) read the histograms as such.
 	metrics.ExposeMetadata(true)
