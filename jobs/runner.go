@@ -35,8 +35,8 @@ var (
 
 // Defaults of Config.
 const (
-	DefaultConcurrency    = 4
-	DefaultItemsPerSecond = 1000
+	DefaultConcurrency    = 2
+	DefaultItemsPerSecond = 100
 	DefaultPageSize       = 256
 	DefaultPollInterval   = time.Second
 	DefaultItemTimeout    = 10 * time.Second

@@ -83,7 +83,7 @@ var specDefaults = map[string]string{
 	"CLUSTER_PROVIDER": "none", "CLUSTER_NAME": "userservice", "CLUSTER_ADVERTISE_HOST": "127.0.0.1",
 	"CLUSTER_PORT": "8090", "ETCD_ENDPOINTS": "127.0.0.1:2379", "CLUSTER_LEASE_TTL": "5s",
 	"SNAPSHOT_WRITE_DELAY": "30s",
-	"JOB_CONCURRENCY":      "4", "JOB_ITEMS_PER_SECOND": "1000", "JOB_MAX_ITEMS": "100000",
+	"JOB_CONCURRENCY":      "2", "JOB_ITEMS_PER_SECOND": "100", "JOB_MAX_ITEMS": "100000",
 }
 
 func TestLoadConfigDefaults(t *testing.T) {
