@@ -143,6 +143,13 @@ func finish(c *change) (*Outcome, error) {
 		m.Events[i].Sequence = c.next.User.Version
 	}
 	o := &Outcome{State: c.next, Mutation: m, Result: c.result, Created: c.created}
+	if r := c.meta.JobItem; r != nil {
+		status := 200
+		if c.created {
+			status = 201
+		}
+		m.JobItem = &JobItemDone{JobID: r.JobID, Item: r.Item, Status: status, UserID: m.UserID}
+	}
 	if c.meta.Idempotency != nil {
 		if u, ok := o.Result.(User); ok { // the answer shows the committed version
 			u.Version = c.next.User.Version

@@ -95,8 +95,7 @@ func AllCommands() []Command {
 		Register{}, VerifyEmail{}, EditProfile{}, ChangeRole{}, ChangeStatus{}, SoftDelete{}, Enroll{},
 		EditEnrollment{}, SetProgress{}, Unenroll{}, SetPreferences{}, PatchPreferences{}, RemovePreference{}, RemoveCategory{},
 		RecordLogin{}, RecordLogout{}, RecordPasswordChange{}, RevokeSessions{}, RecordExport{},
-		RequestErasure{}, CancelErasure{}, Erase{},
-		RecordLogin{}, RecordLogout{}, RecordPasswordChange{}, SetAttributes{}, RemoveAttributes{},
+		RequestErasure{}, CancelErasure{}, Erase{}, SetAttributes{}, RemoveAttributes{},
 	}
 }
 
@@ -133,6 +132,9 @@ type Meta struct {
 	MessageID string
 	// Idempotency, when set, asks for the rendered answer to be stored with the change.
 	Idempotency *IdempotencyRequest
+	// JobItem, when set, is the bulk job item this command applies: its result is
+	// recorded with the change, and a second application fails with ErrJobItemDone.
+	JobItem *JobItemRef
 	// Now is the time of the change.
 	Now Time
 	// NoAudit keeps no audit record of the change (AUDIT_ENABLED=false).

@@ -37,6 +37,10 @@ type Mutation struct {
 	// Erasure, when set, changes the user's erasure request (issue 14) in the
 	// same transaction; an erase also scrubs the user's other rows.
 	Erasure *ErasureChange
+	// JobItem, when set, is the result of the bulk job item this mutation applies,
+	// recorded in the same transaction; an item that has a result already fails
+	// the commit ([ErrJobItemDone]).
+	JobItem *JobItemDone
 }
 
 // SessionsEnd ends the user's open sessions at At: the one named SessionID, or

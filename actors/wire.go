@@ -94,7 +94,7 @@ func (m *wireMsg) deadline() time.Time { return time.Unix(0, m.Deadline) }
 var sentinels = []*userservice.Error{
 	userservice.ErrUserNotFound, userservice.ErrEnrollmentNotFound, userservice.ErrPreferenceNotFound,
 	userservice.ErrVersionMismatch, userservice.ErrStaleVersion, userservice.ErrDuplicateMessage,
-	userservice.ErrIdempotencyKeyTaken, userservice.ErrUnavailable, userservice.ErrPlacementInFlux,
+	userservice.ErrIdempotencyKeyTaken, userservice.ErrJobItemDone, userservice.ErrUnavailable, userservice.ErrPlacementInFlux,
 	userservice.ErrAttributesNotFound, ErrShuttingDown,
 }
 

@@ -64,6 +64,13 @@ func wireError(err error) (*userservice.Error, int) {
 	return &userservice.Error{Code: userservice.ECodeInternal, Message: "Internal server error", Err: err}, fasthttp.StatusInternalServerError
 }
 
+// StatusOf is the HTTP status a request failing with err answers, for those
+// that report results of work done outside a request (bulk job items).
+func StatusOf(err error) int {
+	_, status := wireError(err)
+	return status
+}
+
 // Errors the edge itself raises.
 var (
 	errForbiddenOwner = &userservice.Error{Code: userservice.ECodeForbidden, Message: "Access denied. You can only access your own resources"}

@@ -3,6 +3,7 @@ package http
 import (
 	"context"
 	"errors"
+	"io"
 	"slices"
 	"sort"
 	"strings"
@@ -476,4 +477,95 @@ func (m *memSchemas) Schemas(context.Context) ([]*userservice.AttributeSchema, e
 	}
 	slices.SortFunc(out, func(a, b *userservice.AttributeSchema) int { return strings.Compare(a.Namespace, b.Namespace) })
 	return out, nil
+}
+
+// memJobs is an in-memory JobStore: it drains the upload as the PostgreSQL
+// store does and keeps the items, so the HTTP edge's answers can be checked
+// against the document without a database.
+type memJobs struct {
+	mu      sync.Mutex
+	jobs    map[string]*userservice.Job
+	results map[string][]userservice.JobItemResult
+	idem    *memIdem
+}
+
+func newMemJobs(idem *memIdem) *memJobs {
+	return &memJobs{jobs: map[string]*userservice.Job{}, results: map[string][]userservice.JobItemResult{}, idem: idem}
+}
+
+func (m *memJobs) CreateJob(ctx context.Context, nj userservice.NewJob, src userservice.JobItemSource, maxItems int) (*userservice.Job, error) {
+	j := &userservice.Job{ID: nj.ID, Type: nj.Type, State: userservice.JobQueued, Params: nj.Params, CreatedBy: nj.CreatedBy,
+		CreatedAt: userservice.Now(), UpdatedAt: userservice.Now()}
+	var results []userservice.JobItemResult
+	for n := int64(1); src != nil; n++ {
+		in, err := src.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if int(n) > maxItems {
+			return nil, userservice.Errorf(userservice.ECodePayloadTooLarge, "A job has at most %d items", maxItems)
+		}
+		j.Counts.Total++
+		if in.Status != 0 {
+			msg := in.Error
+			results = append(results, userservice.JobItemResult{Item: n, Status: in.Status, Error: &msg})
+			j.Counts.Processed++
+			j.Counts.Failed++
+		}
+	}
+	j.SetProgress()
+	if nj.Idempotency != nil {
+		if rec := nj.Idempotency(j); rec != nil {
+			if err := m.idem.PutIdempotency(ctx, rec); err != nil {
+				return nil, err
+			}
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.jobs[j.ID], m.results[j.ID] = j, results
+	c := *j
+	return &c, nil
+}
+
+func (m *memJobs) Job(ctx context.Context, id string) (*userservice.Job, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, ok := m.jobs[id]
+	if !ok {
+		return nil, userservice.ErrJobNotFound
+	}
+	c := *j
+	return &c, nil
+}
+
+func (m *memJobs) JobResults(ctx context.Context, id string, after int64, limit int) ([]userservice.JobItemResult, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []userservice.JobItemResult
+	for _, r := range m.results[id] {
+		if r.Item > after && len(out) < limit {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (m *memJobs) CancelJob(ctx context.Context, id string) (*userservice.Job, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, ok := m.jobs[id]
+	if !ok {
+		return nil, userservice.ErrJobNotFound
+	}
+	if j.State.Finished() {
+		c := *j
+		return &c, userservice.ErrJobFinished
+	}
+	j.State, j.FinishedAt = userservice.JobCancelled, userservice.TimePtr(time.Now())
+	c := *j
+	return &c, nil
 }

@@ -71,8 +71,8 @@ func newHarness(tb testing.TB, opts ...func(*Config, *Deps)) *harness {
 	cfg := testConfig()
 	deps := Deps{
 		Users: h.users, Directory: h.dir, Idempotency: h.idem, Events: memEvents{h.users}, PersonalData: h.dir, Erasures: memErasures{h.users},
-		Attributes: &memSchemas{},
-		Health:     Health{Ready: func(context.Context) error { return nil }, Version: "1.0.0-test"},
+		Attributes: &memSchemas{}, Jobs: newMemJobs(h.idem),
+		Health: Health{Ready: func(context.Context) error { return nil }, Version: "1.0.0-test"},
 	}
 	for _, o := range opts {
 		o(&cfg, &deps)

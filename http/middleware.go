@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -112,8 +114,52 @@ func (s *Server) serve(fc *fasthttp.RequestCtx) {
 			}
 		}
 	}
+	if !s.limitBody(fc) {
+		return
+	}
 	s.router.Handler(fc)
 }
+
+// limitBody enforces MaxBodyBytes on every route but a job upload. The server
+// streams every body (StreamRequestBody) instead of refusing large ones, so
+// that POST /jobs can read an upload of any size row by row; for every other
+// route the body is read here, up to the limit, and a larger one answers 413
+// and closes the connection (its rest is never read). Reading it here also
+// keeps handlers' PostBody from reading a stream (fasthttp warns on that). It
+// reports whether the request goes on.
+func (s *Server) limitBody(fc *fasthttp.RequestCtx) bool {
+	if !fc.Request.IsBodyStream() || fc.IsPost() && string(fc.Path()) == jobsPath {
+		return true
+	}
+	max := s.cfg.MaxBodyBytes
+	if fc.Request.Header.ContentLength() > max {
+		fc.SetConnectionClose()
+		s.connectionError(fc, fasthttp.ErrBodyTooLarge)
+		return false
+	}
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 64<<10 {
+			buf.Reset()
+			bodyBuffers.Put(buf)
+		}
+	}()
+	buf.Reset()
+	_, err := buf.ReadFrom(io.LimitReader(fc.RequestBodyStream(), int64(max)+1))
+	if err == nil && buf.Len() > max {
+		err = fasthttp.ErrBodyTooLarge
+	}
+	if err != nil {
+		fc.SetConnectionClose()
+		s.connectionError(fc, err)
+		return false
+	}
+	fc.Request.SetBody(buf.Bytes())
+	return true
+}
+
+// bodyBuffers are limitBody's read buffers.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // run is the middleware chain of every request: ids, deadline, token, rate
 // limit, the handler, panic recovery, metrics and the log line.

@@ -498,6 +498,38 @@ func TestOpenAPIResponsesMatchTheDocument(t *testing.T) {
 		)
 	})
 
+	t.Run("jobs", func(t *testing.T) {
+		jobs := "/api/v1/jobs"
+		upload := "authId,email,firstName,lastName\n" + userservice.NewID() + ",j1@example.com,Jo,Bs\n" + userservice.NewID() + ",not-an-email,Jo,Bs\n"
+		r := c.run(t, h, send("import csv", "POST", jobs, admin, upload, 202, "", "Content-Type", "text/csv", "Idempotency-Key", "job-1"))
+		id, _ := r.json()["data"].(map[string]any)["id"].(string)
+		if r.get("Location") != jobs+"/"+id {
+			t.Errorf("Location %q for job %s", r.get("Location"), id)
+		}
+		ndjson := `{"authId":"` + userservice.NewID() + `","email":"j2@example.com","firstName":"Jo","lastName":"Bs"}` + "\n"
+		run(t,
+			send("import replayed", "POST", jobs, admin, upload, 202, "", "Content-Type", "text/csv", "Idempotency-Key", "job-1"),
+			beyond(send("import key reused", "POST", jobs, admin, upload+"x", 422, "IDEMPOTENCY_KEY_REUSED", "Content-Type", "text/csv", "Idempotency-Key", "job-1"), "a key's first request"),
+			send("import ndjson", "POST", jobs, admin, ndjson, 202, "", "Content-Type", "application/x-ndjson", "Idempotency-Key", "job-2"),
+			send("status job", "POST", jobs, admin, map[string]any{"type": "status", "status": "suspended", "userIds": []string{h.bob.id, "x"}}, 202, "", "Idempotency-Key", "job-3"),
+			send("unenroll by course", "POST", jobs, admin, map[string]any{"type": "unenroll", "courseId": c1}, 202, "", "Idempotency-Key", "job-4"),
+			beyond(send("job without Idempotency-Key", "POST", jobs, admin, ndjson, 400, "INVALID_PARAMETER", "Content-Type", "application/x-ndjson"), "the key is required by this route only"),
+			send("job by a student", "POST", jobs, alice, ndjson, 403, "FORBIDDEN", "Content-Type", "application/x-ndjson", "Idempotency-Key", "job-5"),
+			send("job of another media type", "POST", jobs, admin, "x", 415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type", "text/plain", "Idempotency-Key", "job-6"),
+			send("job of unknown type", "POST", jobs, admin, map[string]any{"type": "explode", "userIds": []string{h.bob.id}}, 400, "VALIDATION_ERROR", "Idempotency-Key", "job-7"),
+			beyond(send("status job without status", "POST", jobs, admin, map[string]any{"type": "status", "userIds": []string{h.bob.id}}, 400, "VALIDATION_ERROR", "Idempotency-Key", "job-8"), "status is required by type"),
+			beyond(send("csv header with an unknown column", "POST", jobs, admin, "authId,email,nick\n", 400, "VALIDATION_ERROR", "Content-Type", "text/csv", "Idempotency-Key", "job-9"), "CSV columns"),
+			get("job", jobs+"/"+id, admin, 200, ""),
+			get("job by a student", jobs+"/"+id, alice, 403, "FORBIDDEN"),
+			get("unknown job", jobs+"/"+missing, admin, 404, "NOT_FOUND"),
+			get("job id not a UUID", jobs+"/x", admin, 400, "INVALID_PARAMETER"),
+			get("job results", jobs+"/"+id+"/results", admin, 200, ""),
+			get("job results bad after", jobs+"/"+id+"/results?after=-1", admin, 400, "INVALID_PARAMETER"),
+			send("cancel job", "DELETE", jobs+"/"+id, admin, nil, 200, ""),
+			send("cancel a finished job", "DELETE", jobs+"/"+id, admin, nil, 409, "CONFLICT"),
+		)
+	})
+
 	t.Run("account disabled", func(t *testing.T) {
 		run(t,
 			send("suspend bob", "PUT", userPath(h.bob.id, "status"), admin, map[string]any{"status": "suspended"}, 200, ""),

@@ -72,6 +72,11 @@ func (s *Server) routes(r *router.Router) {
 	s.api(r, GET, attributes, s.listAttributeSchemas)
 	s.api(r, GET, attributes+"/{namespace}", s.getAttributeSchema)
 	s.api(r, PUT, attributes+"/{namespace}", s.putAttributeSchema)
+	// Bulk jobs (issue 15, jobs.go): POST streams its upload (limitBody).
+	s.api(r, POST, jobsPath, s.createJob)
+	s.api(r, GET, jobsPath+"/{jobId}", s.getJob)
+	s.api(r, DELETE, jobsPath+"/{jobId}", s.cancelJob)
+	s.api(r, GET, jobsPath+"/{jobId}/results", s.jobResults)
 
 	const courses = "/api/v1/courses"
 	s.api(r, GET, courses+"/{courseId}/enrollments", s.courseRoster)

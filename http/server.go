@@ -101,6 +101,8 @@ type Config struct {
 	// RateLimitSkipSuccessful counts only requests answered 400 or above against
 	// the rate limit (RATE_LIMIT_SKIP_SUCCESSFUL).
 	RateLimitSkipSuccessful bool
+	// MaxJobItems bounds the items of one bulk job (JOB_MAX_ITEMS). Default 100,000.
+	MaxJobItems int
 	// ReadTimeout and IdleTimeout bound a connection. Defaults 30s and 120s.
 	ReadTimeout time.Duration
 	IdleTimeout time.Duration
@@ -164,6 +166,9 @@ func (c *Config) withDefaults() (Config, error) {
 	if out.MaxBodyBytes <= 0 {
 		out.MaxBodyBytes = 1 << 20
 	}
+	if out.MaxJobItems <= 0 {
+		out.MaxJobItems = userservice.MaxJobItems
+	}
 	if out.TokenCacheSize <= 0 {
 		out.TokenCacheSize = 10000
 	}
@@ -201,6 +206,10 @@ type Deps struct {
 	Erasures userservice.ErasureStore
 	// Attributes stores the custom attribute schemas; nil answers their routes 503.
 	Attributes userservice.AttributeSchemas
+	// Jobs keeps bulk jobs; nil answers the /jobs routes 503. JobsNotify, when
+	// set, is called after a job was created (it wakes the local worker).
+	Jobs       userservice.JobStore
+	JobsNotify func()
 }
 
 // Health is what the /health* probes report.
@@ -318,9 +327,13 @@ func NewServer(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 	s.handler = s.serve
 
 	s.srv = &fasthttp.Server{
-		Handler:               s.handler,
-		ErrorHandler:          s.connectionError,
-		MaxRequestBodySize:    c.MaxBodyBytes,
+		Handler:            s.handler,
+		ErrorHandler:       s.connectionError,
+		MaxRequestBodySize: c.MaxBodyBytes,
+		// Bodies beyond MaxRequestBodySize reach the handler as a stream: a job
+		// upload (POST /jobs) is read row by row; any other route answers 413
+		// (serve, limitBody).
+		StreamRequestBody:     true,
 		ReadBufferSize:        16 << 10, // room for long bearer tokens
 		ReadTimeout:           c.ReadTimeout,
 		WriteTimeout:          c.ReadTimeout,

@@ -102,6 +102,10 @@ var help = map[string]string{
 	"user_service_ratelimit_local_decisions_total":  "Rate limit decisions taken from a local lease, without a Redis round trip.",
 	"user_service_ratelimit_duration_seconds":       "Duration of a rate limiter call to Redis, in seconds.",
 
+	// Bulk jobs (jobs/runner.go)
+	"user_service_job_items_total":     "Bulk job items applied, by result (success, failure).",
+	"user_service_jobs_finished_total": "Bulk jobs that finished (every item has a result, or the job was cancelled).",
+
 	// Retention job (persistence/postgres/retention.go, docs/data-rights.md)
 	"user_service_retention_deleted_total":              "Rows the retention job deleted, by table.",
 	"user_service_retention_batches_total":              "DELETE batches the retention job ran.",

@@ -206,6 +206,12 @@ type Config struct {
 	QuotaEnrollmentsPerUser     int `env:"QUOTA_ENROLLMENTS_PER_USER" envDefault:"5000"`
 	QuotaSessionsPerUser        int `env:"QUOTA_SESSIONS_PER_USER" envDefault:"100"`
 
+	// Bulk jobs (issue 15): items applied at once and per second by the worker
+	// (negative JOB_ITEMS_PER_SECOND: no bound), and the items of one job.
+	JobConcurrency    int     `env:"JOB_CONCURRENCY" envDefault:"2"`
+	JobItemsPerSecond float64 `env:"JOB_ITEMS_PER_SECOND" envDefault:"100"`
+	JobMaxItems       int     `env:"JOB_MAX_ITEMS" envDefault:"100000"`
+
 	// Cluster mode (docs/cluster.md). CLUSTER_PROVIDER=none is single-node mode.
 	// Remoting binds exactly CLUSTER_ADVERTISE_HOST:CLUSTER_PORT.
 	ClusterProvider      string        `env:"CLUSTER_PROVIDER" envDefault:"none"`
@@ -729,6 +735,15 @@ func (c Config) Validate() error {
 	positive("REQUEST_TIMEOUT", c.RequestTimeout)
 	if c.SnapshotWriteDelay < 0 || c.SnapshotWriteDelay > time.Hour {
 		add("SNAPSHOT_WRITE_DELAY", "must be 0-1h")
+	}
+	if c.JobConcurrency < 1 || c.JobConcurrency > 256 {
+		add("JOB_CONCURRENCY", "must be 1-256")
+	}
+	if c.JobItemsPerSecond == 0 || math.IsNaN(c.JobItemsPerSecond) || math.IsInf(c.JobItemsPerSecond, 0) {
+		add("JOB_ITEMS_PER_SECOND", "must be a positive number (items a second), or negative for no bound")
+	}
+	if c.JobMaxItems < 1 || c.JobMaxItems > 10_000_000 {
+		add("JOB_MAX_ITEMS", "must be 1-10000000")
 	}
 	if c.HTTPMaxConns < 1 {
 		add("HTTP_MAX_CONNS", "must be at least 1")

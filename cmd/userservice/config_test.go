@@ -86,6 +86,7 @@ var specDefaults = map[string]string{
 	"CLUSTER_PORT": "8090", "ETCD_ENDPOINTS": "127.0.0.1:2379", "CLUSTER_LEASE_TTL": "5s",
 	"POD_NAME": "", "POD_NAMESPACE": "",
 	"SNAPSHOT_WRITE_DELAY": "30s",
+	"JOB_CONCURRENCY":      "2", "JOB_ITEMS_PER_SECOND": "100", "JOB_MAX_ITEMS": "100000",
 }
 
 func TestLoadConfigDefaults(t *testing.T) {
@@ -207,6 +208,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		"ETCD_ENDPOINTS": "e1:2379,e2:2379", "CLUSTER_LEASE_TTL": "3s",
 		"POD_NAME": "userservice-7f9c-x2", "POD_NAMESPACE": "lms",
 		"SNAPSHOT_WRITE_DELAY": "0s",
+		"JOB_CONCURRENCY":      "8", "JOB_ITEMS_PER_SECOND": "-1", "JOB_MAX_ITEMS": "500",
 	}
 	for _, v := range configVars() {
 		// JWT_PUBLIC_KEY excludes JWT_JWKS_URL: TestJWTKeys reads it.
@@ -249,6 +251,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		EtcdEndpoints: []string{"e1:2379", "e2:2379"}, ClusterLeaseTTL: 3 * time.Second,
 		PodName: "userservice-7f9c-x2", PodNamespace: "lms",
 		SnapshotWriteDelay: 0,
+		JobConcurrency:     8, JobItemsPerSecond: -1, JobMaxItems: 500,
 	}
 	if !reflect.DeepEqual(got, want) {
 		gv, wv := reflect.ValueOf(got), reflect.ValueOf(want)
@@ -352,6 +355,9 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 		{"negative quota", map[string]string{"QUOTA_ENROLLMENTS_PER_USER": "-1"}, "QUOTA_ENROLLMENTS_PER_USER", "0 (no limit)"},
 		{"write batch wait too long", map[string]string{"WRITE_BATCH_WAIT": "1001ms"}, "WRITE_BATCH_WAIT", "0-1s"},
 		{"snapshot write delay negative", map[string]string{"SNAPSHOT_WRITE_DELAY": "-1s"}, "SNAPSHOT_WRITE_DELAY", "0-1h"},
+		{"job concurrency zero", map[string]string{"JOB_CONCURRENCY": "0"}, "JOB_CONCURRENCY", "1-256"},
+		{"job rate zero", map[string]string{"JOB_ITEMS_PER_SECOND": "0"}, "JOB_ITEMS_PER_SECOND", "positive"},
+		{"job max items too large", map[string]string{"JOB_MAX_ITEMS": "20000000"}, "JOB_MAX_ITEMS", "1-10000000"},
 		{"write batch wait negative", map[string]string{"WRITE_BATCH_WAIT": "-1ms"}, "WRITE_BATCH_WAIT", "0-1s"},
 		{"shutdown timeout", map[string]string{"SHUTDOWN_TIMEOUT": "0s"}, "SHUTDOWN_TIMEOUT", "greater than 0"},
 		{"request timeout", map[string]string{"REQUEST_TIMEOUT": "-1s"}, "REQUEST_TIMEOUT", "greater than 0"},
@@ -876,7 +882,7 @@ func TestConfigVarsAreUnique(t *testing.T) {
 		}
 		seen[v.name] = v.field
 	}
-	if want := 66 + 6 + 4 + 1 + 4 + 6 + 1 + 3 + 2 + 1 + 2 + 1 + 7; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY, HTTP_* limits and HEALTH_CACHE_TTL, CLUSTER_*/ETCD_*, EVENT_RETENTION, QUOTA_*, RATE_LIMIT_LEASE_FRACTION, SNAPSHOT_WRITE_DELAY, QUOTA_SESSIONS_PER_USER, POD_NAME/POD_NAMESPACE, ERASURE_COOL_OFF, the 7 retention variables
+	if want := 66 + 6 + 4 + 1 + 4 + 6 + 1 + 3 + 2 + 1 + 2 + 1 + 7 + 3; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY, HTTP_* limits and HEALTH_CACHE_TTL, CLUSTER_*/ETCD_*, EVENT_RETENTION, QUOTA_*, RATE_LIMIT_LEASE_FRACTION, SNAPSHOT_WRITE_DELAY, QUOTA_SESSIONS_PER_USER, POD_NAME/POD_NAMESPACE, ERASURE_COOL_OFF, the 7 retention variables, JOB_* (bulk jobs)
 		t.Errorf("%d variables, want %d", len(seen), want)
 	}
 }

@@ -1,6 +1,9 @@
 // Command userservice runs the User Service: the HTTP API on PORT, the outbox relay
 // to RabbitMQ, the Auth Service event consumer, and the per-user actors behind them.
 //
+// `userservice import FILE --token T` and `userservice export --token T` are the
+// admins' CLI (cli.go): they call a running service's API.
+//
 // main only calls run; run reads the configuration and wires the packages together
 // in reading order. Tests drive run itself.
 package main

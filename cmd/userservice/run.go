@@ -19,6 +19,7 @@ import (
 	"github.com/lms-platform/userservice"
 	"github.com/lms-platform/userservice/actors"
 	httpapi "github.com/lms-platform/userservice/http"
+	"github.com/lms-platform/userservice/jobs"
 	"github.com/lms-platform/userservice/messaging"
 	"github.com/lms-platform/userservice/persistence/postgres"
 	"github.com/lms-platform/userservice/persistence/redis"
@@ -32,6 +33,9 @@ const version = "1.0.0"
 // let the actors' commits land, flush the writer, drain the outbox briefly, close
 // the connections. It returns nil after a clean shutdown.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if ok, err := cliCommand(ctx, args, stdout); ok { // `userservice import|export …` (cli.go)
+		return err
+	}
 	started := time.Now()
 	// TYPE lines let Prometheus tooling (promtool, scrapers) read the histograms as such.
 	metrics.ExposeMetadata(true)
@@ -230,6 +234,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	})
 
+	// Bulk jobs: the worker of the process holding the job lease applies the
+	// items through the same actors as single requests (package jobs).
+	jobStore, err := postgres.NewJobStore(db)
+	if err != nil {
+		return err
+	}
+	runner, err := jobs.NewRunner(jobStore, users, directory, jobs.Config{
+		Concurrency: cfg.JobConcurrency, ItemsPerSecond: cfg.JobItemsPerSecond, ItemTimeout: cfg.RequestTimeout,
+		NoAudit: !cfg.AuditEnabled, StatusOf: httpapi.StatusOf,
+	}, logger)
+	if err != nil {
+		return err
+	}
+	jobsCtx, stopJobs := context.WithCancel(background)
+	defer stopJobs()
+	var jobsDone sync.WaitGroup
+	jobsDone.Add(1)
+	goBackground(func() {
+		defer jobsDone.Done()
+		if waitMigrated(jobsCtx, db) {
+			logIfFailed(logger, "job worker", runner.Run(jobsCtx))
+		}
+	})
+
 	jwtKey, err := cfg.JWTKey()
 	if err != nil {
 		return err // Validate parsed it already
@@ -261,6 +289,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		MaxConns:                cfg.HTTPMaxConns,
 		MaxConnsPerIP:           cfg.HTTPMaxConnsPerIP,
 		IdleTimeout:             cfg.HTTPIdleTimeout,
+		MaxJobItems:             cfg.JobMaxItems,
 		RateLimitSkipSuccessful: cfg.RateLimitSkipSuccessful,
 		NoAudit:                 !cfg.AuditEnabled,
 		NoMetrics:               !cfg.MetricsEnabled,
@@ -271,6 +300,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		PersonalData: directory,
 		Erasures:     erasures,
 		Attributes:   attributeSchemas,
+		Jobs:         jobStore,
+		JobsNotify:   runner.Notify,
 		Idempotency:  idempotency,
 		RateLimiter:  rateLimiter{limiter},
 		Health: httpapi.Health{
@@ -321,9 +352,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			errs = append(errs, fmt.Errorf("%s: %w", what, err))
 		}
 	}
-	add("http", server.Shutdown(sctx))  // stop accepting, finish in-flight requests
-	stopConsumer()                      // no new event effects
-	stopErasures()                      // no new erasures
+	add("http", server.Shutdown(sctx)) // stop accepting, finish in-flight requests
+	stopConsumer()                     // no new event effects
+	stopErasures()                     // no new erasures
+	stopJobs()                         // no new job items; the items in flight land
+	jobsDone.Wait()
 	add("actors", users.Shutdown(sctx)) // commits in flight land
 	add("writer", writer.Close(sctx))   // everything queued is committed
 	drainCtx, cancelDrain := context.WithTimeout(sctx, 3*time.Second)

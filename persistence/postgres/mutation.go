@@ -82,10 +82,16 @@ WHERE user_id = $1 AND ended_at IS NULL AND ($2 = '' OR session_id = $2) AND ses
 	body = EXCLUDED.body, created_at = EXCLUDED.created_at
 	WHERE idempotency_keys.created_at < $7`
 
+	// A bulk job item's result, written with the change it made and only while the
+	// item has none (issue 15): a second application of the item changes no row.
+	recordJobItemSQL = `UPDATE job_items SET status = $3, user_id = $4, error = NULL, payload = NULL, done_at = now()
+	WHERE job_id = $1 AND item = $2 AND status IS NULL`
+
 	// The checked statements of a batch, as the writer sends them (see fenceHead).
 	fencedUpdateUserSQL      = fenceHead + updateUserSQL + fenceTail
 	fencedInsertProcessedSQL = fenceHead + insertProcessedSQL + fenceTail
 	fencedInsertIdempotency  = fenceHead + insertIdempotencySQL + fenceTail
+	fencedRecordJobItemSQL   = fenceHead + recordJobItemSQL + fenceTail
 )
 
 // A batch sends its COMMIT in the same round trip as its statements (runTx), so
@@ -175,6 +181,9 @@ func (it *txItem) queue(b *pgx.Batch, fail func(error)) {
 	// First, so that a redelivered message is reported as such whatever else changed.
 	if m.ProcessedMessageID != "" {
 		add(userservice.ErrDuplicateMessage, fencedInsertProcessedSQL, m.ProcessedMessageID)
+	}
+	if j := m.JobItem; j != nil {
+		add(userservice.ErrJobItemDone, fencedRecordJobItemSQL, j.JobID, j.Item, j.Status, j.UserID)
 	}
 	if r := m.Idempotency; r != nil {
 		body := r.Body
