@@ -26,8 +26,14 @@ func Apply(s *State, cmd Command, meta Meta) (*Outcome, error) {
 		return nil, ErrUserNotFound
 	}
 	if s.User.Erased() {
-		if _, ok := cmd.(Erase); ok {
+		switch cmd.(type) {
+		case Erase:
 			return &Outcome{State: s, Result: map[string]any{"erased": true}}, nil // once
+		case RecordLogin, RecordLogout, RecordPasswordChange, VerifyEmail:
+			// The Auth Service's late news about an erased person (a login it
+			// reported before it acted on user.erased): nothing to record, and
+			// nothing to retry or dead-letter with the person's IP and agent.
+			return &Outcome{State: s, Result: map[string]any{"erased": true}}, nil
 		}
 		return nil, ErrUserNotFound // an erased user is gone for every route
 	}

@@ -66,4 +66,11 @@ func TestErasureCommands(t *testing.T) {
 	applyErr(t, erased, EditProfile{Input: UpdateUser{Bio: Optional[string]{Set: true, Value: "x"}}}, at(62), ECodeNotFound)
 	applyErr(t, erased, RecordExport{}, at(62), ECodeNotFound)
 	applyErr(t, erased, RequestErasure{ScheduledAt: when}, at(62), ECodeNotFound)
+	// The Auth Service's late events change nothing and are not refused (a
+	// refusal would be retried, then dead-lettered with the person's data).
+	ip := "198.51.100.7"
+	for _, cmd := range []Command{RecordLogin{SessionID: "late", IPAddress: &ip, At: timeAt(63)}, RecordLogout{SessionID: "late", At: timeAt(63)},
+		RecordPasswordChange{At: timeAt(63)}, VerifyEmail{At: timeAt(63)}} {
+		unchanged(t, erased, apply(t, erased, cmd, at(63)))
+	}
 }
