@@ -36,8 +36,10 @@ func TestImportJobSurvivesKill9(t *testing.T) {
 	var csv strings.Builder
 	csv.WriteString("authId,email,firstName,lastName\n")
 	tag := newUUID()[:8]
+	authIDs := make([]string, rows) // by item number - 1
 	for i := 0; i < rows; i++ {
-		fmt.Fprintf(&csv, "%s,k%d.%s@example.com,Kay,Nine\n", newUUID(), i, tag)
+		authIDs[i] = newUUID()
+		fmt.Fprintf(&csv, "%s,k%d.%s@example.com,Kay,Nine\n", authIDs[i], i, tag)
 	}
 	upload := []byte(csv.String())
 	hdr := map[string]string{"Content-Type": "text/csv", "Idempotency-Key": "kill-import"}
@@ -122,10 +124,15 @@ func TestImportJobSurvivesKill9(t *testing.T) {
 	if n := count(`SELECT count(DISTINCT auth_id) FROM $schema.users`); n != rows {
 		t.Errorf("%d distinct authIds, want %d", n, rows)
 	}
-	// Each item names the user it created, the one with its authId.
+	// Each item names the user it created, the one with its row's authId (the
+	// row itself is dropped with the item's result).
 	if n := count(`SELECT count(*) FROM $schema.job_items i JOIN $schema.users u ON u.id = i.user_id
-		WHERE i.job_id = $1 AND u.auth_id = (convert_from(i.payload, 'UTF8')::jsonb->>'authId')::uuid`, job.ID); n != rows {
+		JOIN unnest($2::uuid[]) WITH ORDINALITY AS a(auth_id, item) ON a.item = i.item
+		WHERE i.job_id = $1 AND u.auth_id = a.auth_id`, job.ID, authIDs); n != rows {
 		t.Errorf("%d items name the user of their authId, want %d", n, rows)
+	}
+	if n := count(`SELECT count(*) FROM $schema.job_items WHERE job_id = $1 AND payload IS NOT NULL`, job.ID); n != 0 {
+		t.Errorf("%d finished items still hold their uploaded row", n)
 	}
 	events := `SELECT count(*) FROM (SELECT user_id FROM $schema.outbox WHERE routing_key = 'user.created'
 		UNION ALL SELECT user_id FROM $schema.event_log WHERE routing_key = 'user.created') e`
