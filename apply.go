@@ -136,6 +136,11 @@ func finish(c *change) (*Outcome, error) {
 		}
 		return &Outcome{State: c.next, Result: c.result, Created: c.created}, nil
 	}
+	if c.ownPreferences && cap(c.next.Preferences) > len(c.next.Preferences) {
+		// The copy made for this change had room to grow; the state keeps an
+		// exact one for as long as it stays hot (issue 16: memory per user).
+		c.next.Preferences = append(make(PreferenceList, 0, len(c.next.Preferences)), c.next.Preferences...)
+	}
 	m := &c.m
 	m.UserID = c.next.User.ID
 	if c.base != nil {
@@ -241,15 +246,15 @@ func register(cmd Register, meta Meta) *change {
 	}
 	u.EmailVerified = cmd.EmailVerified
 	u.ProfileCompleted = profileComplete(&u)
-	s := &State{User: u, Enrollments: map[string]Enrollment{}, Preferences: make(map[PrefKey]Preference, len(DefaultPreferences))}
+	s := &State{User: u, Enrollments: map[string]Enrollment{}, Preferences: make(PreferenceList, 0, len(DefaultPreferences))}
 	c := &change{next: s, meta: meta, created: true, ownEnrollments: true, ownPreferences: true}
 	c.m.Create = true
-	for _, d := range DefaultPreferences {
+	for i, d := range DefaultPreferences {
 		p := Preference{
 			ID: NewID(), UserID: u.ID, Category: d.Category, Key: d.Key,
-			Value: json.RawMessage(d.Value), CreatedAt: now, UpdatedAt: now,
+			Value: defaultPreferenceValues[i], CreatedAt: now, UpdatedAt: now,
 		}
-		s.Preferences[PrefKey{d.Category, d.Key}] = p
+		s.Preferences.Put(p)
 		c.m.PreferenceUpserts = append(c.m.PreferenceUpserts, p)
 	}
 	c.event(EventUserCreated, map[string]any{
@@ -531,12 +536,12 @@ func (c *change) setPreferences(cmd SetPreferences) error {
 			cat = *in.Category
 		}
 		k := PrefKey{cat, in.Key}
-		p, exists := c.next.Preferences[k]
+		p, exists := c.next.Preferences.Get(k)
 		if !exists {
 			p = Preference{ID: NewID(), UserID: c.next.User.ID, Category: cat, Key: in.Key, CreatedAt: now}
 		}
 		p.Value, p.UpdatedAt = in.Value, now
-		c.next.Preferences[k] = p
+		c.next.Preferences.Put(p)
 		if i, dup := seen[k]; dup {
 			out[i] = p
 			continue
@@ -571,10 +576,10 @@ func (c *change) preferenceQuotas() error {
 
 // preferenceBytes is what Quotas.PreferenceBytes counts: every key and its
 // compact JSON value.
-func preferenceBytes(ps map[PrefKey]Preference) int {
+func preferenceBytes(ps PreferenceList) int {
 	n := 0
-	for k, p := range ps {
-		n += len(k.Key) + len(p.Value)
+	for _, p := range ps {
+		n += len(p.Key) + len(p.Value)
 	}
 	return n
 }
@@ -593,7 +598,7 @@ func (c *change) patchPreferences(cmd PatchPreferences) error {
 	var deletes []PrefKey
 	for _, m := range cmd.Patch.Members {
 		k := PrefKey{cmd.Category, m.Key}
-		cur, exists := c.base.Preferences[k]
+		cur, exists := c.base.Preferences.Get(k)
 		if string(m.Value) == "null" {
 			if exists {
 				deletes = append(deletes, k)
@@ -629,11 +634,10 @@ func (c *change) patchPreferences(cmd PatchPreferences) error {
 	if len(upserts) > 0 || len(deletes) > 0 {
 		c.ownPreferenceMap()
 		for _, k := range deletes {
-			delete(c.next.Preferences, k)
+			c.next.Preferences.Remove(k)
 		}
-		for i := range upserts {
-			p := upserts[i]
-			c.next.Preferences[PrefKey{p.Category, p.Key}] = p
+		for _, p := range upserts {
+			c.next.Preferences.Put(p)
 		}
 		if err := c.preferenceQuotas(); err != nil {
 			return err
@@ -648,11 +652,11 @@ func (c *change) patchPreferences(cmd PatchPreferences) error {
 
 func (c *change) removePreference(cmd RemovePreference) error {
 	k := PrefKey{cmd.Category, cmd.Key}
-	if _, ok := c.base.Preferences[k]; !ok {
+	if !c.base.Preferences.Has(k) {
 		return ErrPreferenceNotFound
 	}
 	c.ownPreferenceMap()
-	delete(c.next.Preferences, k)
+	c.next.Preferences.Remove(k)
 	c.m.PreferenceDeletes = append(c.m.PreferenceDeletes, k)
 	c.dirty = true
 	c.result = map[string]any{"deleted": true}
@@ -662,12 +666,11 @@ func (c *change) removePreference(cmd RemovePreference) error {
 func (c *change) removeCategory(cmd RemoveCategory) error {
 	c.ownPreferenceMap()
 	n := 0
-	for k := range c.base.Preferences {
-		if k.Category == cmd.Category {
-			delete(c.next.Preferences, k)
-			c.m.PreferenceDeletes = append(c.m.PreferenceDeletes, k)
-			n++
-		}
+	for _, p := range c.base.Preferences.Category(cmd.Category) {
+		k := PrefKey{p.Category, p.Key}
+		c.next.Preferences.Remove(k)
+		c.m.PreferenceDeletes = append(c.m.PreferenceDeletes, k)
+		n++
 	}
 	if n == 0 {
 		return ErrPreferenceNotFound

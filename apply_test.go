@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -37,8 +38,8 @@ func dump(tb testing.TB, s *State) string {
 		return "nil"
 	}
 	prefs := make(map[string]Preference, len(s.Preferences))
-	for k, p := range s.Preferences {
-		prefs[k.Category+"/"+k.Key] = p
+	for _, p := range s.Preferences {
+		prefs[p.Category+"/"+p.Key] = p
 	}
 	b, err := json.Marshal(struct {
 		User        User
@@ -195,8 +196,12 @@ func TestRegister(t *testing.T) {
 	})
 	t.Run("creates the 16 default preferences", func(t *testing.T) {
 		got := map[string]string{}
-		for k, p := range s.Preferences {
-			if p.Category != k.Category || p.Key != k.Key || p.UserID != testUserID || p.CreatedAt != timeAt(0) || p.UpdatedAt != timeAt(0) {
+		if !slices.IsSortedFunc(s.Preferences, func(a, b Preference) int { return comparePrefKeys(a.Category, a.Key, b.Category, b.Key) }) {
+			t.Errorf("preferences not in order: %v", s.Preferences)
+		}
+		for _, p := range s.Preferences {
+			k := PrefKey{p.Category, p.Key}
+			if p.UserID != testUserID || p.CreatedAt != timeAt(0) || p.UpdatedAt != timeAt(0) {
 				t.Errorf("preference %+v", p)
 			}
 			if _, ok := ParseID(p.ID); !ok {
@@ -211,7 +216,7 @@ func TestRegister(t *testing.T) {
 			t.Errorf("mutation has %d preference rows", len(m.PreferenceUpserts))
 		}
 		for _, p := range m.PreferenceUpserts {
-			if !reflect.DeepEqual(s.Preferences[PrefKey{p.Category, p.Key}], p) {
+			if !reflect.DeepEqual(getPref(s.Preferences, PrefKey{p.Category, p.Key}), p) {
 				t.Errorf("mutation row %+v differs from the state", p)
 			}
 		}
@@ -725,7 +730,7 @@ func TestStats(t *testing.T) {
 
 func TestSetPreferences(t *testing.T) {
 	s := registered(t)
-	theme := s.Preferences[PrefKey{CategoryUI, "theme"}]
+	theme := getPref(s.Preferences, PrefKey{CategoryUI, "theme"})
 	in := UpsertPreferences{Preferences: []PreferenceInput{
 		{Key: "theme", Value: json.RawMessage(`"dark"`)},
 		{Key: "font_size", Value: json.RawMessage(`14`)},
@@ -751,7 +756,7 @@ func TestSetPreferences(t *testing.T) {
 			t.Errorf("events %v", eventTypes(m))
 		}
 		for _, p := range m.PreferenceUpserts {
-			if !reflect.DeepEqual(o.State.Preferences[PrefKey{p.Category, p.Key}], p) {
+			if !reflect.DeepEqual(getPref(o.State.Preferences, PrefKey{p.Category, p.Key}), p) {
 				t.Errorf("state differs from row %+v", p)
 			}
 		}
@@ -760,11 +765,11 @@ func TestSetPreferences(t *testing.T) {
 		}
 	})
 	t.Run("an existing preference keeps its id and creation time", func(t *testing.T) {
-		p := o.State.Preferences[PrefKey{CategoryUI, "theme"}]
+		p := getPref(o.State.Preferences, PrefKey{CategoryUI, "theme"})
 		if p.ID != theme.ID || p.CreatedAt != timeAt(0) || p.UpdatedAt != timeAt(1) || string(p.Value) != `"solarized"` {
 			t.Errorf("theme %+v (was %+v)", p, theme)
 		}
-		n := o.State.Preferences[PrefKey{CategoryUI, "font_size"}]
+		n := getPref(o.State.Preferences, PrefKey{CategoryUI, "font_size"})
 		if _, ok := ParseID(n.ID); !ok || n.CreatedAt != timeAt(1) || n.UserID != testUserID {
 			t.Errorf("new preference %+v", n)
 		}
@@ -774,8 +779,8 @@ func TestSetPreferences(t *testing.T) {
 			{Category: ptr(CategoryPrivacy), Key: "show_progress", Value: json.RawMessage(`false`)},
 			{Category: ptr(CategoryLearning), Key: "playback_speed", Value: json.RawMessage(`1.5`)},
 		}}}, at(2))
-		if string(o.State.Preferences[PrefKey{CategoryPrivacy, "show_progress"}].Value) != "false" ||
-			string(o.State.Preferences[PrefKey{CategoryLearning, "playback_speed"}].Value) != "1.5" {
+		if string(getPref(o.State.Preferences, PrefKey{CategoryPrivacy, "show_progress"}).Value) != "false" ||
+			string(getPref(o.State.Preferences, PrefKey{CategoryLearning, "playback_speed"}).Value) != "1.5" {
 			t.Error("values not set")
 		}
 	})
@@ -805,7 +810,7 @@ func TestRemovePreferences(t *testing.T) {
 	t.Run("one preference", func(t *testing.T) {
 		o := apply(t, s, RemovePreference{Category: CategoryUI, Key: "theme"}, at(1))
 		m := mutated(t, s, o)
-		if _, ok := o.State.Preferences[PrefKey{CategoryUI, "theme"}]; ok || len(o.State.Preferences) != 15 {
+		if o.State.Preferences.Has(PrefKey{CategoryUI, "theme"}) || len(o.State.Preferences) != 15 {
 			t.Error("not removed")
 		}
 		if !reflect.DeepEqual(m.PreferenceDeletes, []PrefKey{{CategoryUI, "theme"}}) || len(m.Events) != 0 {
@@ -1227,4 +1232,10 @@ func TestQuotas(t *testing.T) {
 			s = apply(t, s, Enroll{CourseID: fmt.Sprintf("a0eebc99-9c0b-4ef8-bb6d-6bb9bd3800%02d", i)}, at(i+1)).State
 		}
 	})
+}
+
+// getPref is the preference with key k, or the zero Preference.
+func getPref(l PreferenceList, k PrefKey) Preference {
+	p, _ := l.Get(k)
+	return p
 }

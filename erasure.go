@@ -140,11 +140,10 @@ func (c *change) erase() {
 		Timezone: "UTC", Language: "en", Role: u.Role, Status: StatusDeleted, LoginCount: u.LoginCount,
 		Version: u.Version, CreatedAt: u.CreatedAt, UpdatedAt: c.meta.Now,
 	}
-	c.ownPreferenceMap()
-	for k := range c.next.Preferences {
-		delete(c.next.Preferences, k)
-		c.m.PreferenceDeletes = append(c.m.PreferenceDeletes, k)
+	for _, p := range c.next.Preferences {
+		c.m.PreferenceDeletes = append(c.m.PreferenceDeletes, PrefKey{p.Category, p.Key})
 	}
+	c.next.Preferences, c.ownPreferences = PreferenceList{}, true
 	if len(c.next.Attributes) > 0 {
 		for ns := range c.next.Attributes {
 			c.m.AttributeDeletes = append(c.m.AttributeDeletes, ns)

@@ -16,7 +16,7 @@ func mustPatch(tb testing.TB, body string) PreferencesPatch {
 }
 
 func prefValue(s *State, category, key string) string {
-	p, ok := s.Preferences[PrefKey{category, key}]
+	p, ok := s.Preferences.Get(PrefKey{category, key})
 	if !ok {
 		return "<absent>"
 	}

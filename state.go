@@ -1,7 +1,6 @@
 package userservice
 
 import (
-	"cmp"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -13,7 +12,7 @@ import (
 type State struct {
 	User        User
 	Enrollments map[string]Enrollment // by course id
-	Preferences map[PrefKey]Preference
+	Preferences PreferenceList
 	Sessions    []Session // oldest first, the newest MaxSessionsKept
 	// Attributes are the user's custom attributes: a compact JSON object per
 	// namespace (issue 15). Replaced, never modified in place.
@@ -36,11 +35,9 @@ func (s *State) writableEnrollments() {
 }
 
 func (s *State) writablePreferences() {
-	m := make(map[PrefKey]Preference, len(s.Preferences)+4)
-	for k, v := range s.Preferences {
-		m[k] = v
-	}
-	s.Preferences = m
+	l := make(PreferenceList, len(s.Preferences), len(s.Preferences)+4)
+	copy(l, s.Preferences)
+	s.Preferences = l
 }
 
 // SortedEnrollments returns the enrollments, newest enrollment first, optionally only
@@ -62,47 +59,23 @@ func (s *State) SortedEnrollments(status EnrollmentStatus) []Enrollment {
 }
 
 // SortedPreferences returns the preferences ordered by category (in [Categories]
-// order) then key, optionally only one category.
+// order) then key, optionally only one category. The result shares the state's
+// list: it must not be modified.
 func (s *State) SortedPreferences(category string) []Preference {
-	out := make([]Preference, 0, len(s.Preferences))
-	for k, p := range s.Preferences {
-		if category == "" || k.Category == category {
-			out = append(out, p)
-		}
-	}
-	rank := func(c string) int {
-		for i, x := range Categories {
-			if x == c {
-				return i
-			}
-		}
-		return len(Categories)
-	}
-	// slices.SortFunc, not sort.Slice: no reflection, a fifth of GET
-	// preferences' CPU went to sort.Slice's swapper (issue 16).
-	slices.SortFunc(out, func(a, b Preference) int {
-		if c := cmp.Compare(rank(a.Category), rank(b.Category)); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Key, b.Key)
-	})
-	return out
+	return s.Preferences.Category(category)
 }
 
 // PreferencesObject returns {category: {key: value}} for ?format=object, optionally
 // for one category.
 func (s *State) PreferencesObject(category string) map[string]map[string]json.RawMessage {
 	out := map[string]map[string]json.RawMessage{}
-	for k, p := range s.Preferences {
-		if category != "" && k.Category != category {
-			continue
-		}
-		m := out[k.Category]
+	for _, p := range s.Preferences.Category(category) {
+		m := out[p.Category]
 		if m == nil {
 			m = map[string]json.RawMessage{}
-			out[k.Category] = m
+			out[p.Category] = m
 		}
-		m[k.Key] = p.Value
+		m[p.Key] = p.Value
 	}
 	return out
 }

@@ -195,7 +195,7 @@ func readRegisters(st *userservice.State) map[string]string {
 	if st.User.Bio != nil {
 		out["bio"] = *st.User.Bio
 	}
-	if p, ok := st.Preferences[linPref]; ok {
+	if p, ok := st.Preferences.Get(linPref); ok {
 		out["pref"] = string(p.Value)
 	}
 	if e, ok := st.Enrollments[linCourse]; ok && e.Progress != 0 {

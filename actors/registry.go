@@ -142,7 +142,7 @@ func newRegistry(cfg Config, loader userservice.StateLoader, committer userservi
 	// protoactor logs dead letters and its own start at Info; keep only its warnings.
 	libLog := slog.New(minLevel{logger.Handler(), slog.LevelWarn}).With("component", "protoactor")
 	r.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return libLog }))
-	r.childProps = actor.PropsFromProducer(func() actor.Actor { return &userActor{reg: r} })
+	r.childProps = actor.PropsFromProducer(func() actor.Actor { return &userActor{reg: r} }, actor.WithMailbox(actor.UnboundedLockfree()))
 	// A user actor that panics is stopped, not restarted: a restart would forget
 	// its queue and its commit in flight. The owner sees Terminated and forgets it.
 	stopOnFailure := actor.NewOneForOneStrategy(0, 0, func(reason any) actor.Directive {

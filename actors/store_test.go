@@ -117,14 +117,12 @@ func (s *memStore) write(m *userservice.Mutation) error {
 	case !m.Create && (cur == nil || cur.User.Version != m.BaseVersion):
 		return userservice.ErrStaleVersion
 	}
-	next := &userservice.State{User: m.User, Enrollments: map[string]userservice.Enrollment{}, Preferences: map[userservice.PrefKey]userservice.Preference{}}
+	next := &userservice.State{User: m.User, Enrollments: map[string]userservice.Enrollment{}, Preferences: userservice.PreferenceList{}}
 	if cur != nil {
 		for k, v := range cur.Enrollments {
 			next.Enrollments[k] = v
 		}
-		for k, v := range cur.Preferences {
-			next.Preferences[k] = v
-		}
+		next.Preferences = append(next.Preferences, cur.Preferences...)
 		next.Sessions = append(next.Sessions, cur.Sessions...)
 		if newer(cur.User.LastActiveAt, m.User.LastActiveAt) { // GREATEST(), as the writer does
 			next.User.LastActiveAt = cur.User.LastActiveAt
@@ -137,10 +135,10 @@ func (s *memStore) write(m *userservice.Mutation) error {
 		delete(next.Enrollments, c)
 	}
 	for _, p := range m.PreferenceUpserts {
-		next.Preferences[userservice.PrefKey{Category: p.Category, Key: p.Key}] = p
+		next.Preferences.Put(p)
 	}
 	for _, k := range m.PreferenceDeletes {
-		delete(next.Preferences, k)
+		next.Preferences.Remove(k)
 	}
 	for _, ss := range m.SessionUpserts {
 		replaced := false

@@ -55,7 +55,7 @@ func (l *Loader) LoadState(ctx context.Context, userID string) (*userservice.Sta
 	ctx, cancel := l.db.timeout(ctx)
 	defer cancel()
 
-	s := &userservice.State{Enrollments: map[string]userservice.Enrollment{}, Preferences: map[userservice.PrefKey]userservice.Preference{}}
+	s := &userservice.State{Enrollments: map[string]userservice.Enrollment{}, Preferences: userservice.PreferenceList{}}
 	found := false
 	b := &pgx.Batch{}
 	// One snapshot for the four reads; BEGIN and COMMIT ride in the same round trip.
@@ -86,6 +86,7 @@ func (l *Loader) LoadState(ctx context.Context, userID string) (*userservice.Sta
 		return rows.Err()
 	})
 	b.Queue(loadPreferencesSQL, id).Query(func(rows pgx.Rows) error {
+		var ps []userservice.Preference
 		for rows.Next() {
 			p := userservice.Preference{UserID: id}
 			var value string
@@ -95,7 +96,13 @@ func (l *Loader) LoadState(ctx context.Context, userID string) (*userservice.Sta
 			}
 			p.Value = json.RawMessage(value)
 			p.CreatedAt, p.UpdatedAt = userservice.NewTime(created), userservice.NewTime(updated)
-			s.Preferences[userservice.PrefKey{Category: p.Category, Key: p.Key}] = p
+			p.ShareNames()
+			ps = append(ps, p)
+		}
+		if len(ps) > 0 {
+			// An exact-size copy: the appends' spare capacity would stay with
+			// the user's state for as long as it is hot.
+			s.Preferences = userservice.SortPreferences(append(make([]userservice.Preference, 0, len(ps)), ps...))
 		}
 		return rows.Err()
 	})

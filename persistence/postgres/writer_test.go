@@ -517,8 +517,8 @@ func TestLoadStateRoundTrip(t *testing.T) {
 		w, _ := json.MarshalIndent(s, "", " ")
 		t.Errorf("loaded state differs from the applied one\n got: %s\nwant: %s", g, w)
 	}
-	if v := got.Preferences[userservice.PrefKey{Category: userservice.CategoryUI, Key: "theme"}].Value; string(v) != `{"b":1,"a":[1,2.50,"x"]}` {
-		t.Errorf("preference value = %s, want it byte for byte", v)
+	if p, _ := got.Preferences.Get(userservice.PrefKey{Category: userservice.CategoryUI, Key: "theme"}); string(p.Value) != `{"b":1,"a":[1,2.50,"x"]}` {
+		t.Errorf("preference value = %s, want it byte for byte", p.Value)
 	}
 	if n := count(t, db, `SELECT count(*) FROM outbox WHERE user_id = $1`, s.User.ID); n != events {
 		t.Errorf("outbox rows = %d, want %d", n, events)

@@ -106,10 +106,7 @@ func appendSnapshot(dst []byte, s *userservice.State) ([]byte, error) {
 	}
 
 	e.count(s.Preferences == nil, len(s.Preferences))
-	for k, p := range s.Preferences {
-		if k.Category != p.Category || k.Key != p.Key {
-			return dst, fmt.Errorf("cannot encode snapshot: preference key %v holds %s/%s", k, p.Category, p.Key)
-		}
+	for _, p := range s.Preferences {
 		e.str(p.ID, true)
 		e.str(p.UserID, true)
 		e.str(p.Category, true)
@@ -284,7 +281,7 @@ func decodeSnapshot(b []byte) (*userservice.State, error) {
 	}
 
 	if n, ok := d.count(); ok {
-		s.Preferences = make(map[userservice.PrefKey]userservice.Preference, n)
+		ps := make([]userservice.Preference, 0, n)
 		for range n {
 			var p userservice.Preference
 			p.ID = d.str(true)
@@ -296,8 +293,13 @@ func decodeSnapshot(b []byte) (*userservice.State, error) {
 			}
 			p.CreatedAt = d.time()
 			p.UpdatedAt = d.time()
-			s.Preferences[userservice.PrefKey{Category: p.Category, Key: p.Key}] = p
+			p.ShareNames()
+			ps = append(ps, p)
 		}
+		// Written in order since the list is sorted; sorting again covers
+		// snapshots written from the earlier map in any order (and is cheap
+		// on sorted input).
+		s.Preferences = userservice.SortPreferences(ps)
 	}
 
 	if n, ok := d.count(); ok {

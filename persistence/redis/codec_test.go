@@ -24,9 +24,9 @@ func TestSnapshotCodecRoundTrip(t *testing.T) {
 			CreatedAt:    userservice.Time{Time: time.Unix(1705314600, 123456789).UTC()},
 			LastActiveAt: &userservice.Time{},
 		}}
-		s.Preferences = map[userservice.PrefKey]userservice.Preference{
-			{Category: "ui", Key: "a"}: {ID: "x", UserID: "not-a-uuid", Category: "ui", Key: "a", Value: nil},
-			{Category: "ui", Key: "b"}: {ID: "y", UserID: "someone-else", Category: "ui", Key: "b", Value: json.RawMessage{}},
+		s.Preferences = userservice.PreferenceList{
+			{ID: "x", UserID: "not-a-uuid", Category: "ui", Key: "a", Value: nil},
+			{ID: "y", UserID: "someone-else", Category: "ui", Key: "b", Value: json.RawMessage{}},
 		}
 		s.Sessions = []userservice.Session{}
 		s.Attributes = map[string]json.RawMessage{"hr": nil, "empty": {}, "school": json.RawMessage(`{"grade":10}`)}
@@ -72,8 +72,10 @@ func TestSnapshotCodecRoundTrip(t *testing.T) {
 			t.Errorf("sessions lost: %+v", got.Sessions)
 		}
 		k := userservice.PrefKey{Category: userservice.CategoryUI, Key: "items_per_page"}
-		if string(got.Preferences[k].Value) != string(typical.Preferences[k].Value) {
-			t.Errorf("preference value %s, want byte-identical %s", got.Preferences[k].Value, typical.Preferences[k].Value)
+		gp, _ := got.Preferences.Get(k)
+		tp, _ := typical.Preferences.Get(k)
+		if string(gp.Value) != string(tp.Value) || tp.Value == nil {
+			t.Errorf("preference value %s, want byte-identical %s", gp.Value, tp.Value)
 		}
 	})
 }
@@ -85,10 +87,20 @@ func TestAppendSnapshotRefusesInconsistentMaps(t *testing.T) {
 	if _, err := appendSnapshot(nil, &bad); err == nil {
 		t.Error("enrollment under another course's key: want an error")
 	}
-	bad = *s
-	bad.Preferences = map[userservice.PrefKey]userservice.Preference{{Category: "ui", Key: "x"}: {Category: "ui", Key: "y"}}
-	if _, err := appendSnapshot(nil, &bad); err == nil {
-		t.Error("preference under another key: want an error")
+	// Snapshots written while preferences were a map hold them in any order:
+	// they decode into the list's order.
+	unordered := *s
+	unordered.Preferences = userservice.PreferenceList{{Category: "privacy", Key: "b"}, {Category: "ui", Key: "y"}, {Category: "ui", Key: "x"}}
+	got, err := decodeSnapshot(must(appendSnapshot(nil, &unordered)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, p := range got.Preferences {
+		order = append(order, p.Category+"/"+p.Key)
+	}
+	if strings.Join(order, " ") != "ui/x ui/y privacy/b" {
+		t.Errorf("decoded preferences in order %v, want ui/x ui/y privacy/b", order)
 	}
 }
 
