@@ -251,7 +251,7 @@ func register(cmd Register, meta Meta) *change {
 	c.m.Create = true
 	for i, d := range DefaultPreferences {
 		p := Preference{
-			ID: NewID(), UserID: u.ID, Category: d.Category, Key: d.Key,
+			ID: NewUUID(), UserID: u.ID, Category: d.Category, Key: d.Key,
 			Value: defaultPreferenceValues[i], CreatedAt: now, UpdatedAt: now,
 		}
 		s.Preferences.Put(p)
@@ -538,7 +538,7 @@ func (c *change) setPreferences(cmd SetPreferences) error {
 		k := PrefKey{cat, in.Key}
 		p, exists := c.next.Preferences.Get(k)
 		if !exists {
-			p = Preference{ID: NewID(), UserID: c.next.User.ID, Category: cat, Key: in.Key, CreatedAt: now}
+			p = Preference{ID: NewUUID(), UserID: c.next.User.ID, Category: cat, Key: in.Key, CreatedAt: now}
 		}
 		p.Value, p.UpdatedAt = in.Value, now
 		c.next.Preferences.Put(p)
@@ -623,7 +623,7 @@ func (c *change) patchPreferences(cmd PatchPreferences) error {
 		}
 		p := cur
 		if !exists {
-			p = Preference{ID: NewID(), UserID: c.next.User.ID, Category: cmd.Category, Key: m.Key, CreatedAt: now}
+			p = Preference{ID: NewUUID(), UserID: c.next.User.ID, Category: cmd.Category, Key: m.Key, CreatedAt: now}
 		}
 		p.Value, p.UpdatedAt = merged, now
 		upserts = append(upserts, p)

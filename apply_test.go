@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 const (
@@ -204,8 +206,8 @@ func TestRegister(t *testing.T) {
 			if p.UserID != testUserID || p.CreatedAt != timeAt(0) || p.UpdatedAt != timeAt(0) {
 				t.Errorf("preference %+v", p)
 			}
-			if _, ok := ParseID(p.ID); !ok {
-				t.Errorf("preference id %q", p.ID)
+			if p.ID.Version() != 7 || p.ID.Variant() != uuid.RFC4122 {
+				t.Errorf("preference id %s", p.ID)
 			}
 			got[k.Category+"/"+k.Key] = string(p.Value)
 		}
@@ -770,7 +772,7 @@ func TestSetPreferences(t *testing.T) {
 			t.Errorf("theme %+v (was %+v)", p, theme)
 		}
 		n := getPref(o.State.Preferences, PrefKey{CategoryUI, "font_size"})
-		if _, ok := ParseID(n.ID); !ok || n.CreatedAt != timeAt(1) || n.UserID != testUserID {
+		if n.ID.Version() != 7 || n.CreatedAt != timeAt(1) || n.UserID != testUserID {
 			t.Errorf("new preference %+v", n)
 		}
 	})

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/google/uuid"
+
 	// evanphx/json-patch: the RFC 7396 (and 6902) implementation Kubernetes uses for
 	// merge patches; well kept, no dependencies beyond pkg/errors.
 	jsonpatch "github.com/evanphx/json-patch/v5"
@@ -41,7 +43,7 @@ const MaxPreferencesPerRequest = 200
 
 // Preference is one per-user setting. Value is compact JSON.
 type Preference struct {
-	ID        string          `json:"id"`
+	ID        uuid.UUID       `json:"id"` // 16 bytes in memory, the canonical string in JSON
 	UserID    string          `json:"userId"`
 	Category  string          `json:"category"`
 	Key       string          `json:"key"`

@@ -4,6 +4,8 @@ import (
 	stdjson "encoding/json"
 	"unicode/utf8"
 
+	"github.com/google/uuid"
+
 	"github.com/lms-platform/userservice"
 )
 
@@ -32,9 +34,9 @@ func appendPreferencesEnvelope(b []byte, prefs []userservice.Preference, now use
 }
 
 func appendPreference(b []byte, p *userservice.Preference) []byte {
-	b = append(b, `{"id":`...)
-	b = appendJSONString(b, p.ID)
-	b = append(b, `,"userId":`...)
+	b = append(b, `{"id":"`...)
+	b = appendUUID(b, &p.ID)
+	b = append(b, `","userId":`...)
 	b = appendJSONString(b, p.UserID)
 	b = append(b, `,"category":`...)
 	b = appendJSONString(b, p.Category)
@@ -143,4 +145,17 @@ func appendJSONString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// appendUUID appends u in its canonical form (lower-case hex, hyphenated), as
+// uuid.UUID.String gives it, without the string.
+func appendUUID(b []byte, u *uuid.UUID) []byte {
+	const hex = "0123456789abcdef"
+	for i, c := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b = append(b, '-')
+		}
+		b = append(b, hex[c>>4], hex[c&0xf])
+	}
+	return b
 }

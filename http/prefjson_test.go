@@ -6,6 +6,7 @@ import (
 	"time"
 
 	json "github.com/goccy/go-json"
+	"github.com/google/uuid"
 
 	"github.com/lms-platform/userservice"
 )
@@ -29,8 +30,8 @@ func FuzzPreferencesEnvelope(f *testing.F) {
 		}
 		at := userservice.NewTime(time.UnixMilli(ms))
 		prefs := []userservice.Preference{
-			{ID: id, UserID: "u-" + id, Category: category, Key: key, Value: stdjson.RawMessage(value), CreatedAt: at, UpdatedAt: at},
-			{ID: "second", Category: key, Key: category, Value: nil, CreatedAt: at},
+			{ID: uuid.NewSHA1(uuid.NameSpaceOID, []byte(id)), UserID: "u-" + id, Category: category, Key: key, Value: stdjson.RawMessage(value), CreatedAt: at, UpdatedAt: at},
+			{Category: key, Key: category, Value: nil, CreatedAt: at},
 		}
 		for _, list := range [][]userservice.Preference{prefs, prefs[:0], nil} {
 			want, err := renderSuccessAt(list, at)
@@ -48,7 +49,7 @@ func BenchmarkPreferencesEnvelope(b *testing.B) {
 	at := userservice.Now()
 	prefs := make([]userservice.Preference, 16)
 	for i := range prefs {
-		prefs[i] = userservice.Preference{ID: userservice.NewID(), UserID: userservice.NewID(), Category: "notifications",
+		prefs[i] = userservice.Preference{ID: userservice.NewUUID(), UserID: userservice.NewID(), Category: "notifications",
 			Key: "key_" + string(rune('a'+i)), Value: stdjson.RawMessage(`{"enabled": true, "channels": ["email", "push"]}`), CreatedAt: at, UpdatedAt: at}
 	}
 	b.Run("generic", func(b *testing.B) {

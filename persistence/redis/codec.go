@@ -107,7 +107,8 @@ func appendSnapshot(dst []byte, s *userservice.State) ([]byte, error) {
 
 	e.count(s.Preferences == nil, len(s.Preferences))
 	for _, p := range s.Preferences {
-		e.str(p.ID, true)
+		e.b = append(e.b, strUUID)
+		e.b = append(e.b, p.ID[:]...)
 		e.str(p.UserID, true)
 		e.str(p.Category, true)
 		e.str(p.Key, true)
@@ -284,7 +285,7 @@ func decodeSnapshot(b []byte) (*userservice.State, error) {
 		ps := make([]userservice.Preference, 0, n)
 		for range n {
 			var p userservice.Preference
-			p.ID = d.str(true)
+			p.ID = d.uuid()
 			p.UserID = d.str(true)
 			p.Category = d.str(true)
 			p.Key = d.str(true)
@@ -434,6 +435,26 @@ func (d *decoder) str(refUser bool) string {
 		d.fail("string")
 	}
 	return s
+}
+
+// uuid reads an id written as a UUID (every preference id since they are kept
+// as 16 bytes; earlier snapshots wrote them with str, which gives a UUID the
+// same encoding).
+func (d *decoder) uuid() uuid.UUID {
+	if len(d.b) > 16 && d.err == nil && uint64(d.b[0]) == strUUID {
+		u := uuid.UUID(d.b[1:17])
+		d.b = d.b[17:]
+		return u
+	}
+	s, isNil := d.strOrNil(false)
+	if d.err != nil {
+		return uuid.UUID{}
+	}
+	u, ok := canonicalUUID(s)
+	if isNil || !ok {
+		d.fail("uuid")
+	}
+	return u
 }
 
 func (d *decoder) optStr() *string {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	userservice "github.com/lms-platform/userservice"
 )
 
@@ -25,8 +26,8 @@ func TestSnapshotCodecRoundTrip(t *testing.T) {
 			LastActiveAt: &userservice.Time{},
 		}}
 		s.Preferences = userservice.PreferenceList{
-			{ID: "x", UserID: "not-a-uuid", Category: "ui", Key: "a", Value: nil},
-			{ID: "y", UserID: "someone-else", Category: "ui", Key: "b", Value: json.RawMessage{}},
+			{ID: uuid.MustParse("0190a5d0-0000-7000-8000-000000000001"), UserID: "not-a-uuid", Category: "ui", Key: "a", Value: nil},
+			{UserID: "someone-else", Category: "ui", Key: "b", Value: json.RawMessage{}},
 		}
 		s.Sessions = []userservice.Session{}
 		s.Attributes = map[string]json.RawMessage{"hr": nil, "empty": {}, "school": json.RawMessage(`{"grade":10}`)}
