@@ -466,8 +466,10 @@ func TestClusterK8sKillUnderWriters(t *testing.T) {
 }
 
 // TestClusterK8sGracefulLeave: a node that leaves hands its users off: the others
-// serve them while its Lease still exists (so through the release handshake, not
-// a lapse), then its Lease is deleted and its Pod's cluster labels removed.
+// serve them through the release handshake while its Lease still exists, or at
+// once when it deletes the Lease (never after a lapse), and it answers nothing
+// once a new owner began; then its Lease is gone and its Pod's cluster labels
+// removed.
 func TestClusterK8sGracefulLeave(t *testing.T) {
 	log := newServeLog()
 	tc := newKubeTestCluster(t, 3, log.hooks())
@@ -530,8 +532,12 @@ func TestClusterK8sGracefulLeave(t *testing.T) {
 		}
 		t.Logf("user %s: new owner serving %s after the leave began; the leaving node's Lease deleted at %s",
 			id[:8], at.Sub(leftAt).Round(time.Millisecond), leaseGone.Sub(leftAt).Round(time.Millisecond))
-		if !at.Before(leaseGone) {
-			t.Fatalf("user %s taken over at %s, not before the leaving node's Lease went at %s: no handoff", id, at, leaseGone)
+		// The new owner takes over through the release handshake while the Lease
+		// is there, or at once when the leaving node deletes it after leaveGrace
+		// (when the Pods watch is slower than that, as under a loaded machine); it
+		// never waits for the Lease to lapse (TTL + margin after the last renewal).
+		if late := at.Sub(leaseGone); late > time.Second {
+			t.Fatalf("user %s taken over %s after the leaving node's Lease went: it waited, no handoff", id, late.Round(time.Millisecond))
 		}
 		log.mu.Lock()
 		last := log.reply[id][leaving.Address()]
