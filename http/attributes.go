@@ -104,13 +104,16 @@ func (r *request) userAttributeParams() (id, ns string, err error) {
 
 // listUserAttributes answers GET /users/{id}/attributes: {namespace: value}.
 func (s *Server) listUserAttributes(r *request) error {
-	return r.showUser(func(st *userservice.State) any {
-		out := make(map[string]stdjson.RawMessage, len(st.Attributes))
-		for ns, v := range st.Attributes {
-			out[ns] = v
-		}
-		return out
-	})
+	return r.showUser(func(st *userservice.State) any { return attributesOf(st) })
+}
+
+// attributesOf is the user's custom attributes by namespace as the API shows
+// them (GET /{id}/attributes, the export): {} when there are none.
+func attributesOf(st *userservice.State) map[string]stdjson.RawMessage {
+	if st.Attributes == nil {
+		return map[string]stdjson.RawMessage{}
+	}
+	return st.Attributes // published states are immutable: no copy needed
 }
 
 // getUserAttributes answers GET /users/{id}/attributes/{namespace}.

@@ -3,6 +3,7 @@ package http
 import (
 	"bufio"
 	"context"
+	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -73,27 +74,17 @@ func (s *Server) exportUser(r *request) error {
 // exportHead is the document up to the sessions: what the user's actor holds.
 func exportHead(st *userservice.State) ([]byte, error) {
 	head, err := json.Marshal(struct {
-		FormatVersion int                        `json:"formatVersion"`
-		ExportedAt    userservice.Time           `json:"exportedAt"`
-		User          userservice.User           `json:"user"`
-		Enrollments   []userservice.Enrollment   `json:"enrollments"`
-		Preferences   []userservice.Preference   `json:"preferences"`
-		Attributes    map[string]json.RawMessage `json:"attributes"`
+		FormatVersion int                           `json:"formatVersion"`
+		ExportedAt    userservice.Time              `json:"exportedAt"`
+		User          userservice.User              `json:"user"`
+		Enrollments   []userservice.Enrollment      `json:"enrollments"`
+		Preferences   []userservice.Preference      `json:"preferences"`
+		Attributes    map[string]stdjson.RawMessage `json:"attributes"`
 	}{userservice.ExportFormatVersion, userservice.Now(), st.User, st.SortedEnrollments(""), st.SortedPreferences(""), attributesOf(st)})
 	if err != nil {
 		return nil, err
 	}
 	return head[:len(head)-1], nil // the object stays open for the streamed parts
-}
-
-// attributesOf is the user's custom attributes as GET /{id}/attributes shows
-// them: an object by namespace, {} when there are none.
-func attributesOf(st *userservice.State) map[string]json.RawMessage {
-	out := make(map[string]json.RawMessage, len(st.Attributes))
-	for ns, v := range st.Attributes {
-		out[ns] = json.RawMessage(v)
-	}
-	return out
 }
 
 // exporter streams the parts of an export that PostgreSQL holds.

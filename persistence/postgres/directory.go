@@ -382,21 +382,11 @@ func (d *Directory) AuditLog(ctx context.Context, userID string, pq userservice.
 	b := &pgx.Batch{}
 	b.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 	b.Queue(`SELECT count(*) FROM audit_log WHERE user_id = $1`, id).QueryRow(func(row pgx.Row) error { return row.Scan(&total) })
-	b.Queue(`SELECT id, actor_id, action, before::text, after::text, correlation_id, created_at FROM audit_log
+	b.Queue(`SELECT `+auditColumns+` FROM audit_log
 	WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3`, id, limit, (page-1)*limit).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
-			a := userservice.AuditRecord{UserID: id}
-			var before, after *string
-			var created time.Time
-			if err := rows.Scan(&a.ID, &a.ActorID, &a.Action, &before, &after, &a.CorrelationID, &created); err != nil {
-				return err
-			}
-			a.CreatedAt = userservice.NewTime(created)
-			var err error
-			if a.Before, err = decodeObject(before); err != nil {
-				return err
-			}
-			if a.After, err = decodeObject(after); err != nil {
+			a, err := scanAudit(rows, id)
+			if err != nil {
 				return err
 			}
 			out = append(out, a)
@@ -437,21 +427,13 @@ func (d *Directory) Sessions(ctx context.Context, userID string, pq userservice.
 	b := &pgx.Batch{}
 	b.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 	b.Queue(`SELECT count(*) FROM sessions WHERE user_id = $1`, id).QueryRow(func(row pgx.Row) error { return row.Scan(&total) })
-	b.Queue(`SELECT id, session_id, ip_address, user_agent, started_at, ended_at FROM sessions
+	b.Queue(`SELECT `+sessionColumns+` FROM sessions
 	WHERE user_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2 OFFSET $3`, id, limit, (page-1)*limit).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
-			var s userservice.Session
-			var started time.Time
-			var ended *time.Time
-			if err := rows.Scan(&s.ID, &s.SessionID, &s.IPAddress, &s.UserAgent, &started, &ended); err != nil {
+			s, err := scanSession(rows)
+			if err != nil {
 				return err
 			}
-			s.StartedAt = userservice.NewTime(started)
-			if ended != nil {
-				t := userservice.NewTime(*ended)
-				s.EndedAt = &t
-			}
-			s.Active = ended == nil
 			out = append(out, s)
 		}
 		return rows.Err()
