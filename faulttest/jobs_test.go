@@ -146,10 +146,15 @@ func TestImportJobSurvivesKill9(t *testing.T) {
 // TestImportDoesNotStarveReads measures what a running import costs interactive
 // traffic (issue 15: "p95 of GET /me under a running 100k import stays within 2×
 // of idle"). 100 users read their profile at a steady READ_RATE (default 200/s,
-// open loop: a slow answer does not slow the senders), first on an idle service,
-// then while a 100,000-row import runs at the worker's defaults; the job is
-// cancelled after the window. The p95 of the second window must be within 2× of
-// the first. IMPORT_ROWS and WINDOW change the size and the windows' length.
+// open loop: a slow answer does not slow the senders), in ROUNDS (default 5)
+// rounds of an idle window followed by a window during a fresh 100,000-row import
+// at the worker's defaults, cancelled (and stopped) before the next idle window.
+// The windows alternate so that both sides sample the same phases of a shared,
+// noisy machine: with one idle and one busy window a minute apart, the ratio
+// ranged from 1.16 to 2.03 over four runs of the same build; alternated, it
+// ranged from 1.39 to 1.71. The p95 of all busy samples must be within 2× of
+// the p95 of all idle samples. IMPORT_ROWS and WINDOW (seconds, default 4)
+// change the imports' size and the windows' length.
 func TestImportDoesNotStarveReads(t *testing.T) {
 	sum := newSummary(t)
 	st := needStack(t)
@@ -165,10 +170,11 @@ func TestImportDoesNotStarveReads(t *testing.T) {
 	w := createUsers(t, c, 100)
 	admin := adminToken(t)
 	rows := envInt(t, "IMPORT_ROWS", 100_000)
-	window := time.Duration(envInt(t, "WINDOW", 15)) * time.Second
+	window := time.Duration(envInt(t, "WINDOW", 4)) * time.Second
+	rounds := envInt(t, "ROUNDS", 5)
 	rate := envInt(t, "READ_RATE", 200)
 
-	// Every reader's actor is active before the idle window.
+	// Every reader's actor is active before the first idle window.
 	for _, u := range w.users {
 		if r := c.do("GET", "/api/v1/users/me", u.token, nil, nil); r.status != 200 {
 			t.Fatalf("warm-up: %s", r)
@@ -206,53 +212,83 @@ func TestImportDoesNotStarveReads(t *testing.T) {
 		}
 		return lat[min(len(lat)-1, int(float64(len(lat))*p))]
 	}
-
-	idle, idleFailed := measure(window)
-
-	var csv bytes.Buffer
-	csv.WriteString("authId,email,firstName,lastName\n")
-	tag := newUUID()[:8]
-	for i := 0; i < rows; i++ {
-		fmt.Fprintf(&csv, "%s,s%d.%s@example.com,Ess,Tee\n", newUUID(), i, tag)
-	}
-	uploadStart := time.Now()
-	r := c.do("POST", "/api/v1/jobs", admin, csv.Bytes(), map[string]string{"Content-Type": "text/csv", "Idempotency-Key": "starve"})
-	var job struct {
+	type job struct {
 		ID     string
 		State  string
 		Counts struct{ Total, Processed int }
 	}
-	if r.status != 202 || r.data(&job) != nil {
-		t.Fatalf("POST /jobs: %s", r)
-	}
-	upload := time.Since(uploadStart)
-	getJob := func() {
+	getJob := func(j *job) {
 		t.Helper()
-		if err := c.do("GET", "/api/v1/jobs/"+job.ID, admin, nil, nil).data(&job); err != nil {
+		if err := c.do("GET", "/api/v1/jobs/"+j.ID, admin, nil, nil).data(j); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for getJob(); job.Counts.Processed == 0; getJob() {
-		time.Sleep(50 * time.Millisecond)
+	// startImport uploads a fresh import (new authIds and emails) and returns
+	// once the worker applied its first item.
+	startImport := func(round int) (job, time.Duration) {
+		var csv bytes.Buffer
+		csv.WriteString("authId,email,firstName,lastName\n")
+		tag := newUUID()[:8]
+		for i := 0; i < rows; i++ {
+			fmt.Fprintf(&csv, "%s,s%d.%s@example.com,Ess,Tee\n", newUUID(), i, tag)
+		}
+		start := time.Now()
+		r := c.do("POST", "/api/v1/jobs", admin, csv.Bytes(), map[string]string{"Content-Type": "text/csv", "Idempotency-Key": fmt.Sprintf("starve-%d-%s", round, tag)})
+		var j job
+		if r.status != 202 || r.data(&j) != nil {
+			t.Fatalf("POST /jobs: %s", r)
+		}
+		upload := time.Since(start)
+		for getJob(&j); j.Counts.Processed == 0; getJob(&j) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		return j, upload
 	}
-	before := job.Counts.Processed
-	busy, busyFailed := measure(window)
-	getJob()
-	applied := job.Counts.Processed - before
-	if job.State != "running" {
-		t.Errorf("the import was %s before the window ended: make IMPORT_ROWS larger", job.State)
+	// stopImport cancels the job and waits until the worker stopped applying
+	// its items (it notices a cancellation between pages, within about a second).
+	stopImport := func(j *job) {
+		if r := c.do("DELETE", "/api/v1/jobs/"+j.ID, admin, nil, nil); r.status >= 300 {
+			t.Fatalf("DELETE /jobs/%s: %s", j.ID, r)
+		}
+		for last := -1; ; last = j.Counts.Processed {
+			time.Sleep(time.Second)
+			if getJob(j); j.Counts.Processed == last {
+				return
+			}
+		}
 	}
-	c.do("DELETE", "/api/v1/jobs/"+job.ID, admin, nil, nil)
 
+	var idle, busy []time.Duration
+	var failed, applied int
+	var rates []string
+	for round := 1; round <= rounds; round++ {
+		lat, f := measure(window)
+		idle, failed = append(idle, lat...), failed+f
+		j, upload := startImport(round)
+		before := j.Counts.Processed
+		lat2, f := measure(window)
+		busy, failed = append(busy, lat2...), failed+f
+		getJob(&j)
+		if j.State != "running" {
+			t.Errorf("round %d: the import was %s before the window ended: make IMPORT_ROWS larger", round, j.State)
+		}
+		applied += j.Counts.Processed - before
+		rates = append(rates, fmt.Sprintf("round %d: idle p95 %s, busy p95 %s, upload %s", round,
+			q(lat, .95).Round(time.Microsecond), q(lat2, .95).Round(time.Microsecond), upload.Round(time.Millisecond)))
+		stopImport(&j)
+	}
+	slices.Sort(idle)
+	slices.Sort(busy)
 	ratio := float64(q(busy, 0.95)) / float64(q(idle, 0.95))
-	sum.add("%v GET /me at %d/s: idle p50 %s p95 %s p99 %s (%d, %d failed); during a %d-row import p50 %s p95 %s p99 %s (%d, %d failed); p95 ratio %.2f; the job applied %d items in %s (%.0f/s); upload %s",
-		knobs, rate, q(idle, .5), q(idle, .95), q(idle, .99), len(idle), idleFailed, rows, q(busy, .5), q(busy, .95), q(busy, .99), len(busy), busyFailed,
-		ratio, applied, window, float64(applied)/window.Seconds(), upload.Round(time.Millisecond))
-	if idleFailed+busyFailed > 0 {
-		t.Errorf("%d reads failed", idleFailed+busyFailed)
+	total := window * time.Duration(rounds)
+	sum.add("%v GET /me at %d/s, %d rounds of %s idle then %s during a %d-row import: idle p50 %s p95 %s p99 %s (%d); busy p50 %s p95 %s p99 %s (%d); %d failed; p95 ratio %.2f; the jobs applied %d items in %s (%.0f/s); %s",
+		knobs, rate, rounds, window, window, rows, q(idle, .5), q(idle, .95), q(idle, .99), len(idle), q(busy, .5), q(busy, .95), q(busy, .99), len(busy),
+		failed, ratio, applied, total, float64(applied)/total.Seconds(), strings.Join(rates, "; "))
+	if failed > 0 {
+		t.Errorf("%d reads failed", failed)
 	}
 	if ratio > 2 {
-		t.Errorf("p95 of GET /me during the import is %.2f× idle, want at most 2×", ratio)
+		t.Errorf("p95 of GET /me during the imports is %.2f× idle, want at most 2×", ratio)
 	}
 }
 
