@@ -16,7 +16,7 @@
 # BEGIN and COMMIT are the cluster's. After each run it waits until the relay has
 # published (and deleted) every outbox row, so that the deletes are counted too.
 #
-# PGW_DROP_INDEXES="users_updated_at_idx ..." drops those indexes of the schema
+# PGW_DROP_INDEXES="users_last_name_idx ..." drops those indexes of the schema
 # before the runs: an experiment (what a write would cost without them), never
 # applied to the service's migrations.
 #

@@ -122,19 +122,27 @@ func attrDocuments(filters []userservice.AttrFilter) []string {
 // orderSQL builds the ORDER BY clause from the whitelist, with id as the
 // tie-breaker and users never active last in either direction.
 func orderSQL(q userservice.UserSearch) string {
-	col, ok := sortColumns[q.SortBy]
-	if !ok {
-		col = "created_at"
-	}
-	dir := " DESC"
-	if strings.EqualFold(q.SortOrder, "asc") {
-		dir = " ASC"
-	}
+	col, desc := sortColumn(q)
+	_, key, id := sortSource(col)
 	nulls := ""
 	if col == "last_active_at" {
 		nulls = " NULLS LAST"
 	}
-	return " ORDER BY " + col + dir + nulls + ", id" + dir
+	return " ORDER BY " + key + dir(desc) + nulls + ", " + id + dir(desc)
+}
+
+// sortSource returns the FROM clause of a page in col's order and the columns
+// that order walks: (col, id) of users, except for updated_at, whose order is
+// kept in user_updated_order by a trigger (migration 00070) so that an index on
+// users.updated_at does not make every profile write a non-HOT update. Its
+// changed_at equals users.updated_at and its user_id users.id, so the order
+// and the keys are the same; the WHERE clause's unqualified columns are all
+// users' (user_updated_order has no column of the same name).
+func sortSource(col string) (from, key, id string) {
+	if col == "updated_at" {
+		return " FROM users JOIN user_updated_order ON user_updated_order.user_id = users.id", "changed_at", "user_id"
+	}
+	return " FROM users", col, "id"
 }
 
 // normalizePage applies the defaults and bounds of the API to page and limit.
@@ -196,8 +204,9 @@ func buildSearch(q userservice.UserSearch, page, limit int) searchQuery {
 		sq.pageArgs = pageArgs
 		return sq
 	}
+	from, key, id := sortSource(col)
 	if q.After == nil {
-		sq.pageSQL = "SELECT " + cols + " FROM users" + where + order +
+		sq.pageSQL = "SELECT " + cols + from + where + order +
 			" LIMIT " + arg(limit+1) + " OFFSET " + arg((page-1)*limit)
 		sq.pageArgs = pageArgs
 		return sq
@@ -219,8 +228,8 @@ func buildSearch(q userservice.UserSearch, page, limit int) searchQuery {
 		key, id, n := arg(after.Key), arg(after.ID), arg(limit+1)
 		sq.pageSQL = lastActiveUnion(cols, where, " AND (last_active_at, id)"+cmp+"("+key+cast+", "+id+"::uuid)", dir, n, order)
 	default:
-		sq.pageSQL = "SELECT " + cols + " FROM users" + where +
-			" AND (" + col + ", id)" + cmp + "(" + arg(after.Key) + cast + ", " + arg(after.ID) + "::uuid)" +
+		sq.pageSQL = "SELECT " + cols + from + where +
+			" AND (" + key + ", " + id + ")" + cmp + "(" + arg(after.Key) + cast + ", " + arg(after.ID) + "::uuid)" +
 			order + " LIMIT " + arg(limit+1)
 	}
 	sq.pageArgs = pageArgs

@@ -137,8 +137,8 @@ func (s *ErasureStore) Uncleaned(ctx context.Context, limit int) ([]string, erro
 }
 
 // DeletedBefore returns up to limit soft-deleted users last changed before
-// `before` with no erasure requested or done (users_role_status_idx narrows
-// them to the deleted ones).
+// `before` with no erasure requested or done (the partial index
+// users_deleted_idx, migration 00070, narrows them to the deleted ones).
 func (s *ErasureStore) DeletedBefore(ctx context.Context, before time.Time, limit int) ([]string, error) {
 	return s.ids(ctx, "deleted users due", `SELECT u.id::text FROM users u
 	LEFT JOIN erasures e ON e.user_id = u.id

@@ -1,0 +1,120 @@
+package postgres_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lms-platform/userservice"
+	"github.com/lms-platform/userservice/persistence/postgres"
+	"github.com/lms-platform/userservice/persistence/postgres/pgtest"
+)
+
+// TestUpdatedOrderFollowsUsers checks migration 00070: user_updated_order holds
+// every user's updated_at after registrations, profile edits and writes that
+// leave updated_at alone; a profile write that moves updated_at is a HOT update
+// of users (no index of users names updated_at); and a keyset page in updatedAt
+// order walks user_updated_order_idx.
+func TestUpdatedOrderFollowsUsers(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	w := newWriter(t, db, postgres.WriterConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	var states []*userservice.State
+	for i, email := range []string{"o1@example.com", "o2@example.com", "o3@example.com"} {
+		o := apply(t, nil, newUser(email, ""), metaAt(i+1))
+		mustCommit(t, w, o.Mutation)
+		states = append(states, o.State)
+	}
+	// A profile edit moves updated_at; a preference write does not.
+	bio := "edited"
+	o := apply(t, states[0], userservice.EditProfile{Input: userservice.UpdateUser{
+		Bio: userservice.Optional[string]{Set: true, Value: bio}}}, metaAt(10))
+	mustCommit(t, w, o.Mutation)
+	o = apply(t, states[1], userservice.SetPreferences{Category: "ui", Input: userservice.UpsertPreferences{
+		Preferences: []userservice.PreferenceInput{{Key: "theme", Value: []byte(`"dark"`)}}}}, metaAt(11))
+	mustCommit(t, w, o.Mutation)
+
+	if n := count(t, db, `SELECT count(*) FROM users u LEFT JOIN user_updated_order o ON o.user_id = u.id
+		WHERE o.changed_at IS DISTINCT FROM u.updated_at`); n != 0 {
+		t.Errorf("%d users whose user_updated_order row differs from updated_at", n)
+	}
+	if n := count(t, db, `SELECT count(*) FROM user_updated_order`); n != 3 {
+		t.Errorf("%d rows in user_updated_order, want 3", n)
+	}
+	if n := count(t, db, `SELECT count(*) FROM user_updated_order WHERE changed_at = $1`, at(10).Time); n != 1 {
+		t.Errorf("%d rows at the edit's time, want 1", n)
+	}
+
+	// A write that moves updated_at and no indexed column is HOT, and the
+	// trigger follows it in the same transaction.
+	tx, err := db.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	id := states[2].User.ID
+	// The xact counters include what this backend counted and has not yet
+	// reported (earlier transactions on the connection): compare deltas.
+	counters := func() (upd, hot int) {
+		t.Helper()
+		if err := tx.QueryRow(ctx, `SELECT pg_stat_get_xact_tuples_updated('users'::regclass),
+			pg_stat_get_xact_tuples_hot_updated('users'::regclass)`).Scan(&upd, &hot); err != nil {
+			t.Fatal(err)
+		}
+		return upd, hot
+	}
+	upd0, hot0 := counters()
+	if _, err := tx.Exec(ctx, `UPDATE users SET bio = 'x', updated_at = now() + interval '1 hour' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	upd1, hot1 := counters()
+	if upd1-upd0 != 1 || hot1-hot0 != 1 {
+		t.Errorf("the UPDATE counted %d updates of users, %d of them HOT; want 1 and 1: an index of users names a column the write changed",
+			upd1-upd0, hot1-hot0)
+	}
+	var same bool
+	if err := tx.QueryRow(ctx, `SELECT o.changed_at = u.updated_at FROM users u JOIN user_updated_order o ON o.user_id = u.id
+		WHERE u.id = $1`, id).Scan(&same); err != nil || !same {
+		t.Errorf("after the UPDATE, in its transaction: same %v, err %v", same, err)
+	}
+	_ = tx.Rollback(ctx)
+
+	// The plan of a keyset page in updatedAt order (sequential scans off: the
+	// table is tiny here) is a range scan of user_updated_order_idx.
+	dir, _ := postgres.NewDirectory(db)
+	q := userservice.UserSearch{Limit: 1, SortBy: "updatedAt", SortOrder: "desc", Count: userservice.CountNone}
+	_, p, err := dir.SearchUsers(ctx, q)
+	if err != nil || p.Next == nil {
+		t.Fatalf("first page: next %v, err %v", p.Next, err)
+	}
+	q.After = p.Next
+	_, sql, _, args := postgres.SearchSQL(q)
+	tx, err = db.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := tx.Query(ctx, "EXPLAIN "+sql, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, line)
+	}
+	rows.Close()
+	if !strings.Contains(strings.Join(plan, "\n"), "user_updated_order_idx") {
+		t.Errorf("the updatedAt page does not walk user_updated_order_idx:\n%s", strings.Join(plan, "\n"))
+	}
+}
