@@ -36,7 +36,7 @@ var (
 // Defaults of Config.
 const (
 	DefaultConcurrency    = 2
-	DefaultItemsPerSecond = 100
+	DefaultItemsPerSecond = 50
 	DefaultPageSize       = 256
 	DefaultPollInterval   = time.Second
 	DefaultItemTimeout    = 10 * time.Second

@@ -209,7 +209,7 @@ type Config struct {
 	// Bulk jobs (issue 15): items applied at once and per second by the worker
 	// (negative JOB_ITEMS_PER_SECOND: no bound), and the items of one job.
 	JobConcurrency    int     `env:"JOB_CONCURRENCY" envDefault:"2"`
-	JobItemsPerSecond float64 `env:"JOB_ITEMS_PER_SECOND" envDefault:"100"`
+	JobItemsPerSecond float64 `env:"JOB_ITEMS_PER_SECOND" envDefault:"50"`
 	JobMaxItems       int     `env:"JOB_MAX_ITEMS" envDefault:"100000"`
 
 	// Cluster mode (docs/cluster.md). CLUSTER_PROVIDER=none is single-node mode.

@@ -86,7 +86,7 @@ var specDefaults = map[string]string{
 	"CLUSTER_PORT": "8090", "ETCD_ENDPOINTS": "127.0.0.1:2379", "CLUSTER_LEASE_TTL": "5s",
 	"POD_NAME": "", "POD_NAMESPACE": "",
 	"SNAPSHOT_WRITE_DELAY": "30s",
-	"JOB_CONCURRENCY":      "2", "JOB_ITEMS_PER_SECOND": "100", "JOB_MAX_ITEMS": "100000",
+	"JOB_CONCURRENCY":      "2", "JOB_ITEMS_PER_SECOND": "50", "JOB_MAX_ITEMS": "100000",
 }
 
 func TestLoadConfigDefaults(t *testing.T) {
