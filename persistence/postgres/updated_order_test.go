@@ -45,6 +45,22 @@ func TestUpdatedOrderFollowsUsers(t *testing.T) {
 	if n := count(t, db, `SELECT count(*) FROM user_updated_order`); n != 3 {
 		t.Errorf("%d rows in user_updated_order, want 3", n)
 	}
+	// Rows written by hand follow too: a bulk insert, an update of updated_at
+	// and of other columns, a delete.
+	for _, sql := range []string{
+		strings.Replace(strings.Replace(insertUsersSQL, "$2", "1000", 1), "$1", "50", 1),
+		`UPDATE users SET updated_at = updated_at + interval '1 day' WHERE email LIKE 'u1%1@example.com'`,
+		`UPDATE users SET bio = 'y', version = version + 1 WHERE email LIKE 'u1%2@example.com'`,
+		`DELETE FROM users WHERE email LIKE 'u1%3@example.com'`,
+	} {
+		if ct, err := db.Pool().Exec(ctx, sql); err != nil || ct.RowsAffected() == 0 {
+			t.Fatalf("%s: %v, %d rows", sql, err, ct.RowsAffected())
+		}
+		if n := count(t, db, `SELECT count(*) FROM users u FULL JOIN user_updated_order o ON o.user_id = u.id
+			WHERE o.changed_at IS DISTINCT FROM u.updated_at`); n != 0 {
+			t.Errorf("after %.40q: %d users and order rows that differ", sql, n)
+		}
+	}
 	if n := count(t, db, `SELECT count(*) FROM user_updated_order WHERE changed_at = $1`, at(10).Time); n != 1 {
 		t.Errorf("%d rows at the edit's time, want 1", n)
 	}
