@@ -60,6 +60,9 @@ func (s *Server) healthLive(r *request) error {
 // healthReady answers GET /health/ready: 503 until Health.Ready passes. The
 // check is shared between concurrent probes and for HealthCacheTTL (probeCache).
 func (s *Server) healthReady(r *request) error {
+	if s.draining.Load() { // shutting down: send no new traffic here
+		return r.writeHealth(fasthttp.StatusServiceUnavailable, healthBody{Status: "not ready", Timestamp: userservice.Now()})
+	}
 	err, ok := s.readyProbe.get(r.ctx, s.cfg.HealthCheckTimeout)
 	if !ok || err != nil {
 		return r.writeHealth(fasthttp.StatusServiceUnavailable, healthBody{Status: "not ready", Timestamp: userservice.Now()})

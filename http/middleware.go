@@ -102,6 +102,9 @@ func (s *Server) unmatchedHandler(h handlerFunc) fasthttp.RequestHandler {
 // serve is the outermost handler: headers every answer carries, CORS, then
 // the router.
 func (s *Server) serve(fc *fasthttp.RequestCtx) {
+	if s.draining.Load() {
+		fc.SetConnectionClose() // shutting down: no next request on this connection
+	}
 	for _, h := range s.headers {
 		fc.Response.Header.SetCanonical(h[0], h[1])
 	}

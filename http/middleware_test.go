@@ -352,6 +352,93 @@ func TestServeAndShutdown(t *testing.T) {
 	}
 }
 
+// gatedListener holds Accept until open is closed: the accept loop of a
+// loaded server that has not got to a connection the kernel already queued.
+type gatedListener struct {
+	net.Listener
+	open chan struct{}
+}
+
+func (l gatedListener) Accept() (net.Conn, error) {
+	<-l.open
+	return l.Listener.Accept()
+}
+
+// TestShutdownAnswersQueuedRequests: a request sent before Shutdown, on a
+// connection still in the listener's queue, gets its answer (with
+// "Connection: close") because Shutdown drains for DrainGrace before closing
+// the listener; /health/ready answers 503 meanwhile. With no grace the same
+// request is reset, which is what TestSIGTERMUnderLoad once saw.
+func TestShutdownAnswersQueuedRequests(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		grace time.Duration
+		ok    bool
+	}{{"grace", time.Second, true}, {"no grace", time.Nanosecond, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, func(c *Config, d *Deps) { c.DrainGrace = tc.grace })
+			inner, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln := gatedListener{Listener: inner, open: make(chan struct{})}
+			served := make(chan error, 1)
+			go func() { served <- h.srv.Serve(ln) }()
+			addr := inner.Addr().String()
+			send := func(request string) (net.Conn, error) {
+				c, err := net.DialTimeout("tcp", addr, time.Second)
+				if err != nil {
+					return nil, err
+				}
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				_, err = c.Write([]byte(request))
+				return c, err
+			}
+			read := func(c net.Conn) (*fasthttp.Response, error) {
+				defer c.Close()
+				resp := &fasthttp.Response{}
+				return resp, resp.Read(bufio.NewReader(c))
+			}
+			queued, err := send("GET /api/v1/users/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + h.alice.token + "\r\n\r\n")
+			if err != nil {
+				t.Fatal(err)
+			}
+			shut := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				shut <- h.srv.Shutdown(ctx)
+			}()
+			time.Sleep(50 * time.Millisecond) // Shutdown has begun; the accept loop is behind
+			close(ln.open)
+			resp, err := read(queued)
+			if !tc.ok {
+				if err == nil {
+					t.Errorf("with no grace the queued request was answered %d: the test cannot tell", resp.StatusCode())
+				}
+			} else {
+				if err != nil || resp.StatusCode() != 200 {
+					t.Fatalf("queued request: %v %v", err, resp)
+				}
+				if !resp.Header.ConnectionClose() {
+					t.Error("an answer while draining keeps its connection open")
+				}
+				c, err := send("GET /health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if resp, err := read(c); err != nil || resp.StatusCode() != 503 {
+					t.Errorf("/health/ready while draining: %v %v", err, resp)
+				}
+			}
+			if err := <-shut; err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+			<-served
+		})
+	}
+}
+
 func TestNewServerRefuses(t *testing.T) {
 	users := newMemUsers(newMemIdem())
 	ok := Deps{Users: users, Directory: &memDirectory{users: users}, Idempotency: newMemIdem(), Health: Health{Ready: func(context.Context) error { return nil }}}

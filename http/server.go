@@ -28,6 +28,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fasthttp/router"
@@ -106,6 +107,10 @@ type Config struct {
 	// ReadTimeout and IdleTimeout bound a connection. Defaults 30s and 120s.
 	ReadTimeout time.Duration
 	IdleTimeout time.Duration
+	// DrainGrace is how long Shutdown keeps accepting and answering, with
+	// "Connection: close" on every answer and /health/ready at 503, before it
+	// closes the listener. Default 250ms; see Shutdown.
+	DrainGrace time.Duration
 }
 
 // CORS is the cross-origin configuration (CORS_ORIGIN, CORS_CREDENTIALS,
@@ -157,6 +162,7 @@ func (c *Config) withDefaults() (Config, error) {
 	def(&out.HealthCheckTimeout, 2*time.Second)
 	def(&out.ReadTimeout, 30*time.Second)
 	def(&out.IdleTimeout, 120*time.Second)
+	def(&out.DrainGrace, 250*time.Millisecond)
 	if out.HealthCacheTTL == 0 {
 		out.HealthCacheTTL = time.Second
 	}
@@ -257,6 +263,7 @@ type Server struct {
 	readyProbe    *probeCache[error]
 	detailedProbe *probeCache[dependencyReport]
 	shutdown      sync.Once
+	draining      atomic.Bool // Shutdown began: answers close their connection
 }
 
 // NewServer builds the edge. Users, Directory, Idempotency, Health.Ready and logger
@@ -363,10 +370,25 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // Shutdown stops accepting connections and waits for in-flight requests to
 // finish, or for ctx to end. Request contexts are cancelled afterwards.
+//
+// It first drains for DrainGrace: the server still accepts and answers, but
+// every answer closes its connection and /health/ready answers 503. A request a
+// client sent just before the signal may still sit unread, in the listener's
+// accept queue or on a connection whose goroutine has not read it yet; closing
+// the listener at once resets the first, and fasthttp's shutdown closes the
+// second as idle (TestSIGTERMUnderLoad saw both under load: "connection reset"
+// for requests sent 3 ms before SIGTERM). The grace gives them time to be read.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
 	s.shutdown.Do(func() {
+		s.draining.Store(true)
 		s.stopStreams()
+		grace := time.NewTimer(s.cfg.DrainGrace)
+		select {
+		case <-grace.C:
+		case <-ctx.Done():
+			grace.Stop()
+		}
 		err = s.srv.ShutdownWithContext(ctx)
 		s.cancelBase()
 	})
