@@ -109,28 +109,7 @@ func TestUpdatedOrderFollowsUsers(t *testing.T) {
 	}
 	q.After = p.Next
 	_, sql, _, args := postgres.SearchSQL(q)
-	tx, err = db.Pool().Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
-		t.Fatal(err)
-	}
-	rows, err := tx.Query(ctx, "EXPLAIN "+sql, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var plan []string
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, line)
-	}
-	rows.Close()
-	if !strings.Contains(strings.Join(plan, "\n"), "user_updated_order_idx") {
-		t.Errorf("the updatedAt page does not walk user_updated_order_idx:\n%s", strings.Join(plan, "\n"))
+	if plan := pgtest.Plan(t, db.Pool(), sql, args...); !strings.Contains(plan, "user_updated_order_idx") {
+		t.Errorf("the updatedAt page does not walk user_updated_order_idx:\n%s", plan)
 	}
 }
