@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -354,12 +355,16 @@ func TestServeAndShutdown(t *testing.T) {
 
 // gatedListener holds Accept until open is closed: the accept loop of a
 // loaded server that has not got to a connection the kernel already queued.
+// waiting is closed at the first Accept: the server is serving (a Shutdown
+// before that would find no listener and leave Serve running).
 type gatedListener struct {
 	net.Listener
-	open chan struct{}
+	open, waiting chan struct{}
+	once          sync.Once
 }
 
-func (l gatedListener) Accept() (net.Conn, error) {
+func (l *gatedListener) Accept() (net.Conn, error) {
+	l.once.Do(func() { close(l.waiting) })
 	<-l.open
 	return l.Listener.Accept()
 }
@@ -381,9 +386,10 @@ func TestShutdownAnswersQueuedRequests(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ln := gatedListener{Listener: inner, open: make(chan struct{})}
+			ln := &gatedListener{Listener: inner, open: make(chan struct{}), waiting: make(chan struct{})}
 			served := make(chan error, 1)
 			go func() { served <- h.srv.Serve(ln) }()
+			<-ln.waiting
 			addr := inner.Addr().String()
 			send := func(request string) (net.Conn, error) {
 				c, err := net.DialTimeout("tcp", addr, time.Second)
