@@ -60,11 +60,12 @@ func (s *Server) healthLive(r *request) error {
 // healthReady answers GET /health/ready: 503 until Health.Ready passes. The
 // check is shared between concurrent probes and for HealthCacheTTL (probeCache).
 func (s *Server) healthReady(r *request) error {
-	if s.draining.Load() { // shutting down: send no new traffic here
-		return r.writeHealth(fasthttp.StatusServiceUnavailable, healthBody{Status: "not ready", Timestamp: userservice.Now()})
+	ready := !s.draining.Load() // shutting down: send no new traffic here
+	if ready {
+		err, ok := s.readyProbe.get(r.ctx, s.cfg.HealthCheckTimeout)
+		ready = ok && err == nil
 	}
-	err, ok := s.readyProbe.get(r.ctx, s.cfg.HealthCheckTimeout)
-	if !ok || err != nil {
+	if !ready {
 		return r.writeHealth(fasthttp.StatusServiceUnavailable, healthBody{Status: "not ready", Timestamp: userservice.Now()})
 	}
 	return r.writeHealth(fasthttp.StatusOK, healthBody{Status: "ready", Timestamp: userservice.Now()})

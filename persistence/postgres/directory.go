@@ -119,10 +119,9 @@ func attrDocuments(filters []userservice.AttrFilter) []string {
 	return out
 }
 
-// orderSQL builds the ORDER BY clause from the whitelist, with id as the
+// orderSQL builds the ORDER BY clause of col (from sortColumn), with id as the
 // tie-breaker and users never active last in either direction.
-func orderSQL(q userservice.UserSearch) string {
-	col, desc := sortColumn(q)
+func orderSQL(col string, desc bool) string {
 	_, key, id := sortSource(col)
 	nulls := ""
 	if col == "last_active_at" {
@@ -187,7 +186,7 @@ var timeColumns = map[string]bool{"created_at": true, "updated_at": true, "last_
 func buildSearch(q userservice.UserSearch, page, limit int) searchQuery {
 	where, args := searchSQL(q)
 	col, desc := sortColumn(q)
-	order := orderSQL(q)
+	order := orderSQL(col, desc)
 	sq := searchQuery{countSQL: "SELECT count(*) FROM users" + where, args: args}
 	pageArgs := append([]any{}, args...)
 	arg := func(v any) string {
