@@ -183,7 +183,7 @@ type Config struct {
 	ActorIdleTimeout time.Duration `env:"ACTOR_IDLE_TIMEOUT" envDefault:"10m"`
 	ActorMaxActive   int           `env:"ACTOR_MAX_ACTIVE" envDefault:"100000"`
 	WriteBatchMax    int           `env:"WRITE_BATCH_MAX" envDefault:"256"`
-	WriteBatchWait   time.Duration `env:"WRITE_BATCH_WAIT" envDefault:"2ms"`
+	WriteBatchWait   time.Duration `env:"WRITE_BATCH_WAIT" envDefault:"0s"`
 	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	RequestTimeout   time.Duration `env:"REQUEST_TIMEOUT" envDefault:"10s"`
 	// A user's Redis snapshot is written at most once per SNAPSHOT_WRITE_DELAY, and at

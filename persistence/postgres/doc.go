@@ -4,11 +4,11 @@
 // ([Directory]) and stored idempotent answers ([IdempotencyStore]). Driver errors
 // become *userservice.Error values here and nowhere else.
 //
-// Group commit: [Writer.Commit] only queues a mutation. A batcher cuts the queue
-// into batches of at most BatchMax mutations, or whatever arrived within BatchWait
-// of the first, and a few committer goroutines each commit one batch in one
-// transaction, its statements pipelined with pgx.Batch, so many users' writes share
-// one round trip and one WAL flush. A mutation's callback runs only after COMMIT
+// Group commit: [Writer.Commit] only queues a mutation. A few committer goroutines
+// each, when free, take what has queued (at most BatchMax mutations, after at most
+// BatchWait, zero by default) and commit it in one transaction, its statements
+// pipelined with pgx.Batch: a lone write leaves at once, and under load the writes
+// that arrived during the previous commits share one round trip and one WAL flush. A mutation's callback runs only after COMMIT
 // returned, so an acknowledged write is durable.
 //
 // Fencing: every mutation updates its user row with WHERE version = BaseVersion.

@@ -144,3 +144,15 @@ func count(tb testing.TB, db *postgres.DB, sql string, args ...any) int {
 }
 
 func errCode(err error) string { return userservice.ErrorCode(err) }
+
+// waitFor polls cond until it holds, failing the test after 10 seconds.
+func waitFor(tb testing.TB, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatal("condition not reached after 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

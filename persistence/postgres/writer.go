@@ -39,8 +39,9 @@ var (
 type WriterConfig struct {
 	// BatchMax is the most mutations committed in one transaction (WRITE_BATCH_MAX).
 	BatchMax int
-	// BatchWait is how long a batch waits for company after its first mutation
-	// arrived (WRITE_BATCH_WAIT).
+	// BatchWait is how long a batch that a free committer could take at once
+	// waits for company after its first mutation arrived (WRITE_BATCH_WAIT). Zero:
+	// it leaves at once; batches still form while every committer is busy.
 	BatchWait time.Duration
 	// Committers is the number of transactions in flight at once.
 	Committers int
@@ -53,7 +54,7 @@ type WriterConfig struct {
 // Defaults of WriterConfig.
 const (
 	DefaultBatchMax      = 256
-	DefaultBatchWait     = 2 * time.Millisecond
+	DefaultBatchWait     = 0
 	DefaultCommitters    = 2
 	DefaultCommitTimeout = 10 * time.Second
 	DefaultTouchInterval = time.Second
@@ -72,10 +73,10 @@ type pending struct {
 	done func(error)
 }
 
-// Writer is the group-committing userservice.Committer. Mutations queue up; a
-// batcher cuts batches of at most BatchMax mutations or BatchWait of waiting, and
-// Committers goroutines commit each batch in one transaction. It is safe for
-// concurrent use.
+// Writer is the group-committing userservice.Committer. Mutations queue up; each
+// of Committers goroutines, when free, takes what has queued (at most BatchMax
+// mutations, after at most BatchWait for company) and commits it in one
+// transaction. It is safe for concurrent use.
 type Writer struct {
 	db     *DB
 	cfg    WriterConfig
@@ -85,9 +86,7 @@ type Writer struct {
 	queue   []pending
 	firstAt time.Time // arrival of the oldest queued mutation
 	closed  bool
-	wake    chan struct{} // capacity 1: the batcher has something to look at
-
-	batches chan []pending
+	wake    chan struct{} // capacity 1: a free committer has something to look at
 
 	touchMu sync.Mutex
 	touches map[string]time.Time
@@ -114,9 +113,6 @@ func NewWriter(db *DB, cfg WriterConfig, logger *slog.Logger) (*Writer, error) {
 	if cfg.BatchWait < 0 {
 		return nil, fmt.Errorf("cannot create writer: negative BatchWait %v", cfg.BatchWait)
 	}
-	if cfg.BatchWait == 0 {
-		cfg.BatchWait = DefaultBatchWait
-	}
 	if cfg.Committers <= 0 {
 		cfg.Committers = DefaultCommitters
 	}
@@ -129,18 +125,16 @@ func NewWriter(db *DB, cfg WriterConfig, logger *slog.Logger) (*Writer, error) {
 	return &Writer{
 		db: db, cfg: cfg, logger: logger,
 		wake:    make(chan struct{}, 1),
-		batches: make(chan []pending),
 		touches: map[string]time.Time{},
 		stop:    make(chan struct{}),
 	}, nil
 }
 
-// Start starts the batcher, the committers and the lastActiveAt flusher. Calling
-// it again does nothing.
+// Start starts the committers and the lastActiveAt flusher. Calling it again does
+// nothing.
 func (w *Writer) Start() {
 	w.startOnce.Do(func() {
-		w.wg.Add(2 + w.cfg.Committers)
-		go w.batchLoop()
+		w.wg.Add(1 + w.cfg.Committers)
 		for range w.cfg.Committers {
 			go w.commitLoop()
 		}
@@ -204,23 +198,26 @@ func (w *Writer) signal() {
 	}
 }
 
-// batchLoop cuts the queue into batches: up to BatchMax mutations, or whatever
-// arrived within BatchWait of the first. Once closed it drains the queue without
-// waiting, then tells the committers to stop.
-func (w *Writer) batchLoop() {
-	defer w.wg.Done()
-	defer close(w.batches)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+// nextBatch waits for mutations and takes the next batch: at most BatchMax of
+// them, once BatchWait has passed since the oldest arrived (at once when it is
+// zero). A committer calls it only when it is free, so a batch is cut when it can
+// be committed: under load, what arrived during the previous commits. Once the
+// writer is closed it takes what is queued without waiting, and reports false when
+// nothing is left.
+func (w *Writer) nextBatch(timer *time.Timer) ([]pending, bool) {
 	for {
 		w.mu.Lock()
 		n, closed := len(w.queue), w.closed
 		if n == 0 {
 			w.mu.Unlock()
 			if closed {
-				return
+				w.signal() // the other committers see the end too
+				return nil, false
 			}
-			<-w.wake
+			select {
+			case <-w.wake:
+			case <-w.stop:
+			}
 			continue
 		}
 		if wait := w.cfg.BatchWait - time.Since(w.firstAt); n < w.cfg.BatchMax && !closed && wait > 0 {
@@ -228,6 +225,8 @@ func (w *Writer) batchLoop() {
 			timer.Reset(wait)
 			select {
 			case <-w.wake:
+				timer.Stop()
+			case <-w.stop:
 				timer.Stop()
 			case <-timer.C:
 			}
@@ -239,15 +238,24 @@ func (w *Writer) batchLoop() {
 		rest := copy(w.queue, w.queue[take:])
 		clear(w.queue[rest:])
 		w.queue = w.queue[:rest]
+		if rest > 0 {
+			w.signal() // for another free committer; the rest has waited already
+		}
 		writeQueueLength.Add(float64(-take))
 		w.mu.Unlock()
-		w.batches <- batch // waits for a free committer; meanwhile the next batch grows
+		return batch, true
 	}
 }
 
 func (w *Writer) commitLoop() {
 	defer w.wg.Done()
-	for batch := range w.batches {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		batch, ok := w.nextBatch(timer)
+		if !ok {
+			return
+		}
 		w.commitBatch(batch)
 	}
 }

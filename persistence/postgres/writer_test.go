@@ -355,6 +355,13 @@ func TestWriterBatchWait(t *testing.T) {
 		}
 		return time.Since(start)
 	}
+	t.Run("with no BatchWait a lone mutation does not wait", func(t *testing.T) {
+		w := newWriter(t, db, postgres.WriterConfig{})
+		timed(t, w, 1) // warm the connection and the statement cache
+		if d := timed(t, w, 1); d > 2*time.Second {
+			t.Errorf("single commit took %v", d)
+		}
+	})
 	t.Run("a lone mutation commits soon after BatchWait", func(t *testing.T) {
 		w := newWriter(t, db, postgres.WriterConfig{BatchWait: 2 * time.Millisecond})
 		timed(t, w, 1) // warm the connection and the statement cache
@@ -374,6 +381,56 @@ func TestWriterBatchWait(t *testing.T) {
 			t.Errorf("full batch waited %v", d)
 		}
 	})
+}
+
+// With no BatchWait a free committer takes a mutation at once; the mutations that
+// arrive while every committer is busy wait for one and leave together.
+func TestWriterBatchesWhileCommittersAreBusy(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	w := newWriter(t, db, postgres.WriterConfig{Committers: 1})
+	blocked := registered(t, w, "blocked@example.com", "")
+
+	// Hold blocked's row, so that the committer's next transaction waits for it.
+	ctx := context.Background()
+	tx, err := db.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var holder int
+	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid() FROM users WHERE id = $1 FOR UPDATE`, blocked.User.ID).Scan(&holder); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	w.Commit(apply(t, blocked, userservice.Enroll{CourseID: userservice.NewID()}, metaAt(1)).Mutation, func(err error) { first <- err })
+	waitFor(t, func() bool {
+		return count(t, db, `SELECT count(*) FROM pg_stat_activity WHERE $1::int = ANY(pg_blocking_pids(pid))`, holder) > 0
+	})
+
+	const n = 20
+	ms := make([]*userservice.Mutation, n)
+	for i := range ms {
+		ms[i] = apply(t, nil, newUser(fmt.Sprintf("later%d@example.com", i), ""), metaAt(2)).Mutation
+	}
+	later := make(chan []error, 1)
+	go func() { later <- commitAll(t, w, ms...) }()
+	time.Sleep(200 * time.Millisecond) // all queued behind the busy committer
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("first mutation: %v", err)
+	}
+	for i, err := range <-later {
+		if err != nil {
+			t.Fatalf("mutation %d: %v", i, err)
+		}
+	}
+	// Rows written by one transaction share its xmin.
+	if got := count(t, db, `SELECT count(DISTINCT xmin::text) FROM users WHERE email LIKE 'later%'`); got != 1 {
+		t.Errorf("the %d mutations queued behind a busy committer took %d transactions, want 1", n, got)
+	}
 }
 
 func TestWriterRejectsInconsistentMutations(t *testing.T) {
