@@ -512,6 +512,31 @@ func TestTouchLastActive(t *testing.T) {
 	login := apply(t, s, userservice.RecordLogin{SessionID: "s", At: at(4)}, metaAt(4))
 	mustCommit(t, w, login.Mutation)
 	waitFor(at(9).Time)
+
+	// A row that another transaction holds (a group commit, say) is not waited
+	// for: the flush leaves it for a later one, which raises it once it is free.
+	ctx := context.Background()
+	tx, err := db.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var holder int
+	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid() FROM users WHERE id = $1 FOR UPDATE`, s.User.ID).Scan(&holder); err != nil {
+		t.Fatal(err)
+	}
+	w.TouchLastActive(s.User.ID, at(20))
+	time.Sleep(200 * time.Millisecond) // ten flushes
+	if n := count(t, db, `SELECT count(*) FROM pg_stat_activity WHERE $1::int = ANY(pg_blocking_pids(pid))`, holder); n != 0 {
+		t.Errorf("%d statements wait for the held row: a flush must not wait for a row lock", n)
+	}
+	if got := lastActive(); !got.Equal(at(9).Time) {
+		t.Fatalf("last_active_at = %v while the row was held, want %v", got, at(9).Time)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(at(20).Time)
 }
 
 func TestLoadStateRoundTrip(t *testing.T) {
