@@ -45,15 +45,16 @@ var sortColumns = map[string]string{
 	"lastActiveAt": "last_active_at",
 }
 
-// searchText is the expression of the users_search_trgm index, verbatim, so that
-// the planner can use the index for a LIKE on it.
-const searchText = `lower(first_name || E'\n' || last_name || E'\n' || email || E'\n' ||
-          coalesce(username, '') || E'\n' || coalesce(display_name, ''))`
+// searchFilter matches the escaped term ($1) as a case-insensitive substring of
+// users.search_text, the lower-cased fields joined by newlines (migration 00080),
+// through its trigram index. A term without a newline matches the text exactly
+// when it matches one field: the joins are newlines, and a newline inside a field
+// only cuts it further.
+const searchFilter = `search_text LIKE '%' || lower($1::text) || '%'`
 
-// searchFilter matches the escaped term ($1) as a case-insensitive substring: the
-// first line finds candidates through the trigram index, the rest re-checks each
-// field on its own, so that a term never matches across two fields.
-const searchFilter = searchText + ` LIKE '%' || lower($1::text) || '%'
+// searchFilterAcrossLines is searchFilter for a term with a newline: each field
+// re-checked on its own, so that the term never matches across two fields.
+const searchFilterAcrossLines = searchFilter + `
 	AND (lower(first_name) LIKE '%' || lower($1::text) || '%'
 		OR lower(last_name) LIKE '%' || lower($1::text) || '%'
 		OR email LIKE '%' || lower($1::text) || '%'
@@ -76,7 +77,11 @@ func searchSQL(q userservice.UserSearch) (where string, args []any) {
 	var conds []string
 	if q.Search != "" {
 		args = append(args, escapeLike(q.Search))
-		conds = append(conds, searchFilter)
+		if strings.Contains(q.Search, "\n") {
+			conds = append(conds, searchFilterAcrossLines)
+		} else {
+			conds = append(conds, searchFilter)
+		}
 	}
 	if q.Role != "" {
 		args = append(args, string(q.Role))

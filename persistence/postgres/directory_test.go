@@ -36,7 +36,7 @@ var searchFixture = []seedUser{
 	{"Grace", "Hopper", "grace@navy.mil", "ghopper", "Amazing Grace", userservice.RoleInstructor, userservice.StatusActive, 7, 0},
 	{"Alice", "Brown", "abrown@example.com", "abrown", "", userservice.RoleStudent, userservice.StatusActive, 7, 20},
 	{"Heidi", "Klum", "heidi@example.com", "heidi_k", "H_K", userservice.RoleStudent, userservice.StatusActive, 9, 10},
-	{"Ivan", "Petrov", "ivan@example.ru", "IvanP", "Ivan", userservice.RoleStudent, userservice.StatusActive, 10, 0},
+	{"Ivan", "Petrov", "ivan@example.ru", "IvanP", "Ivan\nthe Great", userservice.RoleStudent, userservice.StatusActive, 10, 0},
 	{"Judy", "Smith", "judy@example.com", "judy", "", userservice.RoleStudent, userservice.StatusActive, 7, 60},
 	{"Mallory", "Smith", "mallory@example.com", "mallory", "", userservice.RoleAdmin, userservice.StatusDeleted, 12, 0},
 }
@@ -190,6 +190,9 @@ func TestSearchUsers(t *testing.T) {
 			{"underscore is literal", userservice.UserSearch{Search: "_"}, 3},
 			{"backslash is literal", userservice.UserSearch{Search: `\`}, 0},
 			{"no match across fields", userservice.UserSearch{Search: "alice\nsmith"}, 0},
+			{"a newline inside a field", userservice.UserSearch{Search: "ivan\nthe"}, 1},
+			{"no match across a field with a newline", userservice.UserSearch{Search: "ivanp\nivan"}, 0},
+			{"a field with a newline, plain term", userservice.UserSearch{Search: "the gr"}, 1},
 			{"no match", userservice.UserSearch{Search: "zzz"}, 0},
 			{"role", userservice.UserSearch{Role: userservice.RoleInstructor}, 2},
 			{"status", userservice.UserSearch{Status: userservice.StatusSuspended}, 1},
@@ -370,6 +373,20 @@ func TestSearchUsersKeyset(t *testing.T) {
 					})
 				}
 			}
+		}
+	}
+}
+
+// The search's term is found through the trigram index of users.search_text
+// (migration 00080), with or without a newline in the term.
+func TestSearchUsesTheTrigramIndex(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	seedSearch(t, db)
+	for _, term := range []string{"smith", "ivan\nthe"} {
+		countSQL, _, args, _ := postgres.SearchSQL(userservice.UserSearch{Search: term, Limit: 20})
+		if plan := pgtest.Plan(t, db.Pool(), countSQL, args...); !strings.Contains(plan, "users_search_text_trgm") {
+			t.Errorf("the count for %q does not use users_search_text_trgm:\n%s", term, plan)
 		}
 	}
 }
