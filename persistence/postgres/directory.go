@@ -125,12 +125,27 @@ func attrDocuments(filters []userservice.AttrFilter) []string {
 }
 
 // orderSQL builds the ORDER BY clause of col (from sortColumn), with id as the
-// tie-breaker and users never active last in either direction.
-func orderSQL(col string, desc bool) string {
+// tie-breaker and users never active last in either direction. fromMatches
+// sorts by an expression equal to the column that no index provides, so that the
+// page is the top of the term's matches (found through the trigram index) rather
+// than a walk of the column's index that filters every row on the way: that walk
+// stops early for a common term but reads the whole table for a rare one, or for
+// one whose matches sort last (all the "weber"s of a lastName order: 14.7 ms on
+// 10,000 users, against 0.4 ms from the matches). buildSearch asks for it when
+// the search has a term and an exact count, which visits every match anyway, so
+// the page costs at most about as much as its count.
+func orderSQL(col string, desc, fromMatches bool) string {
 	_, key, id := sortSource(col)
 	nulls := ""
 	if col == "last_active_at" {
 		nulls = " NULLS LAST"
+	}
+	if fromMatches {
+		if timeColumns[col] {
+			key = "(" + key + " + interval '0')"
+		} else {
+			key = "(" + key + " || '')"
+		}
 	}
 	return " ORDER BY " + key + dir(desc) + nulls + ", " + id + dir(desc)
 }
@@ -191,7 +206,10 @@ var timeColumns = map[string]bool{"created_at": true, "updated_at": true, "last_
 func buildSearch(q userservice.UserSearch, page, limit int) searchQuery {
 	where, args := searchSQL(q)
 	col, desc := sortColumn(q)
-	order := orderSQL(col, desc)
+	// lastActiveAt's pages are two limited scans of their own (lastActiveUnion),
+	// ordered on the index as before.
+	fromMatches := q.Search != "" && q.Count != userservice.CountNone && col != "last_active_at"
+	order := orderSQL(col, desc, fromMatches)
 	sq := searchQuery{countSQL: "SELECT count(*) FROM users" + where, args: args}
 	pageArgs := append([]any{}, args...)
 	arg := func(v any) string {

@@ -229,6 +229,14 @@ func TestSearchUsers(t *testing.T) {
 						t.Errorf("order = %v, want %v", ids(got), want)
 					}
 				})
+				// A term with an exact count sorts its matches (orderSQL's fromMatches).
+				t.Run(by+" "+order+" with a term", func(t *testing.T) {
+					q := userservice.UserSearch{Limit: 100, SortBy: by, SortOrder: order, Search: "e"}
+					got, _ := search(t, q)
+					if want := expected(users, q); !slices.Equal(ids(got), want) {
+						t.Errorf("order = %v, want %v", ids(got), want)
+					}
+				})
 			}
 		}
 	})
@@ -384,9 +392,14 @@ func TestSearchUsesTheTrigramIndex(t *testing.T) {
 	db := pgtest.New(t)
 	seedSearch(t, db)
 	for _, term := range []string{"smith", "ivan\nthe"} {
-		countSQL, _, args, _ := postgres.SearchSQL(userservice.UserSearch{Search: term, Limit: 20})
+		countSQL, pageSQL, args, pageArgs := postgres.SearchSQL(userservice.UserSearch{Search: term, Limit: 20, SortBy: "lastName"})
 		if plan := pgtest.Plan(t, db.Pool(), countSQL, args...); !strings.Contains(plan, "users_search_text_trgm") {
 			t.Errorf("the count for %q does not use users_search_text_trgm:\n%s", term, plan)
+		}
+		// The page is the top of the matches, not a walk of users_last_name_idx,
+		// even when the planner is told to avoid sorting wherever it can.
+		if plan := pgtest.PlanWith(t, db.Pool(), []string{"enable_sort = off"}, pageSQL, pageArgs...); !strings.Contains(plan, "users_search_text_trgm") || strings.Contains(plan, "users_last_name_idx") {
+			t.Errorf("the page for %q does not sort the trigram index's matches:\n%s", term, plan)
 		}
 	}
 }

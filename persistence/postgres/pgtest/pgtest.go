@@ -110,6 +110,13 @@ func exec(ctx context.Context, url, sql string) error {
 // meant to use).
 func Plan(tb testing.TB, pool *pgxpool.Pool, sql string, args ...any) string {
 	tb.Helper()
+	return PlanWith(tb, pool, nil, sql, args...)
+}
+
+// PlanWith is Plan with more planner settings for the statement, such as
+// "enable_sort = off" to see whether a query can avoid a sort at all.
+func PlanWith(tb testing.TB, pool *pgxpool.Pool, settings []string, sql string, args ...any) string {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	tx, err := pool.Begin(ctx)
@@ -117,8 +124,10 @@ func Plan(tb testing.TB, pool *pgxpool.Pool, sql string, args ...any) string {
 		tb.Fatal(err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
-		tb.Fatal(err)
+	for _, set := range append([]string{"enable_seqscan = off"}, settings...) {
+		if _, err := tx.Exec(ctx, "SET LOCAL "+set); err != nil {
+			tb.Fatal(err)
+		}
 	}
 	rows, err := tx.Query(ctx, "EXPLAIN "+sql, args...)
 	if err != nil {
