@@ -146,7 +146,7 @@ func BenchmarkSearchUsers10k(b *testing.B) {
 		"rare":   {Page: 1, Limit: 20, Search: "hannah.green", SortBy: "createdAt", SortOrder: "desc"},
 	}
 	for name, q := range queries {
-		countSQL, pageSQL, args, pageArgs := postgres.SearchSQL(q)
+		countSQL, pageSQL, args, pageArgs := postgres.SearchSQL(q, false)
 		b.Logf("%s:\n%s\n%s", name, explain(b, db, countSQL, args), explain(b, db, pageSQL, pageArgs))
 
 		b.Run(name+"/count-pipelined", func(b *testing.B) {
@@ -260,7 +260,7 @@ func BenchmarkSearchUsersDeep(b *testing.B) {
 			// the page before, read once with the OFFSET query and no time limit.
 			prev := q
 			prev.Page = depth - 1
-			_, pageSQL, _, pageArgs := postgres.SearchSQL(prev)
+			_, pageSQL, _, pageArgs := postgres.SearchSQL(prev, false)
 			var pos userservice.Position
 			var key *string
 			err := db.Pool().QueryRow(ctx, "SELECT id::text, sort_key::text FROM ("+pageSQL+") p OFFSET $"+

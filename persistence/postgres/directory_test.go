@@ -241,6 +241,27 @@ func TestSearchUsers(t *testing.T) {
 		}
 	})
 
+	// One a page: the first page of a term walks the sort index (few rows
+	// wanted against many matches), later ones sort the matches (pageFromMatches).
+	t.Run("a term, one a page", func(t *testing.T) {
+		for _, by := range userservice.SortFields {
+			q := userservice.UserSearch{Limit: 1, SortBy: by, SortOrder: "asc", Search: "e"}
+			want := expected(users, q)
+			var all []string
+			for page := 1; page <= len(want)+1; page++ {
+				q.Page = page
+				got, p := search(t, q)
+				all = append(all, ids(got)...)
+				if p.Total != len(want) {
+					t.Errorf("%s page %d: total = %d, want %d", by, page, p.Total, len(want))
+				}
+			}
+			if !slices.Equal(all, want) {
+				t.Errorf("%s: pages = %v, want %v", by, all, want)
+			}
+		}
+	})
+
 	t.Run("pagination", func(t *testing.T) {
 		q := userservice.UserSearch{Limit: 3, SortBy: "createdAt", SortOrder: "asc"}
 		want := expected(users, q)
@@ -392,7 +413,7 @@ func TestSearchUsesTheTrigramIndex(t *testing.T) {
 	db := pgtest.New(t)
 	seedSearch(t, db)
 	for _, term := range []string{"smith", "ivan\nthe"} {
-		countSQL, pageSQL, args, pageArgs := postgres.SearchSQL(userservice.UserSearch{Search: term, Limit: 20, SortBy: "lastName"})
+		countSQL, pageSQL, args, pageArgs := postgres.SearchSQL(userservice.UserSearch{Search: term, Limit: 20, SortBy: "lastName"}, true)
 		if plan := pgtest.Plan(t, db.Pool(), countSQL, args...); !strings.Contains(plan, "users_search_text_trgm") {
 			t.Errorf("the count for %q does not use users_search_text_trgm:\n%s", term, plan)
 		}
@@ -400,6 +421,29 @@ func TestSearchUsesTheTrigramIndex(t *testing.T) {
 		// even when the planner is told to avoid sorting wherever it can.
 		if plan := pgtest.PlanWith(t, db.Pool(), []string{"enable_sort = off"}, pageSQL, pageArgs...); !strings.Contains(plan, "users_search_text_trgm") || strings.Contains(plan, "users_last_name_idx") {
 			t.Errorf("the page for %q does not sort the trigram index's matches:\n%s", term, plan)
+		}
+	}
+}
+
+func TestPageFromMatches(t *testing.T) {
+	for _, tt := range []struct {
+		matches int
+		size    float64
+		rows    int
+		want    bool
+	}{
+		{244, 10000, 21, true},      // one last name: sort its matches
+		{10005, 10000, 61, false},   // every user: walk the index
+		{1100, 10000, 61, true},     // 1,210,000 <= 1,220,000
+		{1200, 10000, 61, false},    // 1,440,000 > 1,220,000
+		{8, 12, 2, false},           // tiny table, first row of eight
+		{8, 12, 7, true},            // the seventh
+		{5, -1, 21, true},           // never analyzed: the table is at least the matches
+		{0, 0, 21, true},            // nothing matches
+		{50000, 1000000, 21, false}, // a common term among a million: walk
+	} {
+		if got := postgres.PageFromMatches(tt.matches, tt.size, tt.rows); got != tt.want {
+			t.Errorf("PageFromMatches(%d, %v, %d) = %v, want %v", tt.matches, tt.size, tt.rows, got, tt.want)
 		}
 	}
 }

@@ -108,7 +108,7 @@ func TestUpdatedOrderFollowsUsers(t *testing.T) {
 		t.Fatalf("first page: next %v, err %v", p.Next, err)
 	}
 	q.After = p.Next
-	_, sql, _, args := postgres.SearchSQL(q)
+	_, sql, _, args := postgres.SearchSQL(q, false)
 	if plan := pgtest.Plan(t, db.Pool(), sql, args...); !strings.Contains(plan, "user_updated_order_idx") {
 		t.Errorf("the updatedAt page does not walk user_updated_order_idx:\n%s", plan)
 	}
