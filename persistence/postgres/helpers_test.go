@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/lms-platform/userservice"
 	"github.com/lms-platform/userservice/persistence/postgres"
 )
@@ -155,4 +157,22 @@ func waitFor(tb testing.TB, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// holdRow locks the user's row in a transaction of its own, rolled back when the
+// test ends (or earlier by the test), and returns it with its backend's pid, for
+// pg_blocking_pids.
+func holdRow(tb testing.TB, db *postgres.DB, userID string) (pgx.Tx, int) {
+	tb.Helper()
+	ctx := context.Background()
+	tx, err := db.Pool().Begin(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = tx.Rollback(ctx) })
+	var pid int
+	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid() FROM users WHERE id = $1 FOR UPDATE`, userID).Scan(&pid); err != nil {
+		tb.Fatal(err)
+	}
+	return tx, pid
 }

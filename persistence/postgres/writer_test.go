@@ -393,15 +393,7 @@ func TestWriterBatchesWhileCommittersAreBusy(t *testing.T) {
 
 	// Hold blocked's row, so that the committer's next transaction waits for it.
 	ctx := context.Background()
-	tx, err := db.Pool().Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	var holder int
-	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid() FROM users WHERE id = $1 FOR UPDATE`, blocked.User.ID).Scan(&holder); err != nil {
-		t.Fatal(err)
-	}
+	tx, holder := holdRow(t, db, blocked.User.ID)
 	first := make(chan error, 1)
 	w.Commit(apply(t, blocked, userservice.Enroll{CourseID: userservice.NewID()}, metaAt(1)).Mutation, func(err error) { first <- err })
 	waitFor(t, func() bool {
@@ -516,15 +508,7 @@ func TestTouchLastActive(t *testing.T) {
 	// A row that another transaction holds (a group commit, say) is not waited
 	// for: the flush leaves it for a later one, which raises it once it is free.
 	ctx := context.Background()
-	tx, err := db.Pool().Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	var holder int
-	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid() FROM users WHERE id = $1 FOR UPDATE`, s.User.ID).Scan(&holder); err != nil {
-		t.Fatal(err)
-	}
+	tx, holder := holdRow(t, db, s.User.ID)
 	w.TouchLastActive(s.User.ID, at(20))
 	time.Sleep(200 * time.Millisecond) // ten flushes
 	if n := count(t, db, `SELECT count(*) FROM pg_stat_activity WHERE $1::int = ANY(pg_blocking_pids(pid))`, holder); n != 0 {
