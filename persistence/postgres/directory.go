@@ -205,7 +205,7 @@ var timeColumns = map[string]bool{"created_at": true, "updated_at": true, "last_
 func buildSearch(q userservice.UserSearch, page, limit int, fromMatches bool) searchQuery {
 	where, args := searchSQL(q)
 	col, desc := sortColumn(q)
-	order := orderSQL(col, desc, fromMatches && col != "last_active_at")
+	order := orderSQL(col, desc, fromMatches && pagesFromMatches(col))
 	sq := searchQuery{countSQL: "SELECT count(*) FROM users" + where, args: args}
 	pageArgs := append([]any{}, args...)
 	arg := func(v any) string {
@@ -369,7 +369,7 @@ func (d *Directory) SearchUsersAt(ctx context.Context, q userservice.UserSearch)
 	}
 	counted := q.Count != userservice.CountNone
 	var err error
-	if counted && q.Search != "" && col != "last_active_at" {
+	if counted && q.Search != "" && pagesFromMatches(col) {
 		// How the page is read depends on how many users match: count first.
 		err = d.searchByCount(ctx, q, page, limit, &gen, &total, readPage)
 	} else {
@@ -420,23 +420,25 @@ func (d *Directory) searchByCount(ctx context.Context, q userservice.UserSearch,
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return err
 	}
-	if pageFromMatches(*total, size, (page-1)*limit+limit+1) {
+	if pageFromMatches(*total, size, page*limit+1) {
 		sq = buildSearch(q, page, limit, true)
 	}
 	rows, err := tx.Query(ctx, sq.pageSQL, sq.pageArgs...)
 	if err != nil {
 		return err
 	}
-	if err := readPage(rows); err != nil {
-		rows.Close()
-		return err
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	err = readPage(rows)
+	rows.Close() // before the COMMIT on the same connection
+	if err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
 }
+
+// pagesFromMatches says whether col's pages can be read from a term's matches:
+// all but lastActiveAt's, which are two limited scans of their own
+// (lastActiveUnion).
+func pagesFromMatches(col string) bool { return col != "last_active_at" }
 
 // pageFromMatches says whether a page of a term with matches users among about
 // size reads the matches and sorts them (cost: every match) rather than walking

@@ -215,8 +215,7 @@ func (w *Writer) nextBatch(timer *time.Timer) ([]pending, bool) {
 		if n == 0 {
 			w.mu.Unlock()
 			if closed {
-				w.signal() // the other committers see the end too
-				return nil, false
+				return nil, false // the other committers see w.stop closed too
 			}
 			select {
 			case <-w.wake:
