@@ -126,17 +126,28 @@ func (o *owner) activate(ctx actor.Context, userID string) *entry {
 // until a busy child reports idle (idleNotice) or a passivation completes, so the
 // cap is soft while more users than it are busy at once, and no message is spent
 // asking a busy child again.
+//
+// A child read directly (hot.go) since the owner last looked counts as used now:
+// it is spared once and the choice made again, at most once per child per call.
 func (o *owner) enforceCap(ctx actor.Context) {
+	spared := 0
 	for len(o.entries)-o.draining > o.reg.perOwner {
 		var lru *entry
-		for _, e := range o.entries {
+		var lruID string
+		for id, e := range o.entries {
 			if !e.passivating && !e.deferred && (lru == nil || e.lastUsed < lru.lastUsed) {
-				lru = e
+				lru, lruID = e, id
 			}
 		}
 		if lru == nil {
 			overCapWaits.Inc()
 			return
+		}
+		if u := o.reg.live.get(lruID); u != nil && spared < len(o.entries) && u.seen.And(^seenLRU)&seenLRU != 0 {
+			spared++
+			o.clock++
+			lru.lastUsed = o.clock
+			continue
 		}
 		o.passivate(ctx, lru)
 	}

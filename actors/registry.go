@@ -89,6 +89,7 @@ type Registry struct {
 	system     *actor.ActorSystem
 	owners     []*actor.PID
 	childProps *actor.Props
+	live       *liveActors // started user actors, for direct reads (hot.go)
 
 	closed atomic.Bool
 	// pending counts requests handed to the actors and not yet answered by them,
@@ -138,6 +139,7 @@ func newRegistry(cfg Config, loader userservice.StateLoader, committer userservi
 		committer: committer,
 		log:       logger,
 		hooks:     h,
+		live:      newLiveActors(),
 	}
 	// protoactor logs dead letters and its own start at Info; keep only its warnings.
 	libLog := slog.New(minLevel{logger.Handler(), slog.LevelWarn}).With("component", "protoactor")
@@ -159,6 +161,10 @@ func newRegistry(cfg Config, loader userservice.StateLoader, committer userservi
 
 // Get implements [userservice.Users].
 func (r *Registry) Get(ctx context.Context, userID string, touch *userservice.Time) (*userservice.State, error) {
+	if s := r.live.published(userID); s != nil && !r.touchDue(s, touch) && ctx.Err() == nil && !r.closed.Load() {
+		directReads.Inc()
+		return s, nil
+	}
 	deadline := r.deadline(ctx)
 	v, err := r.call(ctx, userID, &get{request: request{userID: userID, sent: time.Now(), deadline: deadline}, touch: touch}, deadline)
 	if err != nil {
@@ -293,18 +299,19 @@ func (r *Registry) call(ctx context.Context, userID string, msg any, deadline ti
 	}
 }
 
+// touchDue reports whether a read with touch must record activity on s: its
+// stored lastActiveAt is unset or TouchInterval older than touch.
+func (r *Registry) touchDue(s *userservice.State, touch *userservice.Time) bool {
+	return touch != nil && (s.User.LastActiveAt == nil || touch.Sub(s.User.LastActiveAt.Time) >= r.cfg.TouchInterval)
+}
+
 // answered is called by a user actor once per request it answered or dropped
 // because its caller had given up.
 func (r *Registry) answered() { r.pending.Add(-1) }
 
 // ownerOf hashes the user id (FNV-1a, 32 bits) to its owner.
 func (r *Registry) ownerOf(userID string) *actor.PID {
-	h := uint32(2166136261)
-	for i := 0; i < len(userID); i++ {
-		h ^= uint32(userID[i])
-		h *= 16777619
-	}
-	return r.owners[h%uint32(len(r.owners))]
+	return r.owners[fnv32(userID)%uint32(len(r.owners))]
 }
 
 func timeoutError(cause error) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -55,6 +56,10 @@ type userActor struct {
 	lastActive time.Time
 	idle       *time.Timer
 	self       *actor.PID
+	// published is the committed state direct reads may serve (hot.go), nil while
+	// a read must come as a message; seen is set by those reads.
+	published atomic.Pointer[userservice.State]
+	seen      atomic.Uint32
 }
 
 // inflight is a command waiting for its commit.
@@ -102,6 +107,9 @@ func (u *userActor) Receive(ctx actor.Context) {
 		if u.passivating {
 			return // the owner's confirm is on its way
 		}
+		if u.seen.And(^seenIdle)&seenIdle != 0 {
+			u.lastActive = start // read directly since the last check
+		}
 		if rest := u.reg.cfg.IdleTimeout - start.Sub(u.lastActive); rest > 0 || u.busy() {
 			u.idle.Reset(max(rest, u.reg.cfg.IdleTimeout/4))
 			return
@@ -117,6 +125,7 @@ func (u *userActor) Receive(ctx actor.Context) {
 			u.idle.Reset(u.reg.cfg.IdleTimeout)
 			return
 		}
+		u.published.Store(nil)
 		if f := u.reg.cfg.OnPassivate; f != nil && u.state != nil {
 			f(u.state)
 		}
@@ -131,8 +140,11 @@ func (u *userActor) Receive(ctx actor.Context) {
 		}
 		u.lastActive = start
 		u.idle = time.AfterFunc(u.reg.cfg.IdleTimeout, u.idleFired)
+		u.reg.live.add(u.userID, u)
 		u.load(ctx)
 	case *actor.Stopped:
+		u.published.Store(nil)
+		u.reg.live.remove(u.userID, u)
 		if u.idle != nil {
 			u.idle.Stop()
 		}
@@ -170,6 +182,7 @@ func (u *userActor) enqueue(ctx actor.Context, msg any) {
 // load starts LoadState in a goroutine that sends the result back as loaded.
 func (u *userActor) load(ctx actor.Context) {
 	u.phase = phaseLoading
+	u.published.Store(nil)
 	self, root := ctx.Self(), u.reg.system.Root
 	loader, userID, timeout := u.reg.loader, u.userID, u.reg.cfg.LoadTimeout
 	go func() {
@@ -188,6 +201,7 @@ func (u *userActor) loaded(ctx actor.Context, m *loaded) {
 			u.state = nil
 		}
 		u.phase = phaseReady
+		u.published.Store(u.state)
 		u.drain(ctx)
 	default:
 		// Nothing to serve from: fail the waiting requests and let the owner stop us,
@@ -226,6 +240,7 @@ func (u *userActor) drain(ctx actor.Context) {
 
 // reload acknowledges and starts a fresh load; what is queued after it waits.
 func (u *userActor) reload(ctx actor.Context, sender *actor.PID) {
+	u.published.Store(nil) // before the answer: nothing sent after it may read the old state
 	u.reply(ctx, sender, &reloadDone{})
 	u.load(ctx)
 }
@@ -242,11 +257,12 @@ func (u *userActor) get(ctx actor.Context, m *get, sender *actor.PID, now time.T
 		u.reply(ctx, sender, userservice.ErrUserNotFound)
 		return
 	}
-	if t := m.touch; t != nil && (s.User.LastActiveAt == nil || t.Sub(s.User.LastActiveAt.Time) >= u.reg.cfg.TouchInterval) {
+	if u.reg.touchDue(s, m.touch) {
 		// States are immutable: publish a copy (sharing the maps) with the new time.
-		next, at := *s, *t
+		next, at := *s, *m.touch
 		next.User.LastActiveAt = &at
 		u.state, s = &next, &next
+		u.published.Store(s)
 		u.reg.committer.TouchLastActive(u.userID, at)
 	}
 	u.reply(ctx, sender, s)
@@ -298,6 +314,7 @@ func (u *userActor) committed(ctx actor.Context, m *commitResult) {
 			next = &cp
 		}
 		u.state = next
+		u.published.Store(next) // before the answer: a read after it sees the write
 		if f := u.reg.cfg.OnCommit; f != nil {
 			f(next)
 		}
@@ -305,11 +322,15 @@ func (u *userActor) committed(ctx actor.Context, m *commitResult) {
 		u.drain(ctx)
 		return
 	}
-	u.reply(ctx, c.sender, m.err)
 	if nothingWritten(m.err) {
+		u.reply(ctx, c.sender, m.err)
 		u.drain(ctx)
 		return
 	}
+	// Withdrawn before the answer: once the caller hears "unknown", reads wait
+	// for the reload, as they do through the mailbox.
+	u.published.Store(nil)
+	u.reply(ctx, c.sender, m.err)
 	u.reg.log.Warn("commit outcome unknown; reloading user state", slog.String("userId", u.userID), slog.Any("error", m.err))
 	u.load(ctx)
 }

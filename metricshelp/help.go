@@ -39,6 +39,7 @@ var help = map[string]string{
 	"user_service_actor_load_errors_total":            "User actor activations that could not load the user's state.",
 	"user_service_actor_mailbox_wait_seconds":         "Time a message waited in a user actor's mailbox before it was handled, in seconds.",
 	"user_service_actor_message_duration_seconds":     "Time a user actor spent handling one message, in seconds.",
+	"user_service_actor_direct_reads_total":           "Reads of an active user answered from its published state, without a message to its actor.",
 
 	// Cluster mode (actors/cluster.go)
 	"user_service_cluster_members":            "Members in this node's latest view of the cluster topology.",
