@@ -62,7 +62,8 @@ func (s *Server) readPreferences(r *request, pathID, category string) error {
 	return nil
 }
 
-// envelopeBuffers recycles the buffers appendPreferencesEnvelope writes into.
+// envelopeBuffers recycles the buffers the hand-written envelopes (preferences,
+// a user) are appended to.
 var envelopeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
 
 // setPreferences answers PUT /users/{id}/preferences: every item names its

@@ -36,8 +36,22 @@ func (r *request) writeJSON(status int, body []byte) {
 	r.fc.Response.SetBody(body)
 }
 
+// okUser sends the success envelope of one user profile (userjson.go).
+func (r *request) okUser(status int, u *userservice.User, message string) {
+	buf := envelopeBuffers.Get().(*[]byte)
+	*buf = appendUserEnvelope((*buf)[:0], u, message, userservice.Now())
+	r.writeJSON(status, *buf) // copies
+	if cap(*buf) <= 64<<10 {
+		envelopeBuffers.Put(buf)
+	}
+}
+
 // ok sends the success envelope.
 func (r *request) ok(status int, data any, message string, page *userservice.Pagination) error {
+	if u := userOf(data); u != nil && page == nil {
+		r.okUser(status, u, message)
+		return nil
+	}
 	b, err := renderSuccess(data, message, page)
 	if err != nil {
 		return err

@@ -9,7 +9,16 @@ import (
 
 // getUser answers GET /users/{id} and /users/me.
 func (s *Server) getUser(r *request) error {
-	return r.showUser(func(st *userservice.State) any { return st.User })
+	id, err := r.userIDParam()
+	if err != nil {
+		return err
+	}
+	st, err := r.readUser(id)
+	if err != nil {
+		return err
+	}
+	r.okUser(fasthttp.StatusOK, &st.User, "")
+	return nil
 }
 
 // updateUser answers PUT /users/{id} and /users/me.
