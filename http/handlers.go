@@ -70,15 +70,20 @@ func (r *request) readUser(pathID string) (*userservice.State, error) {
 // showUser answers a read of the user in the {id} path parameter with view of
 // that user's state.
 func (r *request) showUser(view func(*userservice.State) any) error {
-	id, err := r.userIDParam()
-	if err != nil {
-		return err
-	}
-	st, err := r.readUser(id)
+	st, err := r.readPathUser()
 	if err != nil {
 		return err
 	}
 	return r.ok(fasthttp.StatusOK, view(st), "", nil)
+}
+
+// readPathUser reads the user in the {id} path parameter, as readUser does.
+func (r *request) readPathUser() (*userservice.State, error) {
+	id, err := r.userIDParam()
+	if err != nil {
+		return nil, err
+	}
+	return r.readUser(id)
 }
 
 // writeUser authorizes the caller by a for the user that pathID names, executes

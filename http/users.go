@@ -9,11 +9,7 @@ import (
 
 // getUser answers GET /users/{id} and /users/me.
 func (s *Server) getUser(r *request) error {
-	id, err := r.userIDParam()
-	if err != nil {
-		return err
-	}
-	st, err := r.readUser(id)
+	st, err := r.readPathUser()
 	if err != nil {
 		return err
 	}
