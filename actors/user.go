@@ -125,7 +125,6 @@ func (u *userActor) Receive(ctx actor.Context) {
 			u.idle.Reset(u.reg.cfg.IdleTimeout)
 			return
 		}
-		u.published.Store(nil)
 		if f := u.reg.cfg.OnPassivate; f != nil && u.state != nil {
 			f(u.state)
 		}

@@ -36,7 +36,9 @@ func (r *request) writeJSON(status int, body []byte) {
 	r.fc.Response.SetBody(body)
 }
 
-// okUser sends the success envelope of one user profile (userjson.go).
+// okUser sends the success envelope of one user profile (userjson.go) from a
+// pooled buffer: GET /me's answer. A user in ok's data is encoded by the same
+// appender through renderSuccess.
 func (r *request) okUser(status int, u *userservice.User, message string) {
 	buf := envelopeBuffers.Get().(*[]byte)
 	*buf = appendUserEnvelope((*buf)[:0], u, message, userservice.Now())
@@ -48,10 +50,6 @@ func (r *request) okUser(status int, u *userservice.User, message string) {
 
 // ok sends the success envelope.
 func (r *request) ok(status int, data any, message string, page *userservice.Pagination) error {
-	if u := userOf(data); u != nil && page == nil {
-		r.okUser(status, u, message)
-		return nil
-	}
 	b, err := renderSuccess(data, message, page)
 	if err != nil {
 		return err
