@@ -320,12 +320,18 @@ func TestAdminSearchCache(t *testing.T) {
 		t.Fatal("no search was answered from the cache in 100 attempts")
 	}
 
-	if _, p := searchOne(a); p.Total != 1 {
-		t.Fatalf("first search: total %d", p.Total)
-	}
-	if n := len(st.searchCacheKeys(t)); n == 0 {
-		time.Sleep(200 * time.Millisecond)
-		if n = len(st.searchCacheKeys(t)); n == 0 {
+	// Storing an answer is best effort and happens after the answer (skipped while
+	// the instance counts Redis as down, e.g. after one slow call on a loaded
+	// machine): search again until an entry is there, for up to 5 s.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, p := searchOne(a); p.Total != 1 {
+			t.Fatalf("first search: total %d", p.Total)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if len(st.searchCacheKeys(t)) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
 			t.Fatalf("no search entry %ssearch:* in Redis", st.prefix)
 		}
 	}
