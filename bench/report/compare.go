@@ -208,7 +208,10 @@ func (c *comparison) write(w io.Writer) {
 			ratio(h.cpuPerKReq(), bl.cpuPerKReq()), pct(median(h.boxBusy)), strings.Join(h.loadavgs, "; "))
 	}
 
-	p("\n## Memory\n\n| | BASE | HEAD |\n|---|---|---|\n")
+	p("\n")
+	c.writeCPUShares(w)
+
+	p("## Memory\n\n| | BASE | HEAD |\n|---|---|---|\n")
 	users, _ := strconv.ParseFloat(m["users"], 64)
 	row := func(name string, f func(kv map[string]string) string) {
 		p("| %s | %s | %s |\n", name, f(base), f(head))

@@ -23,6 +23,8 @@ var (
 	writeCommitDuration = metrics.NewPrometheusHistogram("user_service_write_commit_duration_seconds")
 	writeQueueLength    = metrics.NewGauge("user_service_write_queue_length", nil)
 	writeFallbacks      = metrics.NewCounter("user_service_write_fallbacks_total")
+	writeSetBatches     = metrics.NewCounter("user_service_write_set_batches_total")
+	writeSetRetries     = metrics.NewCounter("user_service_write_set_retries_total")
 	writeErrorsConflict = metrics.NewCounter(`user_service_write_errors_total{kind="conflict"}`)
 	writeErrorsStale    = metrics.NewCounter(`user_service_write_errors_total{kind="stale"}`)
 	writeErrorsOther    = metrics.NewCounter(`user_service_write_errors_total{kind="unavailable"}`)
@@ -298,17 +300,27 @@ func (w *Writer) commitBatch(batch []pending) {
 	var excluded []*txItem
 	defer func() { w.commitEach(excluded) }()
 	retried := false
+	useSet := setWorthwhile(items)
 	for round := 0; ; round++ {
 		if len(items) == 0 {
 			return
 		}
-		res := w.runTx(items)
+		res := w.runTx(items, useSet)
 		switch {
 		case res.err == nil:
+			if useSet {
+				writeSetBatches.Inc()
+			}
 			for _, it := range items {
 				w.finish(it.p, nil)
 			}
 			return
+		case res.setFailed && !res.unknown:
+			// A set statement failed, and it cannot say for which mutation: the
+			// same batch again, one statement per row, finds the culprit.
+			writeSetRetries.Inc()
+			useSet = false
+			continue
 		case res.unknown:
 			w.logger.Error("group commit outcome unknown", "mutations", len(items), "err", res.err)
 			failAll(res.err)
@@ -339,7 +351,7 @@ func (w *Writer) commitBatch(batch []pending) {
 // outcome; once PostgreSQL stops answering, the rest fail unavailable.
 func (w *Writer) commitEach(items []*txItem) {
 	for i, it := range items {
-		res := w.runTx(items[i : i+1])
+		res := w.runTx(items[i:i+1], false)
 		if res.err == nil {
 			w.finish(it.p, nil)
 			continue
@@ -395,11 +407,29 @@ func countCommitted(m *userservice.Mutation) {
 	}
 }
 
+// setWorthwhile reports whether a batch's eligible mutations go into set
+// statements: when there are at least two of them, and no user appears twice
+// (one UPDATE cannot update a row twice; an actor has one mutation in flight, so
+// this is the exception). items are sorted by user.
+func setWorthwhile(items []*txItem) bool {
+	n := 0
+	for i, it := range items {
+		if i > 0 && items[i-1].p.m.UserID == it.p.m.UserID {
+			return false
+		}
+		if setEligible(it.p.m) {
+			n++
+		}
+	}
+	return n >= 2
+}
+
 // txResult is the outcome of one transaction attempt.
 type txResult struct {
 	err        error
 	culprit    int   // index of the mutation whose statement failed, or -1
 	culpritErr error // that statement's error
+	setFailed  bool  // a set statement failed first (no culprit known)
 	unknown    bool  // COMMIT failed without an answer: the outcome is unknown
 }
 
@@ -415,16 +445,27 @@ func (r txResult) answered() bool {
 // PostgreSQL, see fenceHead); the transaction it leaves open is rolled back.
 // Sending the COMMIT in a second round trip was 4-7% slower in
 // BenchmarkWriterBatch/actors=16 (5 of 6 runs; within the noise with more actors).
-func (w *Writer) runTx(items []*txItem) txResult {
+func (w *Writer) runTx(items []*txItem, useSet bool) txResult {
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.CommitTimeout)
 	defer cancel()
 	res := txResult{culprit: -1}
 	b := &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{})
+	var set *batchSet
+	if useSet {
+		set = &batchSet{}
+	}
 	for i, it := range items {
 		it.queue(b, func(err error) {
-			if res.culprit < 0 {
+			if res.culprit < 0 && !res.setFailed {
 				res.culprit, res.culpritErr = i, err
+			}
+		}, set)
+	}
+	if set != nil {
+		set.queue(b, func(error) {
+			if res.culprit < 0 {
+				res.setFailed = true
 			}
 		})
 	}

@@ -1,0 +1,215 @@
+package postgres_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	gojson "github.com/goccy/go-json"
+
+	"github.com/lms-platform/userservice"
+	"github.com/lms-platform/userservice/persistence/postgres"
+	"github.com/lms-platform/userservice/persistence/postgres/pgtest"
+)
+
+// The set statements' counters are process-wide; the tests of this file are not
+// parallel, so that no other test's batches move them while they run (Go starts
+// the parallel tests only after every sequential one).
+func setCounters() (batches, retries, fallbacks uint64) {
+	return metrics.GetOrCreateCounter("user_service_write_set_batches_total").Get(),
+		metrics.GetOrCreateCounter("user_service_write_set_retries_total").Get(),
+		metrics.GetOrCreateCounter("user_service_write_fallbacks_total").Get()
+}
+
+// A batch of several users' updates goes out as set statements and writes
+// exactly what one statement per row writes: every column of every user, and the
+// outbox rows with their exact envelopes in the batch's order.
+func TestWriterSetStatements(t *testing.T) {
+	db := pgtest.New(t)
+	w := newWriter(t, db, postgres.WriterConfig{BatchWait: 300 * time.Millisecond})
+	loader, err := postgres.NewLoader(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	course := userservice.NewID()
+	cmds := []func(s *userservice.State) userservice.Command{
+		func(*userservice.State) userservice.Command {
+			return userservice.EditProfile{Input: userservice.UpdateUser{Bio: userservice.Optional[string]{Set: true, Value: "a new bio"},
+				Phone: userservice.Optional[string]{Set: true, Value: "+15551234567"}, DisplayName: userservice.Optional[string]{Set: true, Null: true}}}
+		},
+		func(*userservice.State) userservice.Command {
+			return userservice.ChangeRole{Role: userservice.RoleInstructor}
+		},
+		func(*userservice.State) userservice.Command { return userservice.Enroll{CourseID: course} },
+		func(*userservice.State) userservice.Command {
+			return userservice.RecordLogin{SessionID: "s1", IPAddress: strp("10.0.0.7"), At: at(5)}
+		},
+		func(*userservice.State) userservice.Command {
+			return userservice.RemovePreference{Category: userservice.CategoryNotifications, Key: "marketing_emails"}
+		},
+		func(*userservice.State) userservice.Command {
+			return userservice.ChangeStatus{Status: userservice.StatusSuspended}
+		},
+	}
+	var states []*userservice.State
+	for i := range cmds {
+		s := registered(t, w, fmt.Sprintf("set%d@example.com", i), fmt.Sprintf("setuser%d", i))
+		if i == 5 { // one user with an enrollment before the batch
+			o := apply(t, s, userservice.Enroll{CourseID: course}, metaAt(1))
+			mustCommit(t, w, o.Mutation)
+			s = o.State
+		}
+		states = append(states, s)
+	}
+
+	b0, r0, f0 := setCounters()
+	outs := make([]*userservice.Outcome, len(cmds))
+	ms := make([]*userservice.Mutation, len(cmds))
+	for i, c := range cmds {
+		outs[i] = apply(t, states[i], c(states[i]), metaAt(10+i))
+		ms[i] = outs[i].Mutation
+	}
+	for i, err := range commitAll(t, w, ms...) {
+		if err != nil {
+			t.Fatalf("mutation %d: %v", i, err)
+		}
+	}
+	b1, r1, f1 := setCounters()
+	if b1-b0 != 1 || r1 != r0 || f1 != f0 {
+		t.Errorf("set batches +%d, set retries +%d, fallbacks +%d; want +1, +0, +0 (one batch, set statements)", b1-b0, r1-r0, f1-f0)
+	}
+
+	for i, o := range outs {
+		got, err := loader.LoadState(context.Background(), o.State.User.ID)
+		if err != nil {
+			t.Fatalf("LoadState: %v", err)
+		}
+		if len(got.Sessions) == 0 && len(o.State.Sessions) == 0 {
+			got.Sessions = o.State.Sessions // none either way (a revocation leaves an empty list)
+		}
+		if !reflect.DeepEqual(got, o.State) {
+			g, _ := json.MarshalIndent(got, "", " ")
+			want, _ := json.MarshalIndent(o.State, "", " ")
+			t.Errorf("user %d: loaded state differs from the applied one\n got: %s\nwant: %s", i, g, want)
+		}
+	}
+
+	// The outbox rows in id order: the batch's mutations in the writer's order (by
+	// user), each one's events in order, byte for byte.
+	sorted := append([]*userservice.Mutation(nil), ms...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].UserID < sorted[j].UserID })
+	var want []userservice.Event
+	for _, m := range sorted {
+		want = append(want, m.Events...)
+	}
+	rows, err := db.Pool().Query(context.Background(),
+		`SELECT event_id, user_id, routing_key, payload FROM outbox WHERE event_id = ANY($1) ORDER BY id`, eventIDs(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	i := 0
+	for ; rows.Next(); i++ {
+		var id, user, key string
+		var payload []byte
+		if err := rows.Scan(&id, &user, &key, &payload); err != nil {
+			t.Fatal(err)
+		}
+		if i >= len(want) {
+			continue
+		}
+		ev := want[i]
+		body, _ := gojson.Marshal(&ev)
+		if id != ev.ID || key != ev.Type || !bytes.Equal(payload, body) {
+			t.Errorf("outbox row %d = (%s, %s, %s), want (%s, %s, %s)", i, id, key, payload, ev.ID, ev.Type, body)
+		}
+		if user != sorted[userOf(sorted, ev.ID)].UserID {
+			t.Errorf("outbox row %d: user %s, want the mutation's", i, user)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if i != len(want) {
+		t.Errorf("outbox rows = %d, want %d", i, len(want))
+	}
+}
+
+func userOf(ms []*userservice.Mutation, eventID string) int {
+	for i, m := range ms {
+		for _, e := range m.Events {
+			if e.ID == eventID {
+				return i
+			}
+		}
+	}
+	return 0
+}
+
+// When a set statement fails (a stale version, a taken username), the batch is
+// committed again with one statement per row: the culprits get their own answers
+// and the rest is written, as without set statements.
+func TestWriterSetStatementFailureRetriesPerRow(t *testing.T) {
+	db := pgtest.New(t)
+	w := newWriter(t, db, postgres.WriterConfig{BatchWait: 300 * time.Millisecond})
+	a := registered(t, w, "a@example.com", "alice")
+	b := registered(t, w, "b@example.com", "bob")
+	c := registered(t, w, "c@example.com", "carol")
+	d := registered(t, w, "d@example.com", "dave")
+	moved := apply(t, a, userservice.ChangeRole{Role: userservice.RoleInstructor}, metaAt(1))
+	mustCommit(t, w, moved.Mutation) // a is at version 2 behind the batch's back
+
+	b0, r0, _ := setCounters()
+	stale := apply(t, a, userservice.ChangeRole{Role: userservice.RoleAdmin}, metaAt(2)).Mutation
+	taken := apply(t, b, userservice.EditProfile{Input: userservice.UpdateUser{
+		Username: userservice.Optional[string]{Set: true, Value: "CAROL"}}}, metaAt(2)).Mutation
+	goodC := apply(t, c, userservice.ChangeStatus{Status: userservice.StatusInactive}, metaAt(2))
+	goodD := apply(t, d, userservice.EditProfile{Input: userservice.UpdateUser{
+		Bio: userservice.Optional[string]{Set: true, Value: "dave's bio"}}}, metaAt(2))
+	errs := commitAll(t, w, stale, taken, goodC.Mutation, goodD.Mutation)
+
+	if !errors.Is(errs[0], userservice.ErrStaleVersion) {
+		t.Errorf("stale: err = %v, want ErrStaleVersion", errs[0])
+	}
+	if userservice.ErrorCode(errs[1]) != userservice.ECodeConflict || userservice.ErrorMessage(errs[1]) != "Username is already taken" {
+		t.Errorf("taken username: err = %v, want conflict %q", errs[1], "Username is already taken")
+	}
+	if errs[2] != nil || errs[3] != nil {
+		t.Errorf("good mutations: %v, %v", errs[2], errs[3])
+	}
+	b1, r1, _ := setCounters()
+	if r1-r0 != 1 {
+		t.Errorf("set retries +%d, want +1", r1-r0)
+	}
+	if b1 != b0 {
+		t.Errorf("set batches +%d, want +0 (the retry writes one statement per row)", b1-b0)
+	}
+	loader, err := postgres.NewLoader(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []*userservice.Outcome{goodC, goodD} {
+		got, err := loader.LoadState(context.Background(), o.State.User.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, o.State) {
+			t.Errorf("user %s: loaded state differs from the applied one", o.State.User.ID)
+		}
+	}
+	for _, m := range []*userservice.Mutation{stale, taken} {
+		if n := count(t, db, `SELECT count(*) FROM outbox WHERE event_id = $1`, m.Events[0].ID); n != 0 {
+			t.Errorf("a failed mutation wrote %d outbox rows", n)
+		}
+	}
+	if got := count(t, db, `SELECT version FROM users WHERE id = $1`, b.User.ID); got != 1 {
+		t.Errorf("b's version = %d, want 1", got)
+	}
+}
