@@ -65,6 +65,11 @@ func (c *comparison) cpuShares(s, who string) *cpuShare {
 		for name, cores := range parseTopCPU(r.sample["top_cpu"]) {
 			coreSeconds[name] += cores * wall
 		}
+		// wrk starts after the first /proc snapshot, so top_cpu misses it; the
+		// harness samples it on its own.
+		if v := r.f("wrk_cpu_cores"); !math.IsNaN(v) {
+			coreSeconds["wrk"] = coreSeconds["wrk"] + v*wall
+		}
 	}
 	if sh.requests == 0 {
 		return nil

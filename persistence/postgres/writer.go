@@ -315,9 +315,10 @@ func (w *Writer) commitBatch(batch []pending) {
 				w.finish(it.p, nil)
 			}
 			return
-		case res.setFailed && !res.unknown:
-			// A set statement failed, and it cannot say for which mutation: the
-			// same batch again, one statement per row, finds the culprit.
+		case res.setFailed && serverError(res.err):
+			// PostgreSQL refused a set statement, which cannot say for which
+			// mutation: the same batch again, one statement per row, finds the
+			// culprit. (Without an answer, the cases below apply as before.)
 			writeSetRetries.Inc()
 			useSet = false
 			continue
