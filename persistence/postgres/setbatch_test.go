@@ -39,6 +39,14 @@ func TestWriterSetStatements(t *testing.T) {
 		t.Fatal(err)
 	}
 	course := userservice.NewID()
+	p40, spent := 40.0, int64(90)
+	prefs := userservice.UpsertPreferences{Preferences: []userservice.PreferenceInput{
+		{Category: strp(userservice.CategoryUI), Key: "theme", Value: json.RawMessage(`"dark"`)},
+		{Category: strp(userservice.CategoryLearning), Key: "custom_key", Value: json.RawMessage(`{"b": 1, "a": [1, 2.50, "x"]}`)},
+	}}
+	if err := prefs.Validate(""); err != nil {
+		t.Fatal(err)
+	}
 	cmds := []func(s *userservice.State) userservice.Command{
 		func(*userservice.State) userservice.Command {
 			return userservice.EditProfile{Input: userservice.UpdateUser{Bio: userservice.Optional[string]{Set: true, Value: "a new bio"},
@@ -57,11 +65,17 @@ func TestWriterSetStatements(t *testing.T) {
 		func(*userservice.State) userservice.Command {
 			return userservice.ChangeStatus{Status: userservice.StatusSuspended}
 		},
+		func(*userservice.State) userservice.Command { // an existing key and a new one
+			return userservice.SetPreferences{Input: prefs}
+		},
+		func(*userservice.State) userservice.Command { // an existing enrollment: the upsert's update
+			return userservice.SetProgress{CourseID: course, Input: userservice.UpdateProgress{Progress: &p40, TimeSpentSeconds: &spent}}
+		},
 	}
 	var states []*userservice.State
 	for i := range cmds {
 		s := registered(t, w, fmt.Sprintf("set%d@example.com", i), fmt.Sprintf("setuser%d", i))
-		if i == 5 { // one user with an enrollment before the batch
+		if i == 5 || i == 7 { // users with an enrollment before the batch
 			o := apply(t, s, userservice.Enroll{CourseID: course}, metaAt(1))
 			mustCommit(t, w, o.Mutation)
 			s = o.State
