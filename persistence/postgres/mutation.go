@@ -185,6 +185,31 @@ type batchSet struct {
 	payloads                          [][]byte
 }
 
+// newBatchSet returns a batchSet with room for the user updates and events of
+// items, so that adding them does not grow the arrays.
+func newBatchSet(items []*txItem) *batchSet {
+	users, events := 0, 0
+	for _, it := range items {
+		if setEligible(it.p.m) {
+			users++
+			events += len(it.p.m.Events)
+		}
+	}
+	return &batchSet{
+		ids: make([]string, 0, users), authIDs: make([]string, 0, users),
+		bases: make([]int64, 0, users), logins: make([]int64, 0, users), versions: make([]int64, 0, users),
+		emails: make([]string, 0, users), firstNames: make([]string, 0, users), lastNames: make([]string, 0, users),
+		timezones: make([]string, 0, users), languages: make([]string, 0, users),
+		roles: make([]string, 0, users), statuses: make([]string, 0, users),
+		usernames: make([]*string, 0, users), displayNames: make([]*string, 0, users), avatars: make([]*string, 0, users),
+		bios: make([]*string, 0, users), phones: make([]*string, 0, users),
+		verified: make([]bool, 0, users), completed: make([]bool, 0, users),
+		lastActive: make([]*time.Time, 0, users), lastLogin: make([]*time.Time, 0, users), updated: make([]time.Time, 0, users),
+		eventIDs: make([]string, 0, events), eventUsers: make([]string, 0, events), routingKeys: make([]string, 0, events),
+		payloads: make([][]byte, 0, events),
+	}
+}
+
 // setEligible reports whether m's statements may join a batch's set statements:
 // it updates its user (a registration inserts it, and an erasure's statements
 // must come before its own events and after its user's update).

@@ -454,7 +454,7 @@ func (w *Writer) runTx(items []*txItem, useSet bool) txResult {
 	b.BeginTx(pgx.TxOptions{})
 	var set *batchSet
 	if useSet {
-		set = &batchSet{}
+		set = newBatchSet(items)
 	}
 	for i, it := range items {
 		it.queue(b, func(err error) {
