@@ -121,3 +121,45 @@ func BenchmarkRelayMark(b *testing.B) {
 		})
 	}
 }
+
+// TestRelayMovesTheStoredSequence: the move takes event_log's sequence from the
+// outbox column the writer fills (migration 00090), and from the payload for rows
+// written before it: the envelope's sequence, else metadata.userVersion.
+func TestRelayMovesTheStoredSequence(t *testing.T) {
+	t.Parallel()
+	pool := newTestPool(t)
+	exchange, _, in := tapNewExchange(t)
+	ctx := context.Background()
+	u := userservice.NewID()
+	// The column wins over a payload that says otherwise; without it the payload
+	// is read.
+	if _, err := pool.Exec(ctx, `INSERT INTO outbox (event_id, user_id, routing_key, payload, sequence) VALUES
+		($2, $1, 'user.updated', '{"sequence": 99, "metadata": {"userVersion": 98}}', 5),
+		($3, $1, 'user.updated', '{"sequence": 7, "metadata": {"userVersion": 98}}', NULL),
+		($4, $1, 'user.updated', '{"metadata": {"userVersion": 8}}', NULL)`,
+		u, userservice.NewID(), userservice.NewID(), userservice.NewID()); err != nil {
+		t.Fatal(err)
+	}
+	r := newTestRelay(t, pool, exchange, func(c *RelayConfig) { c.EventRetention = time.Hour })
+	runInBackground(t, r.Run)
+	receive(t, in, 3, 10*time.Second)
+	var got []int64
+	eventually(t, 10*time.Second, "three rows moved", func() bool {
+		rows, err := pool.Query(ctx, `SELECT sequence FROM event_log WHERE user_id = $1 ORDER BY outbox_id`, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = got[:0]
+		for rows.Next() {
+			var s int64
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, s)
+		}
+		return rows.Err() == nil && len(got) == 3
+	})
+	if want := []int64{5, 7, 8}; got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+		t.Errorf("event_log sequences = %v, want %v", got, want)
+	}
+}

@@ -608,8 +608,11 @@ func (r *Relay) mark(ctx context.Context, acked, failed []int64) error {
 }
 
 // moveToEventLogSQL deletes confirmed outbox rows and keeps them in event_log
-// (the change feed's history) in one statement. The sequence is the envelope's;
-// rows written before envelopes carried it fall back to metadata.userVersion.
+// (the change feed's history) in one statement. The sequence is the envelope's,
+// stored beside it (migration 00090); rows written before that column are read
+// from the payload, and rows written before envelopes carried it fall back to
+// metadata.userVersion. coalesce evaluates its arguments only as far as it needs,
+// so a row with the column parses nothing.
 //
 // position numbers the global feed. An outbox id is not commit order (two
 // transactions take ids, the later id may commit first), but only the relay
@@ -619,12 +622,13 @@ func (r *Relay) mark(ctx context.Context, acked, failed []int64) error {
 // second mover (a lost leadership) collides on the unique position and its
 // statement fails, leaving its rows in the outbox to be published and moved again.
 const moveToEventLogSQL = `WITH moved AS (
-	DELETE FROM outbox WHERE id = ANY($1) RETURNING id, event_id, user_id, routing_key, payload, created_at)
+	DELETE FROM outbox WHERE id = ANY($1) RETURNING id, event_id, user_id, routing_key, payload, created_at, sequence)
 INSERT INTO event_log (user_id, sequence, outbox_id, event_id, routing_key, payload, created_at, position)
-SELECT user_id, coalesce((e->>'sequence')::bigint, (e->'metadata'->>'userVersion')::bigint, 0),
+SELECT user_id, coalesce(sequence, (SELECT coalesce((e->>'sequence')::bigint, (e->'metadata'->>'userVersion')::bigint, 0)
+		FROM (SELECT convert_from(payload, 'UTF8')::jsonb AS e) AS env)),
 	id, event_id, routing_key, payload, created_at,
 	(SELECT coalesce(max(position), 0) FROM event_log) + row_number() OVER (ORDER BY id)
-FROM moved, LATERAL (SELECT convert_from(payload, 'UTF8')::jsonb AS e) AS env
+FROM moved
 ON CONFLICT (user_id, sequence, outbox_id) DO NOTHING`
 
 // pruneEventLog deletes events older than the retention, in bounded chunks.

@@ -91,8 +91,11 @@ func (c *comparison) writeCPUShares(w io.Writer) {
 		"machine is the busy time of all CPUs per request, so machine minus the listed processes is what other processes " +
 		"of this shared box and the kernel took. For the write scenarios, 2× BASE needs the whole machine's time per request " +
 		"at or below the last column (BASE's machine time per request halved).\n\n")
-	p("| scenario | side | service | PostgreSQL | RabbitMQ | Redis | wrk | listed | machine | 2× BASE needs machine ≤ |\n")
-	p("|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| scenario | side |")
+	for _, g := range processGroups {
+		p(" %s |", g.label)
+	}
+	p(" listed | machine | 2× BASE needs machine ≤ |\n|---|---|%s---|---|---|\n", strings.Repeat("---|", len(processGroups)))
 	for _, s := range c.order {
 		base := c.cpuShares(s, "base")
 		for _, who := range []string{"base", "head", "baseline"} {

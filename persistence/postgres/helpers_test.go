@@ -176,3 +176,33 @@ func holdRow(tb testing.TB, db *postgres.DB, userID string) (pgx.Tx, int) {
 	}
 	return tx, pid
 }
+
+// outboxRow is one outbox row as the tests read it.
+type outboxRow struct {
+	eventID, userID, routingKey string
+	payload                     []byte
+	sequence                    *int64 // the envelope's, beside it (migration 00090)
+}
+
+// outboxRows reads the outbox rows of events, in id order (the relay's order).
+func outboxRows(tb testing.TB, db *postgres.DB, events []userservice.Event) []outboxRow {
+	tb.Helper()
+	ids := make([]string, len(events))
+	for i, e := range events {
+		ids[i] = e.ID
+	}
+	rows, err := db.Pool().Query(context.Background(),
+		`SELECT event_id, user_id, routing_key, payload, sequence FROM outbox WHERE event_id = ANY($1) ORDER BY id`, ids)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (outboxRow, error) {
+		var r outboxRow
+		err := row.Scan(&r.eventID, &r.userID, &r.routingKey, &r.payload, &r.sequence)
+		return r, err
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}

@@ -68,7 +68,7 @@ WHERE user_id = $1 AND ended_at IS NULL AND ($2 = '' OR session_id = $2) AND ses
 	ON CONFLICT (user_id, session_id) DO UPDATE SET id = EXCLUDED.id, ip_address = EXCLUDED.ip_address,
 	user_agent = EXCLUDED.user_agent, started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at`
 
-	insertOutboxSQL = `INSERT INTO outbox (event_id, user_id, routing_key, payload) VALUES ($1, $2, $3, $4)`
+	insertOutboxSQL = `INSERT INTO outbox (event_id, user_id, routing_key, payload, sequence) VALUES ($1, $2, $3, $4, $5)`
 
 	insertAuditSQL = `INSERT INTO audit_log (id, user_id, actor_id, action, before, after, correlation_id, created_at)
 	VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb, $7, $8)`
@@ -153,9 +153,10 @@ const (
 
 	// The rows keep the order of the arrays (mutation by mutation, each one's
 	// events in order), so that outbox ids follow it as with one INSERT per row.
-	setInsertOutboxSQL = `INSERT INTO outbox (event_id, user_id, routing_key, payload)
-	SELECT event_id, user_id, routing_key, payload
-	FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[]) WITH ORDINALITY AS t(event_id, user_id, routing_key, payload, n)
+	setInsertOutboxSQL = `INSERT INTO outbox (event_id, user_id, routing_key, payload, sequence)
+	SELECT event_id, user_id, routing_key, payload, sequence
+	FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[], $5::bigint[])
+	WITH ORDINALITY AS t(event_id, user_id, routing_key, payload, sequence, n)
 	ORDER BY n`
 )
 
@@ -183,6 +184,7 @@ type batchSet struct {
 	// outbox: one entry per event.
 	eventIDs, eventUsers, routingKeys []string
 	payloads                          [][]byte
+	sequences                         []int64
 }
 
 // newBatchSet returns a batchSet with room for the user updates and events of
@@ -206,7 +208,7 @@ func newBatchSet(items []*txItem) *batchSet {
 		verified: make([]bool, 0, users), completed: make([]bool, 0, users),
 		lastActive: make([]*time.Time, 0, users), lastLogin: make([]*time.Time, 0, users), updated: make([]time.Time, 0, users),
 		eventIDs: make([]string, 0, events), eventUsers: make([]string, 0, events), routingKeys: make([]string, 0, events),
-		payloads: make([][]byte, 0, events),
+		payloads: make([][]byte, 0, events), sequences: make([]int64, 0, events),
 	}
 }
 
@@ -272,6 +274,7 @@ func (s *batchSet) add(it *txItem) {
 		s.eventUsers = append(s.eventUsers, u.ID)
 		s.routingKeys = append(s.routingKeys, e.Type)
 		s.payloads = append(s.payloads, it.payloads[i])
+		s.sequences = append(s.sequences, e.Sequence)
 	}
 }
 
@@ -300,7 +303,7 @@ func (s *batchSet) queue(b *pgx.Batch, fail func(error)) {
 		add(setUpsertPreferencesSQL, s.prefIDs, s.prefUsers, s.categories, s.keys, s.values, s.prefCreated, s.prefUpdated)
 	}
 	if len(s.eventIDs) > 0 {
-		add(setInsertOutboxSQL, s.eventIDs, s.eventUsers, s.routingKeys, s.payloads)
+		add(setInsertOutboxSQL, s.eventIDs, s.eventUsers, s.routingKeys, s.payloads, s.sequences)
 	}
 }
 
@@ -467,7 +470,7 @@ func (it *txItem) queue(b *pgx.Batch, fail func(error), set *batchSet) {
 	if !inSet {
 		for i := range m.Events {
 			e := &m.Events[i]
-			add(nil, insertOutboxSQL, e.ID, u.ID, e.Type, it.payloads[i])
+			add(nil, insertOutboxSQL, e.ID, u.ID, e.Type, it.payloads[i], e.Sequence)
 		}
 	}
 	for i := range m.Audit {

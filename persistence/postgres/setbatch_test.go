@@ -120,51 +120,28 @@ func TestWriterSetStatements(t *testing.T) {
 	sorted := append([]*userservice.Mutation(nil), ms...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].UserID < sorted[j].UserID })
 	var want []userservice.Event
+	var wantUsers []string
 	for _, m := range sorted {
 		want = append(want, m.Events...)
-	}
-	rows, err := db.Pool().Query(context.Background(),
-		`SELECT event_id, user_id, routing_key, payload FROM outbox WHERE event_id = ANY($1) ORDER BY id`, eventIDs(want))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	i := 0
-	for ; rows.Next(); i++ {
-		var id, user, key string
-		var payload []byte
-		if err := rows.Scan(&id, &user, &key, &payload); err != nil {
-			t.Fatal(err)
+		for range m.Events {
+			wantUsers = append(wantUsers, m.UserID)
 		}
-		if i >= len(want) {
-			continue
-		}
+	}
+	rows := outboxRows(t, db, want)
+	for i, r := range rows[:min(len(rows), len(want))] {
 		ev := want[i]
 		body, _ := gojson.Marshal(&ev)
-		if id != ev.ID || key != ev.Type || !bytes.Equal(payload, body) {
-			t.Errorf("outbox row %d = (%s, %s, %s), want (%s, %s, %s)", i, id, key, payload, ev.ID, ev.Type, body)
+		if r.eventID != ev.ID || r.userID != wantUsers[i] || r.routingKey != ev.Type || !bytes.Equal(r.payload, body) {
+			t.Errorf("outbox row %d = (%s, %s, %s, %s), want (%s, %s, %s, %s)", i, r.eventID, r.userID, r.routingKey, r.payload,
+				ev.ID, wantUsers[i], ev.Type, body)
 		}
-		if user != sorted[userOf(sorted, ev.ID)].UserID {
-			t.Errorf("outbox row %d: user %s, want the mutation's", i, user)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if i != len(want) {
-		t.Errorf("outbox rows = %d, want %d", i, len(want))
-	}
-}
-
-func userOf(ms []*userservice.Mutation, eventID string) int {
-	for i, m := range ms {
-		for _, e := range m.Events {
-			if e.ID == eventID {
-				return i
-			}
+		if r.sequence == nil || *r.sequence != ev.Sequence {
+			t.Errorf("outbox row %d: sequence column %v, want %d", i, r.sequence, ev.Sequence)
 		}
 	}
-	return 0
+	if len(rows) != len(want) {
+		t.Errorf("outbox rows = %d, want %d", len(rows), len(want))
+	}
 }
 
 // When a set statement fails (a stale version, a taken username), the batch is

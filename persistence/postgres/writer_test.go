@@ -243,37 +243,28 @@ func TestWriterOutboxCarriesTheExactEnvelope(t *testing.T) {
 	mustCommit(t, w, done.Mutation)
 
 	events := append(append([]userservice.Event{}, enroll.Mutation.Events...), done.Mutation.Events...)
-	rows, err := db.Pool().Query(context.Background(),
-		`SELECT event_id, user_id, routing_key, payload FROM outbox WHERE event_id = ANY($1) ORDER BY id`, eventIDs(events))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	i := 0
-	for ; rows.Next(); i++ {
-		var id, user, key string
-		var payload []byte
-		if err := rows.Scan(&id, &user, &key, &payload); err != nil {
-			t.Fatal(err)
-		}
+	rows := outboxRows(t, db, events)
+	for i, r := range rows[:min(len(rows), len(events))] {
 		ev := events[i]
 		want, _ := gojson.Marshal(&ev)
-		if id != ev.ID || user != s.User.ID || key != ev.Type || !bytes.Equal(payload, want) {
-			t.Errorf("row %d = (%s, %s, %s, %s), want (%s, %s, %s, %s)", i, id, user, key, payload, ev.ID, s.User.ID, ev.Type, want)
+		if r.eventID != ev.ID || r.userID != s.User.ID || r.routingKey != ev.Type || !bytes.Equal(r.payload, want) {
+			t.Errorf("row %d = (%s, %s, %s, %s), want (%s, %s, %s, %s)", i, r.eventID, r.userID, r.routingKey, r.payload,
+				ev.ID, s.User.ID, ev.Type, want)
+		}
+		if r.sequence == nil || *r.sequence != ev.Sequence {
+			t.Errorf("row %d: sequence column %v, want %d", i, r.sequence, ev.Sequence)
 		}
 		var env map[string]any
-		if err := json.Unmarshal(payload, &env); err != nil {
+		if err := json.Unmarshal(r.payload, &env); err != nil {
 			t.Fatalf("payload is not JSON: %v", err)
 		}
 		for _, k := range []string{"id", "type", "source", "data", "timestamp", "correlationId", "metadata"} {
 			if _, ok := env[k]; !ok {
-				t.Errorf("envelope lacks %q: %s", k, payload)
+				t.Errorf("envelope lacks %q: %s", k, r.payload)
 			}
 		}
 	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	i := len(rows)
 	if wantTypes := []string{userservice.EventEnrolled, userservice.EventProgressUpdated, userservice.EventCourseCompleted}; i != len(wantTypes) {
 		t.Errorf("outbox rows = %d, want %d (%v)", i, len(wantTypes), wantTypes)
 	}
