@@ -160,7 +160,7 @@ func (c *comparison) writeGoals(w io.Writer) {
 		p("| %s ≥ %.0f%% of bare fasthttp | %s of %s req/s = %s | %s |\n", title(g.s), 100*g.goal, num(h.rps()), num(b.rps()),
 			pct(h.rps()/b.rps()), yes(h.rps() >= g.goal*b.rps()))
 	}
-	for _, s := range []string{"put_me", "put_preference", "post_enrollment", "put_progress"} {
+	for _, s := range writeScenarios {
 		h, b := c.stats(s, "head"), c.stats(s, "base")
 		if !h.ok || !b.ok {
 			continue

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -115,7 +116,7 @@ func (c *comparison) writeCPUShares(w io.Writer) {
 				cells = append(cells, fmt.Sprintf("%.3f", v))
 			}
 			need := "–"
-			if who == "head" && base != nil && writeScenario(s) {
+			if who == "head" && base != nil && slices.Contains(writeScenarios, s) {
 				need = fmt.Sprintf("%.3f", base.machine/2)
 			}
 			p("| %s | %s | %s | %.3f | %.3f | %s |\n", title(s), who, strings.Join(cells, " | "), listed, sh.machine, need)
@@ -124,11 +125,5 @@ func (c *comparison) writeCPUShares(w io.Writer) {
 	p("\n")
 }
 
-// writeScenario reports whether issue 16 sets a 2× target for the scenario.
-func writeScenario(s string) bool {
-	switch s {
-	case "put_me", "put_preference", "post_enrollment", "put_progress":
-		return true
-	}
-	return false
-}
+// writeScenarios are the scenarios issue 16 sets a 2× target for.
+var writeScenarios = []string{"put_me", "put_preference", "post_enrollment", "put_progress"}
