@@ -136,7 +136,7 @@ func BenchmarkSearchUsers10k(b *testing.B) {
 		b.Fatal(err)
 	}
 	// Steady state: autovacuum has flushed the GIN index's pending list.
-	if _, err := db.Pool().Exec(ctx, "VACUUM ANALYZE users, user_updated_order"); err != nil {
+	if _, err := db.Pool().Exec(ctx, "VACUUM ANALYZE users, user_updated_order, user_active_order"); err != nil {
 		b.Fatal(err)
 	}
 	dir, _ := postgres.NewDirectory(db)
@@ -224,11 +224,11 @@ func BenchmarkSearchUsersDeep(b *testing.B) {
 	ctx := context.Background()
 	start := time.Now()
 	// One statement of a million rows: the rows the triggers of users keep
-	// (the platform counters of migration 00003, the updatedAt order of 00070)
-	// are filled once at the end, as the migrations do. Row by row inside one
-	// statement this size, each counter row's million versions made every
-	// increment walk the chain of the ones before it (perf: 64% in
-	// heap_hot_search_buffer, still running after ten minutes).
+	// (the platform counters of migration 00003, the updatedAt and lastActiveAt
+	// orders of 00070 and 00100) are filled once at the end, as the migrations
+	// do. Row by row inside one statement this size, each counter row's million
+	// versions made every increment walk the chain of the ones before it (perf:
+	// 64% in heap_hot_search_buffer, still running after ten minutes).
 	seed := strings.Replace(seed10k, "generate_series(1, 10000)", "generate_series(1, "+strconv.Itoa(n)+")", 1)
 	tx, err := db.Pool().Begin(ctx)
 	if err != nil {
@@ -236,6 +236,7 @@ func BenchmarkSearchUsersDeep(b *testing.B) {
 	}
 	for _, sql := range []string{`ALTER TABLE users DISABLE TRIGGER USER`, seed,
 		`INSERT INTO user_updated_order (user_id, changed_at) SELECT id, updated_at FROM users`,
+		`INSERT INTO user_active_order (user_id, active_at) SELECT id, last_active_at FROM users`,
 		`INSERT INTO user_counts SELECT 0, role, status, email_verified, profile_completed, count(*) FROM users
 		GROUP BY role, status, email_verified, profile_completed`,
 		`ALTER TABLE users ENABLE TRIGGER USER`} {
@@ -246,7 +247,7 @@ func BenchmarkSearchUsersDeep(b *testing.B) {
 	if err := tx.Commit(ctx); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := db.Pool().Exec(ctx, "VACUUM ANALYZE users, user_updated_order"); err != nil {
+	if _, err := db.Pool().Exec(ctx, "VACUUM ANALYZE users, user_updated_order, user_active_order"); err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("seeded %d users in %v", n, time.Since(start).Round(time.Second))

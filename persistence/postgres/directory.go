@@ -134,7 +134,7 @@ func attrDocuments(filters []userservice.AttrFilter) []string {
 // 10,000 users, against 0.4 ms from the matches). SearchUsersAt asks for it when
 // the term's matches are few against the table (pageFromMatches).
 func orderSQL(col string, desc, fromMatches bool) string {
-	_, key, id := sortSource(col)
+	_, key, id := sortSource(col, fromMatches)
 	nulls := ""
 	if col == "last_active_at" {
 		nulls = " NULLS LAST"
@@ -150,18 +150,33 @@ func orderSQL(col string, desc, fromMatches bool) string {
 }
 
 // sortSource returns the FROM clause of a page in col's order and the columns
-// that order walks: (col, id) of users, except for updated_at, whose order is
-// kept in user_updated_order by a trigger (migration 00070) so that an index on
-// users.updated_at does not make every profile write a non-HOT update. Its
-// changed_at equals users.updated_at and its user_id users.id, so the order
-// and the keys are the same; the WHERE clause's unqualified columns are all
-// users' (user_updated_order has no column of the same name).
-func sortSource(col string) (from, key, id string) {
-	if col == "updated_at" {
+// that order walks: (col, id) of users, except for updated_at and
+// last_active_at, whose orders are kept in user_updated_order and
+// user_active_order by triggers (migrations 00070 and 00100) so that an index
+// on them does not make every profile write or recorded activity a non-HOT
+// update of users. Their changed_at and active_at equal users.updated_at and
+// users.last_active_at and their user_id users.id, so the order and the keys
+// are the same; the WHERE clause's unqualified columns are all users' (neither
+// table has a column of the same name). A page sorted from the term's matches
+// (fromMatches) walks no index: it sorts users' own column, with no join.
+func sortSource(col string, fromMatches bool) (from, key, id string) {
+	if fromMatches {
+		return " FROM users", col, "id"
+	}
+	switch col {
+	case "updated_at":
 		return " FROM users JOIN user_updated_order ON user_updated_order.user_id = users.id", "changed_at", "user_id"
+	case "last_active_at":
+		return activeOrderFrom, "active_at", "user_id"
 	}
 	return " FROM users", col, "id"
 }
+
+// activeOrderFrom is the FROM clause of a page in lastActiveAt order: users with
+// user_active_order (migration 00100), whose active_at equals
+// users.last_active_at, NULL for users never active, and whose index
+// (active_at, user_id) keeps the order.
+const activeOrderFrom = " FROM users JOIN user_active_order ON user_active_order.user_id = users.id"
 
 // normalizePage applies the defaults and bounds of the API to page and limit.
 func normalizePage(page, limit int) (int, int) {
@@ -205,7 +220,8 @@ var timeColumns = map[string]bool{"created_at": true, "updated_at": true, "last_
 func buildSearch(q userservice.UserSearch, page, limit int, fromMatches bool) searchQuery {
 	where, args := searchSQL(q)
 	col, desc := sortColumn(q)
-	order := orderSQL(col, desc, fromMatches && pagesFromMatches(col))
+	fromMatches = fromMatches && pagesFromMatches(col)
+	order := orderSQL(col, desc, fromMatches)
 	sq := searchQuery{countSQL: "SELECT count(*) FROM users" + where, args: args}
 	pageArgs := append([]any{}, args...)
 	arg := func(v any) string {
@@ -215,14 +231,14 @@ func buildSearch(q userservice.UserSearch, page, limit int, fromMatches bool) se
 	cols := userColumns + ", " + col + " AS sort_key"
 	if q.After == nil && page == 1 && col == "last_active_at" {
 		// The first page as the two range scans below, with no position: the
-		// (last_active_at, id) index has NULLs last ascending and first
+		// (active_at, user_id) index has NULLs last ascending and first
 		// descending, so "DESC NULLS LAST" alone would sort every match.
 		n := arg(limit + 1)
-		sq.pageSQL = lastActiveUnion(cols, where, "", dir(desc), n, order)
+		sq.pageSQL = lastActiveUnion(cols, where, "", dir(desc), n)
 		sq.pageArgs = pageArgs
 		return sq
 	}
-	from, key, id := sortSource(col)
+	from, key, id := sortSource(col, fromMatches)
 	if q.After == nil {
 		sq.pageSQL = "SELECT " + cols + from + where + order +
 			" LIMIT " + arg(limit+1) + " OFFSET " + arg((page-1)*limit)
@@ -240,11 +256,11 @@ func buildSearch(q userservice.UserSearch, page, limit int, fromMatches bool) se
 	after := q.After
 	switch {
 	case col == "last_active_at" && after.Null:
-		sq.pageSQL = "SELECT " + cols + " FROM users" + where + " AND last_active_at IS NULL AND id" + cmp + arg(after.ID) + "::uuid" +
-			" ORDER BY last_active_at" + dir + " NULLS LAST, id" + dir + " LIMIT " + arg(limit+1)
+		sq.pageSQL = "SELECT " + cols + activeOrderFrom + where + " AND active_at IS NULL AND user_id" + cmp + arg(after.ID) + "::uuid" +
+			" ORDER BY user_id" + dir + " LIMIT " + arg(limit+1)
 	case col == "last_active_at":
 		key, id, n := arg(after.Key), arg(after.ID), arg(limit+1)
-		sq.pageSQL = lastActiveUnion(cols, where, " AND (last_active_at, id)"+cmp+"("+key+cast+", "+id+"::uuid)", dir, n, order)
+		sq.pageSQL = lastActiveUnion(cols, where, " AND (active_at, user_id)"+cmp+"("+key+cast+", "+id+"::uuid)", dir, n)
 	default:
 		sq.pageSQL = "SELECT " + cols + from + where +
 			" AND (" + key + ", " + id + ")" + cmp + "(" + arg(after.Key) + cast + ", " + arg(after.ID) + "::uuid)" +
@@ -261,14 +277,14 @@ func dir(desc bool) string {
 	return " ASC"
 }
 
-// lastActiveUnion is a page in lastActiveAt order as two index range scans: the
-// users active (after the position, when after is set), then those never
-// active, by id; each limited, merged and limited again.
-func lastActiveUnion(cols, where, after, dir, limit, order string) string {
-	return "SELECT * FROM ((SELECT " + cols + " FROM users" + where + " AND last_active_at IS NOT NULL" + after +
-		" ORDER BY last_active_at" + dir + ", id" + dir + " LIMIT " + limit + ")" +
-		" UNION ALL (SELECT " + cols + " FROM users" + where + " AND last_active_at IS NULL" +
-		" ORDER BY id" + dir + " LIMIT " + limit + ")) page" + order + " LIMIT " + limit
+// lastActiveUnion is a page in lastActiveAt order as two range scans of
+// user_active_order_idx: the users active (after the position, when after is
+// set), then those never active, by id; each limited, merged and limited again.
+func lastActiveUnion(cols, where, after, dir, limit string) string {
+	return "SELECT * FROM ((SELECT " + cols + activeOrderFrom + where + " AND active_at IS NOT NULL" + after +
+		" ORDER BY active_at" + dir + ", user_id" + dir + " LIMIT " + limit + ")" +
+		" UNION ALL (SELECT " + cols + activeOrderFrom + where + " AND active_at IS NULL" +
+		" ORDER BY user_id" + dir + " LIMIT " + limit + ")) page ORDER BY sort_key" + dir + " NULLS LAST, id" + dir + " LIMIT " + limit
 }
 
 // positionOf renders a sort key scanned from PostgreSQL as a cursor position:
@@ -334,6 +350,18 @@ func (d *Directory) SearchGeneration(ctx context.Context) (string, error) {
 	return gen, nil
 }
 
+// customPlansSQL makes the search's transaction plan every statement for its own
+// arguments. pgx prepares each statement once per connection, and after five
+// executions PostgreSQL may switch a prepared statement to its generic plan, made
+// without the term: for `search_text LIKE '%' || $1 || '%'` that plan cannot
+// know how many rows match, and it is a sequential scan of users (8 ms on 10,000
+// users for a term with 244 matches, against 0.6 ms through the trigram index),
+// which the search then paid on every call. A custom plan costs its planning
+// (about 1 ms) and picks the trigram index, the sort index or the matches by the
+// term. SET LOCAL ends with the transaction: the writer's statements keep their
+// generic plans.
+const customPlansSQL = "SET LOCAL plan_cache_mode = force_custom_plan"
+
 // SearchUsersAt is SearchUsers that also returns the search generation of the
 // snapshot the answer was read in (see SearchGeneration).
 func (d *Directory) SearchUsersAt(ctx context.Context, q userservice.UserSearch) ([]userservice.User, userservice.Pagination, string, error) {
@@ -376,6 +404,7 @@ func (d *Directory) SearchUsersAt(ctx context.Context, q userservice.UserSearch)
 		sq := buildSearch(q, page, limit, false)
 		b := &pgx.Batch{}
 		b.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+		b.Queue(customPlansSQL)
 		b.Queue(searchGenerationSQL).QueryRow(func(row pgx.Row) error { return row.Scan(&gen) })
 		if counted {
 			b.Queue(sq.countSQL, sq.args...).QueryRow(func(row pgx.Row) error { return row.Scan(&total) })
@@ -403,36 +432,35 @@ func (d *Directory) SearchUsersAt(ctx context.Context, q userservice.UserSearch)
 }
 
 // searchByCount reads a counted search with a term in one read-only snapshot and
-// two round trips: the generation, the count and the size of users first, then
-// the page, from the matches or along the sort index as pageFromMatches decides.
+// two round trips on one connection: the transaction's start, the generation,
+// the count and the size of users first, then the page, from the matches or
+// along the sort index as pageFromMatches decides, with the COMMIT. A
+// connection an error leaves inside the transaction is closed by the pool on
+// release, never reused.
 func (d *Directory) searchByCount(ctx context.Context, q userservice.UserSearch, page, limit int, gen *string, total *int, readPage func(pgx.Rows) error) error {
-	tx, err := d.db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	conn, err := d.db.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = tx.Rollback(ctx) }()
+	defer conn.Release()
 	sq := buildSearch(q, page, limit, false)
 	var size float64
 	b := &pgx.Batch{}
+	b.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+	b.Queue(customPlansSQL)
 	b.Queue(searchGenerationSQL).QueryRow(func(row pgx.Row) error { return row.Scan(gen) })
 	b.Queue(sq.countSQL, sq.args...).QueryRow(func(row pgx.Row) error { return row.Scan(total) })
 	b.Queue(`SELECT reltuples::float8 FROM pg_class WHERE oid = 'users'::regclass`).QueryRow(func(row pgx.Row) error { return row.Scan(&size) })
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return err
 	}
 	if pageFromMatches(*total, size, page*limit+1) {
 		sq = buildSearch(q, page, limit, true)
 	}
-	rows, err := tx.Query(ctx, sq.pageSQL, sq.pageArgs...)
-	if err != nil {
-		return err
-	}
-	err = readPage(rows)
-	rows.Close() // before the COMMIT on the same connection
-	if err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
+	b = &pgx.Batch{}
+	b.Queue(sq.pageSQL, sq.pageArgs...).Query(readPage)
+	b.Queue("COMMIT")
+	return conn.SendBatch(ctx, b).Close()
 }
 
 // pagesFromMatches says whether col's pages can be read from a term's matches:

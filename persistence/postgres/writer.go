@@ -67,10 +67,12 @@ const (
 const maxExcludeRounds = 8
 
 // touchChunk bounds the users of one lastActiveAt statement, and so how long a
-// group commit may wait for the rows it locked: each is a non-HOT update of users
-// (last_active_at is indexed), 0.1-0.25 ms a row on the benchmark machine, so a
-// chunk holds its rows for a few milliseconds (5,000 a statement held them for
-// 40-60 ms a second under the mix at 1,000 req/s, and writes to them waited).
+// group commit may wait for the rows it locked: 0.1-0.25 ms a row on the
+// benchmark machine while each was a non-HOT update of users (before migration
+// 00100 moved the lastActiveAt order out of users' indexes; now a HOT update and
+// the trigger's update of user_active_order), so a chunk holds its rows for a
+// few milliseconds at most (5,000 a statement held them for 40-60 ms a second
+// under the mix at 1,000 req/s, and writes to them waited).
 const touchChunk = 16
 
 // pending is one queued mutation.
