@@ -185,29 +185,39 @@ func (u *UpdateUser) any() bool {
 		u.AvatarURL.Set || u.Bio.Set || u.Phone.Set || u.Timezone.Set || u.Language.Set
 }
 
+// profileChanges is the "changes" object of user.updated: the fields that
+// were set, as sent. A field left out is a nil pointer (omitted); one set to
+// null points to a nil string.
+type profileChanges struct {
+	Username    **string `json:"username,omitempty"`
+	FirstName   **string `json:"firstName,omitempty"`
+	LastName    **string `json:"lastName,omitempty"`
+	DisplayName **string `json:"displayName,omitempty"`
+	AvatarURL   **string `json:"avatarUrl,omitempty"`
+	Bio         **string `json:"bio,omitempty"`
+	Phone       **string `json:"phone,omitempty"`
+	Timezone    **string `json:"timezone,omitempty"`
+	Language    **string `json:"language,omitempty"`
+}
+
 // changes returns the fields that were set, as sent, for the user.updated event.
-func (u *UpdateUser) changes() map[string]any {
-	m := map[string]any{}
-	add := func(name string, o Optional[string]) {
+func (u *UpdateUser) changes() profileChanges {
+	field := func(o Optional[string]) **string {
 		if !o.Set {
-			return
+			return nil
 		}
-		if o.Null {
-			m[name] = nil
-		} else {
-			m[name] = o.Value
+		var v *string
+		if !o.Null {
+			s := o.Value
+			v = &s
 		}
+		return &v
 	}
-	add("username", u.Username)
-	add("firstName", u.FirstName)
-	add("lastName", u.LastName)
-	add("displayName", u.DisplayName)
-	add("avatarUrl", u.AvatarURL)
-	add("bio", u.Bio)
-	add("phone", u.Phone)
-	add("timezone", u.Timezone)
-	add("language", u.Language)
-	return m
+	return profileChanges{
+		Username: field(u.Username), FirstName: field(u.FirstName), LastName: field(u.LastName),
+		DisplayName: field(u.DisplayName), AvatarURL: field(u.AvatarURL), Bio: field(u.Bio),
+		Phone: field(u.Phone), Timezone: field(u.Timezone), Language: field(u.Language),
+	}
 }
 
 // ProfileCompletion returns the spec's profileCompletionPercentage
