@@ -528,9 +528,10 @@ func (w *Writer) touchLoop() {
 // LOCKED) and that still show an older time. It never waits for a row lock, so
 // it never holds rows it locked while waiting for another: writes to these users
 // wait at most for this statement's own short run. The rows are locked in id
-// order, the order in which group commits update them too.
+// order, the order in which group commits update them too. Ids go as text[], as
+// in the set statements (setUpdateUsersSQL).
 const flushTouchesSQL = `WITH t AS (
-	SELECT * FROM unnest($1::uuid[], $2::timestamptz[]) AS t(id, at)
+	SELECT id::uuid AS id, at FROM unnest($1::text[], $2::timestamptz[]) AS t(id, at)
 ), locked AS (
 	SELECT u.id FROM users u JOIN t ON t.id = u.id
 	WHERE u.last_active_at IS NULL OR u.last_active_at < t.at
