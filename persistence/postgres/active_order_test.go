@@ -77,23 +77,7 @@ func TestActiveOrderFollowsUsers(t *testing.T) {
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
 	id := states[2].User.ID
-	counters := func() (upd, hot int) {
-		t.Helper()
-		if err := tx.QueryRow(ctx, `SELECT pg_stat_get_xact_tuples_updated('users'::regclass),
-			pg_stat_get_xact_tuples_hot_updated('users'::regclass)`).Scan(&upd, &hot); err != nil {
-			t.Fatal(err)
-		}
-		return upd, hot
-	}
-	upd0, hot0 := counters()
-	if _, err := tx.Exec(ctx, `UPDATE users SET last_active_at = now() + interval '1 hour' WHERE id = $1`, id); err != nil {
-		t.Fatal(err)
-	}
-	upd1, hot1 := counters()
-	if upd1-upd0 != 1 || hot1-hot0 != 1 {
-		t.Errorf("the UPDATE counted %d updates of users, %d of them HOT; want 1 and 1: an index of users names last_active_at",
-			upd1-upd0, hot1-hot0)
-	}
+	expectHOT(t, ctx, tx, `UPDATE users SET last_active_at = now() + interval '1 hour' WHERE id = $1`, id)
 	var same bool
 	if err := tx.QueryRow(ctx, `SELECT o.active_at = u.last_active_at FROM users u JOIN user_active_order o ON o.user_id = u.id
 		WHERE u.id = $1`, id).Scan(&same); err != nil || !same {

@@ -206,3 +206,28 @@ func outboxRows(tb testing.TB, db *postgres.DB, events []userservice.Event) []ou
 	}
 	return out
 }
+
+// expectHOT runs sql in tx and fails unless it updated exactly one row of users,
+// as a HOT update (no index of users names a column it changed). The xact
+// counters include what this backend counted and has not yet reported (earlier
+// transactions on the connection): it compares deltas.
+func expectHOT(t *testing.T, ctx context.Context, tx pgx.Tx, sql string, args ...any) {
+	t.Helper()
+	counters := func() (upd, hot int) {
+		t.Helper()
+		if err := tx.QueryRow(ctx, `SELECT pg_stat_get_xact_tuples_updated('users'::regclass),
+			pg_stat_get_xact_tuples_hot_updated('users'::regclass)`).Scan(&upd, &hot); err != nil {
+			t.Fatal(err)
+		}
+		return upd, hot
+	}
+	upd0, hot0 := counters()
+	if _, err := tx.Exec(ctx, sql, args...); err != nil {
+		t.Fatal(err)
+	}
+	upd1, hot1 := counters()
+	if upd1-upd0 != 1 || hot1-hot0 != 1 {
+		t.Errorf("%.60q counted %d updates of users, %d of them HOT; want 1 and 1: an index of users names a column it changed",
+			sql, upd1-upd0, hot1-hot0)
+	}
+}
