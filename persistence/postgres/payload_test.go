@@ -45,3 +45,41 @@ func TestEventPayloadKeepsChangesAsSent(t *testing.T) {
 		t.Errorf("profile %v lacks displayName (null when unset)", env.Data.Profile)
 	}
 }
+
+// TestEnrollmentPayloadsCarryEveryField: the typed enrollment event data, with
+// its embedded common part, renders every field under the writer's encoder.
+func TestEnrollmentPayloadsCarryEveryField(t *testing.T) {
+	const course = "0b6b2b8e-4c1d-4c55-9b8f-6a4e1f2a3b4c"
+	s := apply(t, nil, newUser("e@example.com", ""), metaAt(0)).State
+	enrolled := apply(t, s, userservice.Enroll{CourseID: course}, metaAt(1))
+	progress := 40.0
+	updated := apply(t, enrolled.State, userservice.EditEnrollment{CourseID: course,
+		Input: userservice.UpdateEnrollment{Progress: &progress}}, metaAt(2))
+	for _, c := range []struct {
+		o    *userservice.Outcome
+		keys []string
+	}{
+		{enrolled, []string{"userId", "enrollmentId", "courseId", "enrollmentStatus", "progress", "enrolledAt", "reactivated"}},
+		{updated, []string{"userId", "enrollmentId", "courseId", "enrollmentStatus", "progress", "previousProgress", "timeSpentSeconds"}},
+	} {
+		e := c.o.Mutation.Events[0]
+		b, err := json.Marshal(&e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var env struct {
+			Data map[string]any `json:"data"`
+		}
+		if err := json.Unmarshal(b, &env); err != nil {
+			t.Fatal(err)
+		}
+		if len(env.Data) != len(c.keys) {
+			t.Errorf("%s: data %v, want exactly %v", e.Type, env.Data, c.keys)
+		}
+		for _, k := range c.keys {
+			if _, ok := env.Data[k]; !ok {
+				t.Errorf("%s: data %v lacks %q", e.Type, env.Data, k)
+			}
+		}
+	}
+}
