@@ -232,7 +232,7 @@ func profileOf(u *User) eventProfile {
 }
 
 // profileEditedData is the data of user.updated after a profile edit: typed,
-// where a map of its fields cost 3 allocations more per write and a sort of its
+// where maps of its fields cost allocations for every entry and a sort of their
 // keys at every encoding (issue 16: allocation on the write path).
 type profileEditedData struct {
 	UserID  string         `json:"userId"`
