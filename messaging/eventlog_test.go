@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/lms-platform/userservice"
 )
 
@@ -149,15 +151,10 @@ func TestRelayMovesTheStoredSequence(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got = got[:0]
-		for rows.Next() {
-			var s int64
-			if err := rows.Scan(&s); err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, s)
+		if got, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
+			t.Fatal(err)
 		}
-		return rows.Err() == nil && len(got) == 3
+		return len(got) == 3
 	})
 	if want := []int64{5, 7, 8}; got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
 		t.Errorf("event_log sequences = %v, want %v", got, want)

@@ -362,6 +362,14 @@ func (d *Directory) SearchGeneration(ctx context.Context) (string, error) {
 // generic plans.
 const customPlansSQL = "SET LOCAL plan_cache_mode = force_custom_plan"
 
+// beginSearch queues the start of a search: its read-only snapshot, custom
+// plans for its statements, and the generation the snapshot reads.
+func beginSearch(b *pgx.Batch, gen *string) {
+	b.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+	b.Queue(customPlansSQL)
+	b.Queue(searchGenerationSQL).QueryRow(func(row pgx.Row) error { return row.Scan(gen) })
+}
+
 // SearchUsersAt is SearchUsers that also returns the search generation of the
 // snapshot the answer was read in (see SearchGeneration).
 func (d *Directory) SearchUsersAt(ctx context.Context, q userservice.UserSearch) ([]userservice.User, userservice.Pagination, string, error) {
@@ -403,9 +411,7 @@ func (d *Directory) SearchUsersAt(ctx context.Context, q userservice.UserSearch)
 	} else {
 		sq := buildSearch(q, page, limit, false)
 		b := &pgx.Batch{}
-		b.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-		b.Queue(customPlansSQL)
-		b.Queue(searchGenerationSQL).QueryRow(func(row pgx.Row) error { return row.Scan(&gen) })
+		beginSearch(b, &gen)
 		if counted {
 			b.Queue(sq.countSQL, sq.args...).QueryRow(func(row pgx.Row) error { return row.Scan(&total) })
 		}
@@ -446,9 +452,7 @@ func (d *Directory) searchByCount(ctx context.Context, q userservice.UserSearch,
 	sq := buildSearch(q, page, limit, false)
 	var size float64
 	b := &pgx.Batch{}
-	b.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-	b.Queue(customPlansSQL)
-	b.Queue(searchGenerationSQL).QueryRow(func(row pgx.Row) error { return row.Scan(gen) })
+	beginSearch(b, gen)
 	b.Queue(sq.countSQL, sq.args...).QueryRow(func(row pgx.Row) error { return row.Scan(total) })
 	b.Queue(`SELECT reltuples::float8 FROM pg_class WHERE oid = 'users'::regclass`).QueryRow(func(row pgx.Row) error { return row.Scan(&size) })
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {

@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	gojson "github.com/goccy/go-json"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/lms-platform/userservice"
@@ -205,6 +207,20 @@ func outboxRows(tb testing.TB, db *postgres.DB, events []userservice.Event) []ou
 		tb.Fatal(err)
 	}
 	return out
+}
+
+// expectOutboxRow fails unless outbox row i is ev's exact envelope (as the writer
+// encodes it) for user, with ev's sequence in its column.
+func expectOutboxRow(tb testing.TB, i int, r outboxRow, ev userservice.Event, user string) {
+	tb.Helper()
+	want, _ := gojson.Marshal(&ev)
+	if r.eventID != ev.ID || r.userID != user || r.routingKey != ev.Type || !bytes.Equal(r.payload, want) {
+		tb.Errorf("outbox row %d = (%s, %s, %s, %s), want (%s, %s, %s, %s)", i, r.eventID, r.userID, r.routingKey, r.payload,
+			ev.ID, user, ev.Type, want)
+	}
+	if r.sequence == nil || *r.sequence != ev.Sequence {
+		tb.Errorf("outbox row %d: sequence column %v, want %d", i, r.sequence, ev.Sequence)
+	}
 }
 
 // expectHOT runs sql in tx and fails unless it updated exactly one row of users,

@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	gojson "github.com/goccy/go-json"
 
 	"github.com/lms-platform/userservice"
 	"github.com/lms-platform/userservice/persistence/postgres"
@@ -129,15 +127,7 @@ func TestWriterSetStatements(t *testing.T) {
 	}
 	rows := outboxRows(t, db, want)
 	for i, r := range rows[:min(len(rows), len(want))] {
-		ev := want[i]
-		body, _ := gojson.Marshal(&ev)
-		if r.eventID != ev.ID || r.userID != wantUsers[i] || r.routingKey != ev.Type || !bytes.Equal(r.payload, body) {
-			t.Errorf("outbox row %d = (%s, %s, %s, %s), want (%s, %s, %s, %s)", i, r.eventID, r.userID, r.routingKey, r.payload,
-				ev.ID, wantUsers[i], ev.Type, body)
-		}
-		if r.sequence == nil || *r.sequence != ev.Sequence {
-			t.Errorf("outbox row %d: sequence column %v, want %d", i, r.sequence, ev.Sequence)
-		}
+		expectOutboxRow(t, i, r, want[i], wantUsers[i])
 	}
 	if len(rows) != len(want) {
 		t.Errorf("outbox rows = %d, want %d", len(rows), len(want))

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	gojson "github.com/goccy/go-json"
 
 	"github.com/lms-platform/userservice"
 	"github.com/lms-platform/userservice/persistence/postgres"
@@ -245,15 +244,7 @@ func TestWriterOutboxCarriesTheExactEnvelope(t *testing.T) {
 	events := append(append([]userservice.Event{}, enroll.Mutation.Events...), done.Mutation.Events...)
 	rows := outboxRows(t, db, events)
 	for i, r := range rows[:min(len(rows), len(events))] {
-		ev := events[i]
-		want, _ := gojson.Marshal(&ev)
-		if r.eventID != ev.ID || r.userID != s.User.ID || r.routingKey != ev.Type || !bytes.Equal(r.payload, want) {
-			t.Errorf("row %d = (%s, %s, %s, %s), want (%s, %s, %s, %s)", i, r.eventID, r.userID, r.routingKey, r.payload,
-				ev.ID, s.User.ID, ev.Type, want)
-		}
-		if r.sequence == nil || *r.sequence != ev.Sequence {
-			t.Errorf("row %d: sequence column %v, want %d", i, r.sequence, ev.Sequence)
-		}
+		expectOutboxRow(t, i, r, events[i], s.User.ID)
 		var env map[string]any
 		if err := json.Unmarshal(r.payload, &env); err != nil {
 			t.Fatalf("payload is not JSON: %v", err)
@@ -264,9 +255,8 @@ func TestWriterOutboxCarriesTheExactEnvelope(t *testing.T) {
 			}
 		}
 	}
-	i := len(rows)
-	if wantTypes := []string{userservice.EventEnrolled, userservice.EventProgressUpdated, userservice.EventCourseCompleted}; i != len(wantTypes) {
-		t.Errorf("outbox rows = %d, want %d (%v)", i, len(wantTypes), wantTypes)
+	if wantTypes := []string{userservice.EventEnrolled, userservice.EventProgressUpdated, userservice.EventCourseCompleted}; len(rows) != len(wantTypes) {
+		t.Errorf("outbox rows = %d, want %d (%v)", len(rows), len(wantTypes), wantTypes)
 	}
 }
 
