@@ -118,4 +118,9 @@ var (
 	// be reached before the deadline because the user is moving between nodes (or its
 	// node is failing over). Nothing was executed; the HTTP layer adds Retry-After.
 	ErrPlacementInFlux = &Error{Code: ECodeUnavailable, Message: "User is moving between nodes, please retry"}
+	// ErrOwnerLost is returned in cluster mode when the connection to the user's
+	// owner node was lost while a write was in flight there: the write may or may
+	// not have been applied (a TIMEOUT), and the user is moving to another node, so
+	// the HTTP layer adds Retry-After as for ErrPlacementInFlux.
+	ErrOwnerLost = &Error{Code: ECodeTimeout, Message: "The user's node was lost before it answered; the write may have been applied"}
 )

@@ -113,6 +113,9 @@ type clusterHooks struct {
 	// dropRelease, when it reports true, makes the node at addr ignore release
 	// requests (tests: a node cut off from its peers too, so only a lapse helps).
 	dropRelease func(addr string) bool
+	// stopping is called by a quiet, aborted grain just before it unregisters
+	// (tests: a call posted meanwhile must still be answered).
+	stopping func(addr, userID string)
 }
 
 func (c ClusterConfig) etcdConfig() clientv3.Config {
@@ -700,8 +703,10 @@ func (c *Cluster) execute(ctx context.Context, userID string, cmd userservice.Co
 // only when it provably did not run — the grain answered "moved", or it was a
 // dead letter, or there was no owner to send it to. A read is also repeated after a
 // timed-out attempt (it changes nothing); a write whose attempt timed out has an
-// unknown outcome and fails with TIMEOUT. When the deadline passes while the user
-// is moving, the answer is ErrPlacementInFlux (503 with Retry-After).
+// unknown outcome and fails with TIMEOUT, and one whose owner's connection dropped
+// meanwhile with ErrOwnerLost (a TIMEOUT with Retry-After: the user is moving).
+// When the deadline passes while the user is moving, the answer is
+// ErrPlacementInFlux (503 with Retry-After).
 func (c *Cluster) call(ctx context.Context, m *wireMsg, read bool) (*wireMsg, error) {
 	deadline := time.Now().Add(c.cfg.CallTimeout)
 	if d, ok := ctx.Deadline(); ok {
@@ -757,7 +762,7 @@ func (c *Cluster) call(ctx context.Context, m *wireMsg, read bool) (*wireMsg, er
 			if read {
 				continue
 			}
-			return nil, userservice.Wrap(userservice.ECodeTimeout, "The request timed out", err)
+			return nil, fmt.Errorf("%w: %w", userservice.ErrOwnerLost, err)
 		}
 		if errors.Is(err, actor.ErrDeadLetter) {
 			// No such grain (stopped): it did not run there.

@@ -22,7 +22,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	userservice "github.com/lms-platform/userservice"
 )
@@ -742,5 +744,158 @@ func TestClusterStuckActivationAnswersInFlux(t *testing.T) {
 		if st.User.Bio == nil || *st.User.Bio != "warm" || st.User.Version != 2 {
 			t.Fatalf("user %s after the stuck activation: bio %v, version %d; the refused write ran", id, st.User.Bio, st.User.Version)
 		}
+	}
+}
+
+// TestClusterLeavingNodeAnswersLateCallers: a node that leaves stays reachable while
+// other nodes still route calls to it (their views of the membership lag, as on a
+// loaded machine): a call that reaches it well after leaveGrace is still answered
+// — "moved" by the user's old grain, a dead letter for a grain that is gone —
+// never left without an answer, which for a write would be an unknown outcome.
+// (Its remoting closes only after protoactor's identity lookup stopped every
+// grain, and a grain stops only after stopGrace without calls.)
+func TestClusterLeavingNodeAnswersLateCallers(t *testing.T) {
+	log := newServeLog()
+	tc := newTestCluster(t, 2, log.hooks())
+	leaving, caller := tc.nodes[0], tc.nodes[1]
+	var id string
+	for id == "" {
+		u := tc.store.seed(t)
+		if _, err := caller.Execute(ctxTimeout(t, 10*time.Second), u, editBio("before"), meta()); err != nil {
+			t.Fatal(err)
+		}
+		log.mu.Lock()
+		if len(log.ready[u][leaving.Address()]) > 0 {
+			id = u
+		}
+		log.mu.Unlock()
+	}
+	grainPID, ok := caller.cl.PidCache.Get(id, userKind)
+	if !ok || grainPID.Address != leaving.Address() {
+		t.Fatalf("the caller's cached placement of %s is %v, want the leaving node %s", id, grainPID, leaving.Address())
+	}
+	gone := actor.NewPID(leaving.Address(), "no-such-grain")
+	leftAt := time.Now()
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- leaving.Shutdown(context.Background()) }()
+	var moved, deadLetters int
+	// protoactor's graceful shutdown itself sleeps 2s after leaveGrace: late callers
+	// go on beyond that.
+	for time.Since(leftAt) < leaveGrace+3*time.Second {
+		for _, to := range []*actor.PID{grainPID, gone} {
+			msg, err := encodeWire(&wireMsg{Kind: wireGet, UserID: id, Deadline: time.Now().Add(time.Second).UnixNano()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sent := time.Since(leftAt)
+			res, err := caller.system.Root.RequestFuture(to, msg, time.Second).Result()
+			if errors.Is(err, actor.ErrDeadLetter) { // the future's form of a dead-letter response
+				deadLetters++
+				continue
+			}
+			if err != nil {
+				t.Fatalf("a call sent %s after the leave began got no answer: %v", sent.Round(time.Millisecond), err)
+			}
+			switch v := res.(type) {
+			case *wrapperspb.BytesValue:
+				m, err := decodeWire(v)
+				if err != nil || m.Kind != wireMoved {
+					t.Fatalf("a call sent %s after the leave began: %+v (%v), want \"moved\"", sent.Round(time.Millisecond), m, err)
+				}
+				moved++
+			default:
+				t.Fatalf("a call sent %s after the leave began: unexpected answer %T", sent.Round(time.Millisecond), v)
+			}
+		}
+		select {
+		case err := <-shutdown:
+			t.Fatalf("the leaving node closed (%v) %s after the leave began, while calls still reached it", err, time.Since(leftAt).Round(time.Millisecond))
+		default:
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	lastCall := time.Now()
+	select {
+	case err := <-shutdown:
+		if err != nil {
+			t.Fatalf("leave: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the leaving node did not close once calls stopped")
+	}
+	t.Logf("%d calls answered \"moved\" and %d with a dead letter during the leave; closed %s after the last call",
+		moved, deadLetters, time.Since(lastCall).Round(time.Millisecond))
+	if moved == 0 || deadLetters == 0 {
+		t.Fatalf("moved %d, dead letters %d: the test did not reach both kinds of late call", moved, deadLetters)
+	}
+}
+
+// TestClusterStoppingGrainAnswersWhatItHolds: a call that reaches a grain in the
+// instant it stops (already in its mailbox) is still answered — "moved", or a dead
+// letter once the grain left the registry — never dropped with the mailbox, which
+// would leave a write's caller waiting out its deadline for an unknown outcome.
+func TestClusterStoppingGrainAnswersWhatItHolds(t *testing.T) {
+	log := newServeLog()
+	h := log.hooks()
+	stopping := make(chan string, 16)
+	h.stopping = func(_, userID string) {
+		stopping <- userID
+		time.Sleep(100 * time.Millisecond) // the call below lands in the mailbox meanwhile
+	}
+	tc := newTestCluster(t, 2, h)
+	owner, caller := tc.nodes[0], tc.nodes[1]
+	var id string
+	for id == "" {
+		u := tc.store.seed(t)
+		if _, err := caller.Execute(ctxTimeout(t, 10*time.Second), u, editBio("before"), meta()); err != nil {
+			t.Fatal(err)
+		}
+		log.mu.Lock()
+		if len(log.ready[u][owner.Address()]) > 0 {
+			id = u
+		}
+		log.mu.Unlock()
+	}
+	grainPID, ok := caller.cl.PidCache.Get(id, userKind)
+	if !ok || grainPID.Address != owner.Address() {
+		t.Fatalf("the caller's cached placement of %s is %v, want %s", id, grainPID, owner.Address())
+	}
+	owner.system.Root.Poison(actor.NewPID(grainPID.Address, grainPID.Id)) // as a topology change or a release does
+	select {
+	case got := <-stopping:
+		if got != id {
+			t.Fatalf("grain of %s stopping, want %s", got, id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the poisoned grain did not stop")
+	}
+	msg, err := encodeWire(&wireMsg{Kind: wireExecute, UserID: id, Cmd: editBio("late"), Meta: meta(), Deadline: time.Now().Add(3 * time.Second).UnixNano()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := caller.system.Root.RequestFuture(grainPID, msg, 3*time.Second).Result()
+	switch {
+	case errors.Is(err, actor.ErrDeadLetter):
+		t.Log("the late write was a dead letter")
+	case err != nil:
+		t.Fatalf("a write that reached the stopping grain got no answer: %v", err)
+	default:
+		v, ok := res.(*wrapperspb.BytesValue)
+		if !ok {
+			t.Fatalf("unexpected answer %T", res)
+		}
+		m, err := decodeWire(v)
+		if err != nil || m.Kind != wireMoved {
+			t.Fatalf("the late write was answered %+v (%v), want \"moved\"", m, err)
+		}
+		t.Log("the late write was answered \"moved\"")
+	}
+	// It did not run: the next owner serves the state before it.
+	st, err := caller.Get(ctxTimeout(t, 10*time.Second), id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.User.Bio == nil || *st.User.Bio != "before" {
+		t.Fatalf("bio after the late write = %v, want \"before\"", st.User.Bio)
 	}
 }

@@ -24,7 +24,8 @@ type grain struct {
 	lastActive time.Time
 	idle       *time.Timer
 	self       *actor.PID
-	stopping   bool // grainStop scheduled
+	stopping   bool          // grainStop scheduled
+	proc       actor.Process // set once unregistered: how grainFinal and the stop still reach it
 }
 
 type queuedCall struct {
@@ -56,6 +57,17 @@ const queueMargin = 250 * time.Millisecond
 type grainStop struct{}
 
 func (*grainStop) IgnoreDeadLetterLogging() {}
+
+// grainFinal ends a grain that unregistered itself: everything posted to its
+// mailbox before it is answered (see the grainStop case of Receive).
+type grainFinal struct{}
+
+func (*grainFinal) IgnoreDeadLetterLogging() {}
+
+// finalGrace is how long an unregistered grain keeps answering what was posted
+// to it: a sender that resolved the PID just before it was unregistered posts a
+// few microseconds later.
+const finalGrace = 50 * time.Millisecond
 
 // grainPoisoned replaces a PoisonPill (the placement actor poisons grains whose
 // owner moved; release poisons too): protoactor drops what is left in a stopped
@@ -140,14 +152,32 @@ func (g *grain) Receive(ctx actor.Context) {
 		g.stop(ctx)
 	case *grainStop:
 		// Stop only after a quiet stopGrace: while callers still send here (their
-		// views or caches lag) keep answering "moved", since a message that reaches
-		// the mailbox as the actor stops is dropped.
+		// views or caches lag) keep answering "moved".
 		if quiet := time.Since(g.lastActive); quiet < stopGrace {
 			self, root := ctx.Self(), g.c.system.Root
 			time.AfterFunc(stopGrace-quiet, func() { root.Send(self, &grainStop{}) })
 			return
 		}
-		ctx.Stop(ctx.Self())
+		if f := g.c.cfg.hooks.stopping; f != nil && g.h != nil {
+			f(g.c.addr, g.h.userID)
+		}
+		// A stopping actor drops what is left in its mailbox without a word, and a
+		// caller whose write was dropped so could only time out, not knowing the
+		// outcome. So the grain first leaves the process registry — a call sent
+		// from now on is a dead letter, which its caller retries elsewhere — and
+		// answers what its mailbox already holds; grainFinal, posted behind it
+		// through the process itself (the PID no longer resolves), stops it.
+		self := ctx.Self()
+		proc, ok := g.c.system.ProcessRegistry.GetLocal(self.Id)
+		if !ok {
+			ctx.Stop(self)
+			return
+		}
+		g.proc = proc
+		g.c.system.ProcessRegistry.Remove(self)
+		time.AfterFunc(finalGrace, func() { proc.SendUserMessage(self, &grainFinal{}) })
+	case *grainFinal:
+		g.proc.Stop(ctx.Self())
 	case *grainIdle:
 		idle := g.c.local.cfg.IdleTimeout
 		if rest := idle - time.Since(g.lastActive); rest > 0 || !g.ready {

@@ -219,6 +219,27 @@ func TestFailures(t *testing.T) {
 			t.Errorf("panic logged %d times", n)
 		}
 	})
+	t.Run("a user moving between nodes is 503 with Retry-After", func(t *testing.T) {
+		h := newHarness(t)
+		for _, c := range []struct {
+			err  error
+			code string
+		}{
+			{userservice.ErrPlacementInFlux, userservice.ECodeUnavailable},
+			// the cluster's form: its owner's connection dropped, the write's outcome is unknown
+			{fmt.Errorf("%w: %w", userservice.ErrOwnerLost, errBoom), userservice.ECodeTimeout},
+		} {
+			h.users.execHook = func(context.Context, string, userservice.Command) error { return c.err }
+			r := h.send("PUT", "/api/v1/users/me", h.alice.token, `{"bio":"x"}`).expect(503, c.code)
+			if r.get("Retry-After") != "1" {
+				t.Fatalf("%v: Retry-After %q, want 1", c.err, r.get("Retry-After"))
+			}
+		}
+		h.users.execHook = func(context.Context, string, userservice.Command) error { return userservice.ErrUnavailable }
+		if r := h.send("PUT", "/api/v1/users/me", h.alice.token, `{"bio":"x"}`).expect(503, userservice.ECodeUnavailable); r.get("Retry-After") != "" {
+			t.Fatalf("a dependency down: Retry-After %q, want none", r.get("Retry-After"))
+		}
+	})
 	t.Run("a request that runs out of time is 503", func(t *testing.T) {
 		h := newHarness(t, func(c *Config, d *Deps) { c.RequestTimeout = 50 * time.Millisecond })
 		h.users.getHook = func(ctx context.Context, _ string) error { <-ctx.Done(); return ctx.Err() }

@@ -92,7 +92,7 @@ func (r *request) fail(err error) {
 	if status == fasthttp.StatusUnauthorized {
 		r.fc.Response.Header.Set("WWW-Authenticate", `Bearer realm="user-service"`)
 	}
-	if errors.Is(err, userservice.ErrPlacementInFlux) {
+	if errors.Is(err, userservice.ErrPlacementInFlux) || errors.Is(err, userservice.ErrOwnerLost) {
 		r.fc.Response.Header.Set("Retry-After", "1") // cluster mode: the user is moving
 	}
 	body := renderError(e.Code, msg, e.Details, nil)
