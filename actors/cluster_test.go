@@ -758,22 +758,7 @@ func TestClusterLeavingNodeAnswersLateCallers(t *testing.T) {
 	log := newServeLog()
 	tc := newTestCluster(t, 2, log.hooks())
 	leaving, caller := tc.nodes[0], tc.nodes[1]
-	var id string
-	for id == "" {
-		u := tc.store.seed(t)
-		if _, err := caller.Execute(ctxTimeout(t, 10*time.Second), u, editBio("before"), meta()); err != nil {
-			t.Fatal(err)
-		}
-		log.mu.Lock()
-		if len(log.ready[u][leaving.Address()]) > 0 {
-			id = u
-		}
-		log.mu.Unlock()
-	}
-	grainPID, ok := caller.cl.PidCache.Get(id, userKind)
-	if !ok || grainPID.Address != leaving.Address() {
-		t.Fatalf("the caller's cached placement of %s is %v, want the leaving node %s", id, grainPID, leaving.Address())
-	}
+	id, grainPID := userServedBy(t, tc, log, leaving, caller)
 	gone := actor.NewPID(leaving.Address(), "no-such-grain")
 	leftAt := time.Now()
 	shutdown := make(chan error, 1)
@@ -844,22 +829,7 @@ func TestClusterStoppingGrainAnswersWhatItHolds(t *testing.T) {
 	}
 	tc := newTestCluster(t, 2, h)
 	owner, caller := tc.nodes[0], tc.nodes[1]
-	var id string
-	for id == "" {
-		u := tc.store.seed(t)
-		if _, err := caller.Execute(ctxTimeout(t, 10*time.Second), u, editBio("before"), meta()); err != nil {
-			t.Fatal(err)
-		}
-		log.mu.Lock()
-		if len(log.ready[u][owner.Address()]) > 0 {
-			id = u
-		}
-		log.mu.Unlock()
-	}
-	grainPID, ok := caller.cl.PidCache.Get(id, userKind)
-	if !ok || grainPID.Address != owner.Address() {
-		t.Fatalf("the caller's cached placement of %s is %v, want %s", id, grainPID, owner.Address())
-	}
+	id, grainPID := userServedBy(t, tc, log, owner, caller)
 	owner.system.Root.Poison(actor.NewPID(grainPID.Address, grainPID.Id)) // as a topology change or a release does
 	select {
 	case got := <-stopping:
@@ -897,5 +867,28 @@ func TestClusterStoppingGrainAnswersWhatItHolds(t *testing.T) {
 	}
 	if st.User.Bio == nil || *st.User.Bio != "before" {
 		t.Fatalf("bio after the late write = %v, want \"before\"", st.User.Bio)
+	}
+}
+
+// userServedBy seeds users, each written once (bio "before") through caller, until
+// one is served by owner, and returns it with the grain PID caller has cached.
+func userServedBy(t *testing.T, tc *testCluster, log *serveLog, owner, caller *Cluster) (string, *actor.PID) {
+	t.Helper()
+	for {
+		id := tc.store.seed(t)
+		if _, err := caller.Execute(ctxTimeout(t, 10*time.Second), id, editBio("before"), meta()); err != nil {
+			t.Fatal(err)
+		}
+		log.mu.Lock()
+		served := len(log.ready[id][owner.Address()]) > 0
+		log.mu.Unlock()
+		if !served {
+			continue
+		}
+		pid, ok := caller.cl.PidCache.Get(id, userKind)
+		if !ok || pid.Address != owner.Address() {
+			t.Fatalf("the caller's cached placement of %s is %v, want %s", id, pid, owner.Address())
+		}
+		return id, pid
 	}
 }
