@@ -400,19 +400,26 @@ func snapshotSummary(b []byte) string {
 // searchCacheSummary reads the admin search cache's counters from the service's
 // /metrics at the end of the run.
 func searchCacheSummary(b []byte) string {
-	var hits, misses float64
+	var hits, misses, skipped float64
 	eachSample(b, func(name string, v float64) {
 		switch {
 		case name == `user_service_cache_hits_total{cache="search"}`:
 			hits += v
 		case strings.HasPrefix(name, `user_service_cache_misses_total{cache="search",`):
 			misses += v
+		case name == `user_service_search_cache_skipped_total`:
+			skipped += v
 		}
 	})
-	if hits+misses == 0 {
+	searches := hits + misses + skipped
+	if searches == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%.0f hits, %.0f misses (%.1f%% of searches answered from Redis)", hits, misses, 100*hits/(hits+misses))
+	notLooked := ""
+	if skipped > 0 {
+		notLooked = fmt.Sprintf(", %.0f not looked up (the cache kept missing)", skipped)
+	}
+	return fmt.Sprintf("%.0f hits, %.0f misses%s (%.1f%% of searches answered from Redis)", hits, misses, notLooked, 100*hits/searches)
 }
 
 // Formatting helpers; NaN prints as "–".

@@ -80,6 +80,10 @@ func TestSearchCacheSummary(t *testing.T) {
 	if got, want := searchCacheSummary([]byte(metrics)), "90 hits, 10 misses (90.0% of searches answered from Redis)"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
+	skipping := metrics + "\nuser_service_search_cache_skipped_total 100\n"
+	if got, want := searchCacheSummary([]byte(skipping)), "90 hits, 10 misses, 100 not looked up (the cache kept missing) (45.0% of searches answered from Redis)"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
 	if got := searchCacheSummary([]byte(`user_service_cache_hits_total{cache="snapshot"} 5`)); got != "" {
 		t.Errorf("no searches: got %q", got)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -27,6 +28,7 @@ var (
 	searchStoreBig    = metrics.GetOrCreateCounter(`user_service_search_cache_writes_total{result="too_large"}`)
 	searchStoreBusy   = metrics.GetOrCreateCounter(`user_service_search_cache_writes_total{result="dropped_busy"}`)
 	searchDecodeError = metrics.GetOrCreateCounter(`user_service_search_cache_decode_errors_total`)
+	searchSkipped     = metrics.GetOrCreateCounter(`user_service_search_cache_skipped_total`)
 )
 
 // Defaults of [SearchCacheConfig].
@@ -37,6 +39,14 @@ const (
 
 // maxSearchStoresInFlight bounds the asynchronous writes of search results.
 const maxSearchStoresInFlight = 32
+
+// After coldAfter lookups in a row found nothing, only one search in probeEvery
+// looks in the cache (and stores its answer); the others go straight to
+// PostgreSQL. A hit makes every search look again.
+const (
+	coldAfter  = 16
+	probeEvery = 8
+)
 
 // searchEntryVersion is the first byte of a stored entry; an entry of another
 // version is a miss.
@@ -86,6 +96,8 @@ type SearchCache struct {
 	ttlMS  int64
 	log    *slog.Logger
 	stores chan struct{} // semaphore of asynchronous entry writes
+	misses atomic.Int64  // lookups in a row that found no entry
+	probes atomic.Int64  // searches while cold (see coldAfter)
 }
 
 // NewSearchCache returns the cache in front of src.
@@ -129,9 +141,19 @@ func (s *SearchCache) SearchUsers(ctx context.Context, q userservice.UserSearch)
 // (as the HTTP edge renders them) and the pagination: from the entry of the
 // current generation, or from PostgreSQL (storing the answer in the background).
 // A hit is then a copy of bytes, with no decoding and encoding of users.
+//
+// Under steady writes no entry can be found (every commit is a new generation),
+// and a lookup only adds two round trips (the generation, the GET) before the
+// search itself. So once coldAfter lookups in a row missed, only one search in
+// probeEvery looks (and stores); a hit makes every search look again. Skipping
+// a lookup never changes an answer: it is PostgreSQL's either way.
 func (s *SearchCache) SearchUsersJSON(ctx context.Context, q userservice.UserSearch) ([]byte, userservice.Pagination, error) {
 	if !s.c.Up() {
 		searchMissError.Inc()
+		return s.searchPrimary(ctx, q, false)
+	}
+	if s.misses.Load() >= coldAfter && s.probes.Add(1)%probeEvery != 0 {
+		searchSkipped.Inc()
 		return s.searchPrimary(ctx, q, false)
 	}
 	gen, err := s.src.SearchGeneration(ctx)
@@ -147,6 +169,7 @@ func (s *SearchCache) SearchUsersJSON(ctx context.Context, q userservice.UserSea
 	switch {
 	case rueidis.IsRedisNil(err):
 		searchMissAbsent.Inc()
+		s.misses.Add(1)
 		return s.searchPrimary(ctx, q, true)
 	case err != nil:
 		searchMissError.Inc()
@@ -159,6 +182,7 @@ func (s *SearchCache) SearchUsersJSON(ctx context.Context, q userservice.UserSea
 		return s.searchPrimary(ctx, q, true)
 	}
 	searchHits.Inc()
+	s.misses.Store(0)
 	return raw, page, nil
 }
 

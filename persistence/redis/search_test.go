@@ -22,12 +22,14 @@ type memSearch struct {
 	gen      int
 	users    []userservice.User
 	searches int
+	lookups  int // generation reads: the first step of every cache lookup
 	genErr   error
 }
 
 func (m *memSearch) SearchGeneration(context.Context) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.lookups++
 	if m.genErr != nil {
 		return "", m.genErr
 	}
@@ -116,6 +118,53 @@ func TestSearchCache(t *testing.T) {
 		src.set(func(m *memSearch) { m.gen++; m.users = withBio("second") })
 		if bio, n := search(t, s, src, cacheQuery); bio != "second" || n != 3 {
 			t.Fatalf("after a write: %q, %d at the source", bio, n)
+		}
+	})
+
+	t.Run("under steady writes only every eighth search looks; a hit makes all look again", func(t *testing.T) {
+		c := newTestClient(t, Config{})
+		src := &memSearch{users: withBio("busy")}
+		s := newTestSearchCache(t, c, src, SearchCacheConfig{})
+		lookups := func() int {
+			src.mu.Lock()
+			defer src.mu.Unlock()
+			return src.lookups
+		}
+		skipped := counterDelta(searchSkipped)
+		// A write between any two searches: every lookup misses.
+		for i := range coldAfter {
+			if _, n := search(t, s, src, cacheQuery); n != i+1 || lookups() != i+1 {
+				t.Fatalf("search %d: %d at the source, %d lookups", i+1, n, lookups())
+			}
+			src.set(func(m *memSearch) { m.gen++ })
+		}
+		for i := range 4 * probeEvery {
+			if _, n := search(t, s, src, cacheQuery); n != coldAfter+i+1 {
+				t.Fatalf("cold search %d: %d at the source", i+1, n)
+			}
+			src.set(func(m *memSearch) { m.gen++ })
+		}
+		if lookups() != coldAfter+4 || skipped() != 4*(probeEvery-1) {
+			t.Fatalf("after %d cold searches: %d lookups, %d skipped; want %d and %d",
+				4*probeEvery, lookups()-coldAfter, skipped(), 4, 4*(probeEvery-1))
+		}
+		// The writes stop: a probe stores the answer, the next probe finds it, and
+		// from then on every search looks (and hits).
+		hits := counterDelta(searchHits)
+		for range 2 * probeEvery {
+			search(t, s, src, cacheQuery)
+			waitStores(t, s)
+		}
+		if hits() == 0 {
+			t.Fatal("no probe found the stored answer once the writes stopped")
+		}
+		before, atSource := lookups(), src.count()
+		for range probeEvery {
+			search(t, s, src, cacheQuery)
+		}
+		if lookups() != before+probeEvery || src.count() != atSource {
+			t.Fatalf("warm again: %d lookups and %d at the source for %d searches; want every one a hit",
+				lookups()-before, src.count()-atSource, probeEvery)
 		}
 	})
 
