@@ -768,28 +768,15 @@ func TestClusterLeavingNodeAnswersLateCallers(t *testing.T) {
 	// go on beyond that.
 	for time.Since(leftAt) < leaveGrace+3*time.Second {
 		for _, to := range []*actor.PID{grainPID, gone} {
-			msg, err := encodeWire(&wireMsg{Kind: wireGet, UserID: id, Deadline: time.Now().Add(time.Second).UnixNano()})
-			if err != nil {
-				t.Fatal(err)
-			}
 			sent := time.Since(leftAt)
-			res, err := caller.system.Root.RequestFuture(to, msg, time.Second).Result()
-			if errors.Is(err, actor.ErrDeadLetter) { // the future's form of a dead-letter response
+			dead, err := callNotRun(caller, to, &wireMsg{Kind: wireGet, UserID: id}, time.Second)
+			switch {
+			case err != nil:
+				t.Fatalf("a call sent %s after the leave began: %v", sent.Round(time.Millisecond), err)
+			case dead:
 				deadLetters++
-				continue
-			}
-			if err != nil {
-				t.Fatalf("a call sent %s after the leave began got no answer: %v", sent.Round(time.Millisecond), err)
-			}
-			switch v := res.(type) {
-			case *wrapperspb.BytesValue:
-				m, err := decodeWire(v)
-				if err != nil || m.Kind != wireMoved {
-					t.Fatalf("a call sent %s after the leave began: %+v (%v), want \"moved\"", sent.Round(time.Millisecond), m, err)
-				}
-				moved++
 			default:
-				t.Fatalf("a call sent %s after the leave began: unexpected answer %T", sent.Round(time.Millisecond), v)
+				moved++
 			}
 		}
 		select {
@@ -839,25 +826,13 @@ func TestClusterStoppingGrainAnswersWhatItHolds(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the poisoned grain did not stop")
 	}
-	msg, err := encodeWire(&wireMsg{Kind: wireExecute, UserID: id, Cmd: editBio("late"), Meta: meta(), Deadline: time.Now().Add(3 * time.Second).UnixNano()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := caller.system.Root.RequestFuture(grainPID, msg, 3*time.Second).Result()
+	dead, err := callNotRun(caller, grainPID, &wireMsg{Kind: wireExecute, UserID: id, Cmd: editBio("late"), Meta: meta()}, 3*time.Second)
 	switch {
-	case errors.Is(err, actor.ErrDeadLetter):
-		t.Log("the late write was a dead letter")
 	case err != nil:
-		t.Fatalf("a write that reached the stopping grain got no answer: %v", err)
+		t.Fatalf("a write that reached the stopping grain: %v", err)
+	case dead:
+		t.Log("the late write was a dead letter")
 	default:
-		v, ok := res.(*wrapperspb.BytesValue)
-		if !ok {
-			t.Fatalf("unexpected answer %T", res)
-		}
-		m, err := decodeWire(v)
-		if err != nil || m.Kind != wireMoved {
-			t.Fatalf("the late write was answered %+v (%v), want \"moved\"", m, err)
-		}
 		t.Log("the late write was answered \"moved\"")
 	}
 	// It did not run: the next owner serves the state before it.
@@ -891,4 +866,32 @@ func userServedBy(t *testing.T, tc *testCluster, log *serveLog, owner, caller *C
 		}
 		return id, pid
 	}
+}
+
+// callNotRun sends m from caller's node straight to the grain at to, bypassing the
+// call policy, and fails unless the answer says it did not run there: "moved"
+// from the grain (dead false), or a dead letter (dead true). No answer within
+// wait is an error too.
+func callNotRun(caller *Cluster, to *actor.PID, m *wireMsg, wait time.Duration) (dead bool, err error) {
+	m.Deadline = time.Now().Add(wait).UnixNano()
+	msg, err := encodeWire(m)
+	if err != nil {
+		return false, err
+	}
+	res, err := caller.system.Root.RequestFuture(to, msg, wait).Result()
+	if errors.Is(err, actor.ErrDeadLetter) { // the future's form of a dead-letter response
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("no answer: %w", err)
+	}
+	v, ok := res.(*wrapperspb.BytesValue)
+	if !ok {
+		return false, fmt.Errorf("unexpected answer %T", res)
+	}
+	reply, err := decodeWire(v)
+	if err != nil || reply.Kind != wireMoved {
+		return false, fmt.Errorf("answered %+v (%v), want \"moved\"", reply, err)
+	}
+	return false, nil
 }

@@ -24,8 +24,7 @@ type grain struct {
 	lastActive time.Time
 	idle       *time.Timer
 	self       *actor.PID
-	stopping   bool          // grainStop scheduled
-	proc       actor.Process // set once unregistered: how grainFinal and the stop still reach it
+	stopping   bool // grainStop scheduled
 }
 
 type queuedCall struct {
@@ -59,8 +58,10 @@ type grainStop struct{}
 func (*grainStop) IgnoreDeadLetterLogging() {}
 
 // grainFinal ends a grain that unregistered itself: everything posted to its
-// mailbox before it is answered (see the grainStop case of Receive).
-type grainFinal struct{}
+// mailbox before it is answered (see the grainStop case of Receive). proc is the
+// grain's process, through which the stop still reaches it (its PID no longer
+// resolves).
+type grainFinal struct{ proc actor.Process }
 
 func (*grainFinal) IgnoreDeadLetterLogging() {}
 
@@ -173,11 +174,10 @@ func (g *grain) Receive(ctx actor.Context) {
 			ctx.Stop(self)
 			return
 		}
-		g.proc = proc
 		g.c.system.ProcessRegistry.Remove(self)
-		time.AfterFunc(finalGrace, func() { proc.SendUserMessage(self, &grainFinal{}) })
+		time.AfterFunc(finalGrace, func() { proc.SendUserMessage(self, &grainFinal{proc: proc}) })
 	case *grainFinal:
-		g.proc.Stop(ctx.Self())
+		m.proc.Stop(ctx.Self())
 	case *grainIdle:
 		idle := g.c.local.cfg.IdleTimeout
 		if rest := idle - time.Since(g.lastActive); rest > 0 || !g.ready {

@@ -9,6 +9,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -18,7 +19,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -251,7 +251,8 @@ func TestE2EClusterRollingRestart(t *testing.T) {
 					}
 					if r.Status == http.StatusServiceUnavailable && r.Header.Get("Retry-After") != "" || r.Status == http.StatusTooManyRequests {
 						retried.Add(1)
-						if strings.Contains(string(r.Body), `"TIMEOUT"`) {
+						var e envelope
+						if json.Unmarshal(r.Body, &e) == nil && e.Code == userservice.ECodeTimeout {
 							unknown.Add(1) // its owner's connection dropped: the outcome is unknown
 						}
 						time.Sleep(20 * time.Millisecond)
