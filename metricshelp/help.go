@@ -106,6 +106,9 @@ var help = map[string]string{
 	"user_service_ratelimit_local_decisions_total":  "Rate limit decisions taken from a local lease, without a Redis round trip.",
 	"user_service_ratelimit_duration_seconds":       "Duration of a rate limiter call to Redis, in seconds.",
 
+	// The heap floor (cmd/userservice/heapfloor.go)
+	"user_service_gc_percent": "The garbage collector's GOGC as the heap floor (GC_HEAP_FLOOR_MB) last set it: the heap grows by this percentage of the live data before a collection.",
+
 	// Bulk jobs (jobs/runner.go)
 	"user_service_job_items_total":     "Bulk job items applied, by result (success, failure).",
 	"user_service_jobs_finished_total": "Bulk jobs that finished (every item has a result, or the job was cancelled).",

@@ -189,6 +189,9 @@ type Config struct {
 	// A user's Redis snapshot is written at most once per SNAPSHOT_WRITE_DELAY, and at
 	// passivation (issue 16); 0 writes after every commit.
 	SnapshotWriteDelay time.Duration `env:"SNAPSHOT_WRITE_DELAY" envDefault:"30s"`
+	// The heap floor in MiB (issue 16, heapfloor.go): the garbage collector lets the
+	// heap grow to at least this before collecting; 0 leaves GOGC alone.
+	GCHeapFloorMB int `env:"GC_HEAP_FLOOR_MB" envDefault:"512"`
 
 	// Connection limits (issue 11): connections served at once, per client IP
 	// (0 = no per-IP limit; behind a load balancer every client shares its IP),
@@ -735,6 +738,9 @@ func (c Config) Validate() error {
 	positive("REQUEST_TIMEOUT", c.RequestTimeout)
 	if c.SnapshotWriteDelay < 0 || c.SnapshotWriteDelay > time.Hour {
 		add("SNAPSHOT_WRITE_DELAY", "must be 0-1h")
+	}
+	if c.GCHeapFloorMB < 0 || c.GCHeapFloorMB > 1<<20 {
+		add("GC_HEAP_FLOOR_MB", "must be 0 (off) to 1048576 (MiB)")
 	}
 	if c.JobConcurrency < 1 || c.JobConcurrency > 256 {
 		add("JOB_CONCURRENCY", "must be 1-256")

@@ -53,6 +53,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	logger.Info("starting user service", slog.Any("config", cfg), slog.String("version", version))
 	warnNoEffect(getenv, logger)
+	defer startHeapFloor(cfg.GCHeapFloorMB)()
 
 	// PostgreSQL: the pool connects lazily, so the service starts (and reports not
 	// ready) while PostgreSQL is down; migrations are retried until they ran.

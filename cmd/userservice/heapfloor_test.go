@@ -1,0 +1,110 @@
+package main
+
+import (
+	"runtime"
+	"runtime/debug"
+	"testing"
+	"time"
+)
+
+func TestGCPercentFor(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		name        string
+		floor, live uint64
+		base, want  int
+	}{
+		{"small heap: the next collection at the floor", 512 * mib, 128 * mib, 100, 300},
+		{"a heap past half the floor: the operator's GOGC", 512 * mib, 300 * mib, 100, 100},
+		{"a heap past the floor", 512 * mib, 600 * mib, 100, 100},
+		{"a higher GOGC stays", 512 * mib, 128 * mib, 500, 500},
+		{"a tiny heap: bounded", 512 * mib, 1 * mib, 100, maxGCPercent},
+		{"nothing live yet: bounded", 512 * mib, 0, 100, maxGCPercent},
+	} {
+		if got := gcPercentFor(tc.floor, tc.live, tc.base); got != tc.want {
+			t.Errorf("%s: gcPercentFor(%d MiB, %d MiB, %d) = %d, want %d", tc.name, tc.floor/mib, tc.live/mib, tc.base, got, tc.want)
+		}
+	}
+}
+
+// TestHeapFloor runs the floor in this process: GOGC follows the live heap after
+// each collection, a second start shares the first, and the last stop restores
+// the operator's GOGC.
+func TestHeapFloor(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+
+	t.Run("GOGC follows the live heap", func(t *testing.T) {
+		runtime.GC()
+		stop := startHeapFloor(64)
+		stop2 := startHeapFloor(1024) // shares the first: its floor is not taken
+		if p := currentGCPercent(); p <= 200 {
+			t.Fatalf("GOGC %d with a live heap of a few MB under a 64 MiB floor, want more than 200", p)
+		}
+		live := make([]byte, 24<<20) // 24 MiB more live: 64 MiB is now less than 3× the heap
+		for i := range live {
+			live[i] = byte(i)
+		}
+		waitGCPercent(t, func(p int) bool { return p >= 100 && p <= 200 }, "between 100 and 200 with ~26 MiB live")
+		runtime.KeepAlive(live)
+		live = nil
+		waitGCPercent(t, func(p int) bool { return p > 200 }, "above 200 once the 24 MiB are garbage")
+		stop2()
+		if p := currentGCPercent(); p <= 200 {
+			t.Fatalf("GOGC %d after the second start stopped, want the first's floor kept", p)
+		}
+		stop()
+		if p := currentGCPercent(); p != 100 {
+			t.Fatalf("GOGC %d after the last stop, want 100 back", p)
+		}
+		runtime.GC()
+		time.Sleep(50 * time.Millisecond) // a stopped floor's finalizer changes nothing
+		if p := currentGCPercent(); p != 100 {
+			t.Fatalf("GOGC %d after a collection with the floor stopped, want 100", p)
+		}
+	})
+
+	t.Run("off: GOGC is left alone", func(t *testing.T) {
+		stop := startHeapFloor(0)
+		if p := currentGCPercent(); p != 100 {
+			t.Fatalf("GOGC %d with the floor off, want 100", p)
+		}
+		stop()
+		debug.SetGCPercent(-1)
+		stop = startHeapFloor(64)
+		if p := currentGCPercent(); p != -1 {
+			t.Fatalf("GOGC %d with the collector off (GOGC=off), want it left off", p)
+		}
+		stop()
+		debug.SetGCPercent(100)
+	})
+
+	t.Run("a memory limit caps the floor at its half", func(t *testing.T) {
+		debug.SetMemoryLimit(200 << 20)
+		if h := newHeapFloor(512 << 20); h == nil || h.floor != 100<<20 {
+			t.Fatalf("floor %+v under a 200 MiB limit, want 100 MiB", h)
+		}
+		debug.SetMemoryLimit(1<<63 - 1)
+		if h := newHeapFloor(512 << 20); h == nil || h.floor != 512<<20 {
+			t.Fatalf("floor %+v without a limit, want 512 MiB", h)
+		}
+	})
+}
+
+// waitGCPercent collects until GOGC satisfies ok (the floor tunes after a
+// collection, from the finalizer goroutine), for at most 5 s.
+func waitGCPercent(t *testing.T, ok func(int) bool, want string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+		p := currentGCPercent()
+		if ok(p) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GOGC %d, want %s", p, want)
+		}
+	}
+}
