@@ -1,10 +1,13 @@
 package main
 
 import (
-	"math"
+	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"strconv"
+	"strings"
 	"sync"
 
 	vm "github.com/VictoriaMetrics/metrics"
@@ -35,7 +38,7 @@ var gcPercentGauge = vm.NewGauge("user_service_gc_percent", nil)
 type heapFloor struct {
 	floor   uint64 // bytes
 	base    int    // the operator's GOGC
-	stopped bool // under floorMu
+	stopped bool   // under floorMu
 	samples []metrics.Sample
 }
 
@@ -82,15 +85,17 @@ func startHeapFloor(floorMB int) (stop func()) {
 }
 
 // newHeapFloor returns the floor for floor bytes, capped at half the memory
-// limit, or nil when there is nothing to do.
+// limit (GOMEMLIMIT, and the container's: a floor must never be what gets the
+// process killed), or nil when there is nothing to do.
 func newHeapFloor(floor uint64) *heapFloor {
 	base := currentGCPercent()
 	if floor == 0 || base < 0 {
 		return nil
 	}
-	limit := readMetric("/gc/gomemlimit:bytes")
-	if limit > 0 && limit < math.MaxInt64 {
-		floor = min(floor, limit/2)
+	for _, limit := range []uint64{readMetric("/gc/gomemlimit:bytes"), cgroupMemoryLimit()} {
+		if limit > 0 && limit < noLimit {
+			floor = min(floor, limit/2)
+		}
 	}
 	return &heapFloor{floor: floor, base: base, samples: []metrics.Sample{
 		{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/objects:bytes"},
@@ -153,3 +158,39 @@ func readMetric(name string) uint64 {
 	}
 	return s[0].Value.Uint64()
 }
+
+// cgroupMemoryLimit is the memory limit of the process's cgroup (v2's
+// memory.max, or v1's memory.limit_in_bytes), 0 when there is none or it
+// cannot be read.
+func cgroupMemoryLimit() uint64 { return cgroupMemoryLimitAt("/proc/self/cgroup", "/sys/fs/cgroup") }
+
+// cgroupMemoryLimitAt reads the limit from the process's cgroup file and the
+// cgroup file system mounted at root.
+func cgroupMemoryLimitAt(cgroupFile, root string) uint64 {
+	self, err := os.ReadFile(cgroupFile) // "0::/path" (v2), "4:memory:/path" (v1)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(self), "\n") {
+		var file string
+		if path, ok := strings.CutPrefix(line, "0::"); ok {
+			file = filepath.Join(root, path, "memory.max")
+		} else if _, path, ok := strings.Cut(line, ":memory:"); ok {
+			file = filepath.Join(root, "memory", path, "memory.limit_in_bytes")
+		} else {
+			continue
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			continue // v2's line on a v1 host names no memory.max
+		}
+		v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64) // v2 "max": no limit
+		if err == nil && v < noLimit {
+			return v
+		}
+	}
+	return 0
+}
+
+// noLimit: a limit this large is "none" (v1 reports a page-rounded MaxInt64).
+const noLimit = 1 << 60

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"testing"
@@ -106,5 +108,40 @@ func waitGCPercent(t *testing.T, ok func(int) bool, want string) {
 		if time.Now().After(deadline) {
 			t.Fatalf("GOGC %d, want %s", p, want)
 		}
+	}
+}
+
+func TestCgroupMemoryLimit(t *testing.T) {
+	write := func(t *testing.T, path, data string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		cgroup string
+		files  map[string]string
+		want   uint64
+	}{
+		{"v2 with a limit", "0::/kubepods/pod1/c1\n", map[string]string{"kubepods/pod1/c1/memory.max": "2147483648\n"}, 2 << 30},
+		{"v2 without a limit", "0::/\n", map[string]string{"memory.max": "max\n"}, 0},
+		{"v1 with a limit", "4:memory:/docker/abc\n0::/\n", map[string]string{"memory/docker/abc/memory.limit_in_bytes": "943718400\n"}, 900 << 20},
+		{"v1 without a limit", "4:memory:/x\n0::/\n", map[string]string{"memory/x/memory.limit_in_bytes": "9223372036854771712\n"}, 0},
+		{"no cgroup files", "0::/gone\n", nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			write(t, filepath.Join(root, "self-cgroup"), tc.cgroup)
+			for p, data := range tc.files {
+				write(t, filepath.Join(root, "fs", p), data)
+			}
+			if got := cgroupMemoryLimitAt(filepath.Join(root, "self-cgroup"), filepath.Join(root, "fs")); got != tc.want {
+				t.Errorf("limit %d, want %d", got, tc.want)
+			}
+		})
 	}
 }
