@@ -25,7 +25,8 @@ import (
 // operator's GOGC (100 unless set) being the least. A node whose live data
 // reaches floor / 2 collects exactly as with plain GOGC, so the floor costs
 // memory only where the heap is small, and never more than floor. A memory
-// limit (GOMEMLIMIT) still bounds the heap: the floor is capped at half of it.
+// limit still bounds the heap: the floor is capped at half of GOMEMLIMIT and
+// half of the container's (cgroup) limit.
 
 // maxGCPercent bounds the GOGC the floor sets (with a live heap of a few MB at
 // start, floor / live would be in the thousands; the memory the floor allows is
