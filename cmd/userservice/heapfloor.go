@@ -40,7 +40,6 @@ type heapFloor struct {
 	floor   uint64 // bytes
 	base    int    // the operator's GOGC
 	stopped bool   // under floorMu
-	samples []metrics.Sample
 }
 
 // The process's heap floor: GOGC is the process's, so services run in one
@@ -98,9 +97,7 @@ func newHeapFloor(floor uint64) *heapFloor {
 			floor = min(floor, limit/2)
 		}
 	}
-	return &heapFloor{floor: floor, base: base, samples: []metrics.Sample{
-		{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/objects:bytes"},
-	}}
+	return &heapFloor{floor: floor, base: base}
 }
 
 // arm calls tune after the next collection, and again after each one until
@@ -120,10 +117,9 @@ func (h *heapFloor) arm() {
 
 // tune sets GOGC for the live heap the last collection found.
 func (h *heapFloor) tune() {
-	metrics.Read(h.samples)
-	live := h.samples[0].Value.Uint64()
+	live := readMetric("/gc/heap/live:bytes")
 	if live == 0 { // before the first collection: what is allocated now
-		live = h.samples[1].Value.Uint64()
+		live = readMetric("/memory/classes/heap/objects:bytes")
 	}
 	p := gcPercentFor(h.floor, live, h.base)
 	debug.SetGCPercent(p)
@@ -133,17 +129,14 @@ func (h *heapFloor) tune() {
 // gcPercentFor is the GOGC that starts the next collection at floor bytes of
 // heap when live bytes are live, never below base nor above maxGCPercent.
 func gcPercentFor(floor, live uint64, base int) int {
-	if live == 0 {
-		return max(base, maxGCPercent)
-	}
 	if floor <= live {
 		return base
 	}
-	p := (floor - live) * 100 / live
-	if p > maxGCPercent {
-		return max(base, maxGCPercent)
+	p := maxGCPercent
+	if live > 0 { // else nothing live yet: the bound
+		p = int(min((floor-live)*100/live, maxGCPercent))
 	}
-	return max(base, int(p))
+	return max(base, p)
 }
 
 // currentGCPercent is GOGC as the runtime has it (GOGC or SetGCPercent; -1 for off).
