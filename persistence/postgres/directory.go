@@ -5,8 +5,10 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	json "github.com/goccy/go-json"
 	"github.com/jackc/pgx/v5"
 
@@ -14,9 +16,13 @@ import (
 )
 
 // Directory answers the questions that cross users: the admin search, the audit
-// log, authId look-ups. Every answer reflects every committed write (no cache). It
-// is safe for concurrent use.
-type Directory struct{ db *DB }
+// log, authId look-ups. Every answer reflects every committed write: the counts
+// it keeps (countMemo) are reused only in a snapshot that sees the same search
+// facts. It is safe for concurrent use.
+type Directory struct {
+	db     *DB
+	counts countMemo
+}
 
 var _ userservice.Directory = (*Directory)(nil)
 
@@ -25,7 +31,7 @@ func NewDirectory(db *DB) (*Directory, error) {
 	if db == nil {
 		return nil, errors.New("cannot create directory: nil DB")
 	}
-	return &Directory{db: db}, nil
+	return &Directory{db: db, counts: countMemo{m: make(map[countKey]countEntry)}}, nil
 }
 
 // UserIDByAuthID returns the id of the user with that authId, or
@@ -404,20 +410,34 @@ func (d *Directory) SearchUsersAt(ctx context.Context, q userservice.UserSearch)
 		return rows.Err()
 	}
 	counted := q.Count != userservice.CountNone
+	key, memo := countKeyOf(q)
+	known, haveKnown := d.counts.get(key, memo)
 	var err error
-	if counted && q.Search != "" && pagesFromMatches(col) {
+	if counted && q.Search != "" && pagesFromMatches(col) && !haveKnown {
 		// How the page is read depends on how many users match: count first.
-		err = d.searchByCount(ctx, q, page, limit, &gen, &total, readPage)
+		err = d.searchByCount(ctx, q, page, limit, key, memo, &gen, &total, readPage)
 	} else {
-		sq := buildSearch(q, page, limit, false)
+		// One round trip. A count known at some search facts decides how the
+		// page is read (any choice reads the same rows) and is reused when the
+		// snapshot sees the same facts; otherwise it is counted again.
+		fromMatches := haveKnown && q.Search != "" && pageFromMatches(known.total, known.size, page*limit+1)
+		sq := buildSearch(q, page, limit, fromMatches)
 		b := &pgx.Batch{}
 		beginSearch(b, &gen)
+		var facts string
+		size := known.size
 		if counted {
-			b.Queue(sq.countSQL, sq.args...).QueryRow(func(row pgx.Row) error { return row.Scan(&total) })
+			queueCount(b, sq, known, &facts, &total)
+			if q.Search != "" && size == 0 {
+				queueSize(b, &size)
+			}
 		}
 		b.Queue(sq.pageSQL, sq.pageArgs...).Query(readPage)
 		b.Queue("COMMIT")
 		err = d.db.pool.SendBatch(ctx, b).Close()
+		if err == nil && counted {
+			d.counts.learn(key, memo, known, countEntry{facts: facts, total: total, size: size})
+		}
 	}
 	if err != nil {
 		return nil, userservice.Pagination{}, "", unavailable("cannot search users", err)
@@ -443,7 +463,7 @@ func (d *Directory) SearchUsersAt(ctx context.Context, q userservice.UserSearch)
 // along the sort index as pageFromMatches decides, with the COMMIT. A
 // connection an error leaves inside the transaction is closed by the pool on
 // release, never reused.
-func (d *Directory) searchByCount(ctx context.Context, q userservice.UserSearch, page, limit int, gen *string, total *int, readPage func(pgx.Rows) error) error {
+func (d *Directory) searchByCount(ctx context.Context, q userservice.UserSearch, page, limit int, key countKey, memo bool, gen *string, total *int, readPage func(pgx.Rows) error) error {
 	conn, err := d.db.pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -451,13 +471,15 @@ func (d *Directory) searchByCount(ctx context.Context, q userservice.UserSearch,
 	defer conn.Release()
 	sq := buildSearch(q, page, limit, false)
 	var size float64
+	var facts string
 	b := &pgx.Batch{}
 	beginSearch(b, gen)
-	b.Queue(sq.countSQL, sq.args...).QueryRow(func(row pgx.Row) error { return row.Scan(total) })
-	b.Queue(`SELECT reltuples::float8 FROM pg_class WHERE oid = 'users'::regclass`).QueryRow(func(row pgx.Row) error { return row.Scan(&size) })
+	queueCount(b, sq, countEntry{}, &facts, total)
+	queueSize(b, &size)
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return err
 	}
+	d.counts.learn(key, memo, countEntry{}, countEntry{facts: facts, total: *total, size: size})
 	if pageFromMatches(*total, size, page*limit+1) {
 		sq = buildSearch(q, page, limit, true)
 	}
@@ -465,6 +487,113 @@ func (d *Directory) searchByCount(ctx context.Context, q userservice.UserSearch,
 	b.Queue(sq.pageSQL, sq.pageArgs...).Query(readPage)
 	b.Queue("COMMIT")
 	return conn.SendBatch(ctx, b).Close()
+}
+
+// queueSize queues the read of users' size as the planner knows it (reltuples:
+// an estimate, -1 before the first ANALYZE), for pageFromMatches.
+func queueSize(b *pgx.Batch, size *float64) {
+	b.Queue(`SELECT reltuples::float8 FROM pg_class WHERE oid = 'users'::regclass`).QueryRow(func(row pgx.Row) error { return row.Scan(size) })
+}
+
+// Counts reused and counted by the admin search (see countMemo).
+var (
+	searchCountsReused  = metrics.NewCounter(`user_service_search_counts_total{result="reused"}`)
+	searchCountsCounted = metrics.NewCounter(`user_service_search_counts_total{result="counted"}`)
+)
+
+// searchFactsSQL names the search facts a snapshot sees: the stamps of
+// search_facts (migration 00110), which every transaction that changes a user's
+// search_text, role or status rewrites, and the server's start time (a server
+// restored to an earlier point hands out transaction ids again). Two snapshots
+// that read the same value see the same search_text, role and status of every
+// user, so a count read in one is the count in the other.
+const searchFactsSQL = `(SELECT pg_postmaster_start_time()::text || '/' || string_agg(xact::text, ',' ORDER BY slot) FROM search_facts)`
+
+// queueCount queues a search's count, reading the search facts with it: when
+// they are known's, known's total is the answer and the count is not run (a
+// scalar subquery in a CASE branch not taken is never executed); otherwise the
+// users are counted. facts and total receive the snapshot's facts and the count.
+func queueCount(b *pgx.Batch, sq searchQuery, known countEntry, facts *string, total *int) {
+	n := len(sq.args)
+	args := append(append(make([]any, 0, n+2), sq.args...), known.facts, int64(known.total))
+	sql := `SELECT f.facts, CASE WHEN f.facts = $` + strconv.Itoa(n+1) + `::text THEN $` + strconv.Itoa(n+2) +
+		`::bigint ELSE (` + sq.countSQL + `) END FROM (SELECT ` + searchFactsSQL + ` AS facts) f`
+	b.Queue(sql, args...).QueryRow(func(row pgx.Row) error {
+		var n int64
+		if err := row.Scan(facts, &n); err != nil {
+			return err
+		}
+		*total = int(n)
+		if known.facts != "" && *facts == known.facts {
+			searchCountsReused.Inc()
+		} else {
+			searchCountsCounted.Inc()
+		}
+		return nil
+	})
+}
+
+// countMemo keeps the latest count of each search (term, role, status) with the
+// search facts it was read at (searchFactsSQL). A search sends the known count
+// and facts with its count statement, and PostgreSQL answers with the known
+// count when its snapshot sees the same facts, so the answer is always the
+// snapshot's own: the memo saves work (a term every user matches reads every
+// user, 3-5 ms on 10,000), never freshness. The writes of a running platform
+// (progress, enrollments, preferences, profiles' other fields) leave the facts
+// alone. Searches with attribute filters are not kept: user_attributes are not
+// among the facts. Bounded by countMemoSize entries; it is safe for concurrent
+// use.
+type countMemo struct {
+	mu sync.Mutex
+	m  map[countKey]countEntry
+}
+
+// countMemoSize bounds the memo: about 0.5 KB an entry.
+const countMemoSize = 4096
+
+type countKey struct {
+	search string
+	role   userservice.Role
+	status userservice.Status
+}
+
+type countEntry struct {
+	facts string
+	total int
+	size  float64 // users' reltuples when the count was made: pageFromMatches's size
+}
+
+// countKeyOf returns q's key and whether its count may be kept.
+func countKeyOf(q userservice.UserSearch) (countKey, bool) {
+	return countKey{search: q.Search, role: q.Role, status: q.Status}, q.Count != userservice.CountNone && len(q.Attrs) == 0
+}
+
+func (m *countMemo) get(k countKey, ok bool) (countEntry, bool) {
+	if !ok {
+		return countEntry{}, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.m[k]
+	return e, ok
+}
+
+// learn keeps now unless it equals was (nothing to write).
+func (m *countMemo) learn(k countKey, ok bool, was, now countEntry) {
+	if !ok || now.facts == "" || now == was {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, present := m.m[k]; !present && len(m.m) >= countMemoSize {
+		for old := range m.m { // an eighth of the entries, picked by map order
+			delete(m.m, old)
+			if len(m.m) <= countMemoSize*7/8 {
+				break
+			}
+		}
+	}
+	m.m[k] = now
 }
 
 // pagesFromMatches says whether col's pages can be read from a term's matches:
