@@ -12,3 +12,20 @@ func SearchSQL(q userservice.UserSearch, fromMatches bool) (countSQL, pageSQL st
 
 // PageFromMatches exposes pageFromMatches to the tests.
 var PageFromMatches = pageFromMatches
+
+// SearchFactsSQL exposes the search facts' query to the tests.
+const SearchFactsSQL = searchFactsSQL
+
+// KnownCount returns the count d keeps for q's term and filters, with its facts.
+func KnownCount(d *Directory, q userservice.UserSearch) (facts string, total int, ok bool) {
+	k, memo := countKeyOf(q)
+	e, ok := d.counts.get(k, memo)
+	return e.facts, e.total, ok
+}
+
+// SetKnownCount makes d keep total for q's term and filters at facts.
+func SetKnownCount(d *Directory, q userservice.UserSearch, facts string, total int) {
+	k, memo := countKeyOf(q)
+	was, _ := d.counts.get(k, memo)
+	d.counts.learn(k, memo, countEntry{}, countEntry{facts: facts, total: total, size: was.size})
+}

@@ -119,3 +119,27 @@ func TestAttributable(t *testing.T) {
 		}
 	}
 }
+
+// TestCountMemoBounded: the memo never holds more than countMemoSize counts, and
+// keeps the one it just learned.
+func TestCountMemoBounded(t *testing.T) {
+	m := countMemo{m: make(map[countKey]countEntry)}
+	for i := range 3 * countMemoSize {
+		k := countKey{search: fmt.Sprint(i)}
+		m.learn(k, true, countEntry{}, countEntry{facts: "f", total: i})
+		if len(m.m) > countMemoSize {
+			t.Fatalf("%d counts kept, bound %d", len(m.m), countMemoSize)
+		}
+		if e, ok := m.get(k, true); !ok || e.total != i {
+			t.Fatalf("the count just learned (%d) is not kept: %+v %v", i, e, ok)
+		}
+	}
+	m.learn(countKey{search: "no facts"}, true, countEntry{}, countEntry{total: 1})
+	if _, ok := m.get(countKey{search: "no facts"}, true); ok {
+		t.Fatal("a count without facts was kept")
+	}
+	m.learn(countKey{search: "not memo"}, false, countEntry{}, countEntry{facts: "f", total: 1})
+	if _, ok := m.get(countKey{search: "not memo"}, true); ok {
+		t.Fatal("a count that may not be kept was kept")
+	}
+}
