@@ -339,6 +339,59 @@ func TestRelayPrunesOldPublishedRows(t *testing.T) {
 	}
 }
 
+// TestRelayVacuumsTheOutbox: once the leader has deleted VacuumAfter rows it
+// VACUUMs the outbox itself (the dead rows of a burst would otherwise be walked
+// by every claim until autovacuum came), at most once per VacuumEvery; with
+// VacuumAfter negative it never does.
+func TestRelayVacuumsTheOutbox(t *testing.T) {
+	t.Parallel()
+	vacuums := func(t *testing.T, pool *pgxpool.Pool) int {
+		t.Helper()
+		var n int
+		if err := pool.QueryRow(context.Background(),
+			`SELECT vacuum_count FROM pg_stat_user_tables WHERE relid = 'outbox'::regclass`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	burst := func(t *testing.T, after int) (*pgxpool.Pool, func()) {
+		t.Helper()
+		pool := newTestPool(t)
+		exchange := "test.relay." + randomSuffix(t)
+		deleteOnCleanup(t, exchange)
+		insertOutbox(t, pool, mixedEvents(5, 60))
+		r := newTestRelay(t, pool, exchange, func(c *RelayConfig) {
+			c.BatchSize, c.VacuumAfter, c.VacuumEvery = 20, after, time.Hour
+		})
+		stop := runInBackground(t, r.Run)
+		eventually(t, 20*time.Second, "every row published", func() bool { return outboxRows(t, pool) == 0 })
+		return pool, stop
+	}
+
+	t.Run("after VacuumAfter deleted rows, once per VacuumEvery", func(t *testing.T) {
+		t.Parallel()
+		before := outboxVacuums.Get()
+		pool, stop := burst(t, 25)
+		eventually(t, 20*time.Second, "the outbox vacuumed", func() bool { return vacuums(t, pool) >= 1 })
+		stop() // waits for the VACUUM in the background
+		// 60 rows, 25 between two VACUUMs, but one VacuumEvery (an hour): one.
+		if n := vacuums(t, pool); n != 1 {
+			t.Fatalf("the outbox was vacuumed %d times, want once", n)
+		}
+		if outboxVacuums.Get() < before+1 {
+			t.Fatal("user_service_outbox_vacuums_total did not count the VACUUM")
+		}
+	})
+	t.Run("never with VacuumAfter negative", func(t *testing.T) {
+		t.Parallel()
+		pool, stop := burst(t, -1)
+		stop()
+		if n := vacuums(t, pool); n != 0 {
+			t.Fatalf("the outbox was vacuumed %d times, want never", n)
+		}
+	})
+}
+
 func TestRelayDrainPublishesPendingRows(t *testing.T) {
 	t.Parallel()
 	pool := newTestPool(t)

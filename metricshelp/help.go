@@ -81,6 +81,7 @@ var help = map[string]string{
 	"user_service_outbox_published_total":        "Outbox events published to RabbitMQ and confirmed.",
 	"user_service_outbox_publish_failures_total": "Outbox publish attempts that failed (they are retried).",
 	"user_service_outbox_publish_batch_seconds":  "Duration of one outbox publish batch, in seconds.",
+	"user_service_outbox_vacuums_total":          "VACUUMs of the outbox the relay leader ran itself after deleting many published rows (dead rows every claim would otherwise walk until autovacuum).",
 	"user_service_events_consumed_total":         "Events consumed from RabbitMQ, by event type and result (processed, duplicate, invalid, retried, waiting, dead_lettered, failed, skipped).",
 
 	// Redis (persistence/redis/)

@@ -144,17 +144,27 @@ func (s *SearchCache) SearchUsers(ctx context.Context, q userservice.UserSearch)
 //
 // Under steady writes no entry can be found (every commit is a new generation),
 // and a lookup only adds two round trips (the generation, the GET) before the
-// search itself. So once coldAfter lookups in a row missed, only one search in
-// probeEvery looks (and stores); a hit makes every search look again. Skipping
-// a lookup never changes an answer: it is PostgreSQL's either way.
+// search itself. So once coldAfter lookups in a row missed, no search looks: each
+// goes to PostgreSQL, and one in probeEvery offers its answer to the cache
+// afterwards (SET NX under the generation it was read at). Finding an entry
+// there already (the writes have stopped and an earlier probe stored this very
+// answer) makes every search look again. Skipping a lookup never changes an
+// answer: it is PostgreSQL's either way.
 func (s *SearchCache) SearchUsersJSON(ctx context.Context, q userservice.UserSearch) ([]byte, userservice.Pagination, error) {
 	if !s.c.Up() {
 		searchMissError.Inc()
-		return s.searchPrimary(ctx, q, false)
+		return s.searchPrimary(ctx, q, storeNone)
 	}
-	if s.misses.Load() >= coldAfter && s.probes.Add(1)%probeEvery != 0 {
-		searchSkipped.Inc()
-		return s.searchPrimary(ctx, q, false)
+	if s.misses.Load() >= coldAfter {
+		if s.probes.Add(1)%probeEvery != 0 {
+			searchSkipped.Inc()
+			return s.searchPrimary(ctx, q, storeNone)
+		}
+		// A probe: searched first, then offered to the cache only if no entry
+		// of its generation is there yet (SET NX, in the background); one
+		// that is there means the search would have hit, and every search
+		// looks again. So a probe adds no round trip before its answer.
+		return s.searchPrimary(ctx, q, storeProbe)
 	}
 	gen, err := s.src.SearchGeneration(ctx)
 	if err != nil {
@@ -170,25 +180,34 @@ func (s *SearchCache) SearchUsersJSON(ctx context.Context, q userservice.UserSea
 	case rueidis.IsRedisNil(err):
 		searchMissAbsent.Inc()
 		s.misses.Add(1)
-		return s.searchPrimary(ctx, q, true)
+		return s.searchPrimary(ctx, q, storeAlways)
 	case err != nil:
 		searchMissError.Inc()
-		return s.searchPrimary(ctx, q, true)
+		return s.searchPrimary(ctx, q, storeAlways)
 	}
 	raw, page, err := decodeSearchEntry(b)
 	if err != nil {
 		searchDecodeError.Inc()
 		s.log.Warn("unreadable search cache entry; searching PostgreSQL", "error", err.Error())
-		return s.searchPrimary(ctx, q, true)
+		return s.searchPrimary(ctx, q, storeAlways)
 	}
 	searchHits.Inc()
 	s.misses.Store(0)
 	return raw, page, nil
 }
 
-// searchPrimary searches PostgreSQL and, when store is set, stores the answer under
-// the generation it was read at.
-func (s *SearchCache) searchPrimary(ctx context.Context, q userservice.UserSearch, store bool) ([]byte, userservice.Pagination, error) {
+// How searchPrimary offers its answer to the cache.
+type storeMode int
+
+const (
+	storeNone   storeMode = iota
+	storeAlways           // SET: a lookup found nothing usable
+	storeProbe            // SET NX: a cold probe (see SearchUsersJSON)
+)
+
+// searchPrimary searches PostgreSQL and, unless store is storeNone, stores the
+// answer under the generation it was read at.
+func (s *SearchCache) searchPrimary(ctx context.Context, q userservice.UserSearch, store storeMode) ([]byte, userservice.Pagination, error) {
 	users, page, gen, err := s.src.SearchUsersAt(ctx, q)
 	if err != nil {
 		return nil, userservice.Pagination{}, err
@@ -200,7 +219,7 @@ func (s *SearchCache) searchPrimary(ctx context.Context, q userservice.UserSearc
 	if err != nil {
 		return nil, userservice.Pagination{}, userservice.Wrap(userservice.ECodeInternal, "cannot encode search result", err)
 	}
-	if !store || !s.c.Up() {
+	if store == storeNone || !s.c.Up() {
 		return raw, page, nil
 	}
 	b, err := encodeSearchEntry(raw, page)
@@ -219,7 +238,7 @@ func (s *SearchCache) searchPrimary(ctx context.Context, q userservice.UserSearc
 			defer func() { <-s.stores }()
 			// Detached from the request, which may end first; the client's command
 			// timeout bounds it.
-			if err := s.store(context.WithoutCancel(ctx), key, b); err != nil {
+			if err := s.store(context.WithoutCancel(ctx), key, b, store == storeProbe); err != nil {
 				s.log.Debug("cannot store search cache entry", "error", err.Error())
 			}
 		}()
@@ -229,13 +248,33 @@ func (s *SearchCache) searchPrimary(ctx context.Context, q userservice.UserSearc
 	return raw, page, nil
 }
 
-func (s *SearchCache) store(ctx context.Context, key string, b []byte) error {
+// store writes an entry. A probe writes it only if the key is absent, and an
+// entry already there (the same query at the same generation, stored by an
+// earlier search) makes every search look again: it would have been a hit.
+func (s *SearchCache) store(ctx context.Context, key string, b []byte, probe bool) error {
+	var present bool
 	err := s.c.call(ctx, func(ctx context.Context) error {
-		return s.c.rdb.Do(ctx, s.c.rdb.B().Set().Key(key).Value(rueidis.BinaryString(b)).PxMilliseconds(s.ttlMS).Build()).Error()
+		set := s.c.rdb.B().Set().Key(key).Value(rueidis.BinaryString(b))
+		if !probe {
+			return s.c.rdb.Do(ctx, set.PxMilliseconds(s.ttlMS).Build()).Error()
+		}
+		err := s.c.rdb.Do(ctx, set.Nx().PxMilliseconds(s.ttlMS).Build()).Error()
+		if rueidis.IsRedisNil(err) {
+			present = true
+			return nil
+		}
+		return err
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		searchStoreErr.Inc()
 		return unavailable("store search result", err)
+	case present:
+		s.misses.Store(0)
+		return nil
+	}
+	if probe {
+		searchMissAbsent.Inc()
 	}
 	searchStoreOK.Inc()
 	return nil
