@@ -39,7 +39,7 @@ const (
 	DefaultRelayLeaderRetry   = time.Second
 	DefaultRelayQueryTimeout  = 5 * time.Second
 	DefaultRelayVacuumAfter   = 20000
-	DefaultRelayVacuumEvery   = 10 * time.Second
+	DefaultRelayVacuumEvery   = 5 * time.Second
 )
 
 // relayLockClass is the first key of the leader's advisory lock; the second is
