@@ -38,8 +38,8 @@ const (
 	DefaultRelayGaugeInterval = 5 * time.Second
 	DefaultRelayLeaderRetry   = time.Second
 	DefaultRelayQueryTimeout  = 5 * time.Second
-	DefaultRelayVacuumAfter   = 5000
-	DefaultRelayVacuumEvery   = time.Second
+	DefaultRelayVacuumAfter   = 20000
+	DefaultRelayVacuumEvery   = 5 * time.Second
 )
 
 // relayLockClass is the first key of the leader's advisory lock; the second is
