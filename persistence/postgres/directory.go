@@ -568,8 +568,9 @@ func countKeyOf(q userservice.UserSearch) (countKey, bool) {
 	return countKey{search: q.Search, role: q.Role, status: q.Status}, q.Count != userservice.CountNone && len(q.Attrs) == 0
 }
 
-func (m *countMemo) get(k countKey, ok bool) (countEntry, bool) {
-	if !ok {
+// get returns the count kept for k, if keep (countKeyOf's second result).
+func (m *countMemo) get(k countKey, keep bool) (countEntry, bool) {
+	if !keep {
 		return countEntry{}, false
 	}
 	m.mu.Lock()
@@ -578,9 +579,10 @@ func (m *countMemo) get(k countKey, ok bool) (countEntry, bool) {
 	return e, ok
 }
 
-// learn keeps now unless it equals was (nothing to write).
-func (m *countMemo) learn(k countKey, ok bool, was, now countEntry) {
-	if !ok || now.facts == "" || now == was {
+// learn keeps now for k, if keep, unless it equals was (nothing to write) or
+// has no facts.
+func (m *countMemo) learn(k countKey, keep bool, was, now countEntry) {
+	if !keep || now.facts == "" || now == was {
 		return
 	}
 	m.mu.Lock()
