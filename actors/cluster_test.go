@@ -14,8 +14,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
-	"os/exec"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -27,6 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	userservice "github.com/lms-platform/userservice"
+	"github.com/lms-platform/userservice/actors/etcdtest"
 )
 
 // Cluster tests run real etcd (Debian's etcd-server; scripts/devstack.sh installs
@@ -41,37 +40,6 @@ func freePort(tb testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startEtcd runs a single-member etcd on free loopback ports and returns its
-// client URL.
-func startEtcd(tb testing.TB) string {
-	tb.Helper()
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		tb.Fatalf("etcd not installed (apt-get install etcd-server; scripts/devstack.sh does it): %v", err)
-	}
-	client, peer := freePort(tb), freePort(tb)
-	cu := "http://127.0.0.1:" + strconv.Itoa(client)
-	pu := "http://127.0.0.1:" + strconv.Itoa(peer)
-	cmd := exec.Command(bin, "--name", "t", "--data-dir", tb.TempDir(),
-		"--listen-client-urls", cu, "--advertise-client-urls", cu,
-		"--listen-peer-urls", pu, "--initial-advertise-peer-urls", pu, "--initial-cluster", "t="+pu)
-	if testing.Verbose() {
-		cmd.Stderr = os.Stderr
-	}
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("cannot start etcd: %v", err)
-	}
-	tb.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	eventually(tb, 10*time.Second, "etcd to listen", func() bool {
-		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(client))
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return "127.0.0.1:" + strconv.Itoa(client)
 }
 
 type testCluster struct {
@@ -147,7 +115,7 @@ func (tc *testCluster) kill(i int) {
 }
 
 func newTestCluster(tb testing.TB, n int, h ...clusterHooks) *testCluster {
-	tc := &testCluster{tb: tb, etcd: startEtcd(tb), store: newMemStore(), name: "t" + strconv.Itoa(rand.IntN(1e9))}
+	tc := &testCluster{tb: tb, etcd: etcdtest.Start(tb), store: newMemStore(), name: "t" + strconv.Itoa(rand.IntN(1e9))}
 	if len(h) > 0 {
 		tc.hooks = h[0]
 	}

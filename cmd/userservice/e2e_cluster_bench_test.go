@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/lms-platform/userservice/actors/etcdtest"
 )
 
 // BenchmarkE2EClusterHop measures GET /me and PUT /me over HTTP against real
@@ -21,7 +23,7 @@ import (
 // what its disthash identity lookup places by. `make bench` runs it.
 func BenchmarkE2EClusterHop(b *testing.B) {
 	st := newStack(b)
-	etcd := startEtcd(b)
+	etcd := etcdtest.Start(b)
 	name := "bench" + st.id
 	envs := []map[string]string{clusterEnv(b, etcd, name), clusterEnv(b, etcd, name)}
 	nodes := []*service{st.start(b, envs[0]), st.start(b, envs[1])}

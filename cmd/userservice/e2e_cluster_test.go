@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,41 +27,11 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/lms-platform/userservice"
+	"github.com/lms-platform/userservice/actors/etcdtest"
 )
 
 // Cluster mode end to end: three in-process nodes (each its own HTTP port and
 // remoting port) on one stack and one etcd of their own.
-
-// startEtcd runs a single-member etcd (Debian's etcd-server) on free loopback
-// ports and returns its client endpoint.
-func startEtcd(t testing.TB) string {
-	t.Helper()
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		t.Fatalf("etcd not installed (apt-get install etcd-server; scripts/devstack.sh installs it): %v", err)
-	}
-	client, peer := freePort(t), freePort(t)
-	cu, pu := "http://127.0.0.1:"+strconv.Itoa(client), "http://127.0.0.1:"+strconv.Itoa(peer)
-	cmd := exec.Command(bin, "--name", "e2e", "--data-dir", t.TempDir(),
-		"--listen-client-urls", cu, "--advertise-client-urls", cu,
-		"--listen-peer-urls", pu, "--initial-advertise-peer-urls", pu, "--initial-cluster", "e2e="+pu)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("cannot start etcd: %v", err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(client))
-		if err == nil {
-			c.Close()
-			return "127.0.0.1:" + strconv.Itoa(client)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("etcd did not listen: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // clusterEnv is the environment of one cluster node.
 func clusterEnv(t testing.TB, etcd, name string) map[string]string {
@@ -74,7 +43,7 @@ func clusterEnv(t testing.TB, etcd, name string) map[string]string {
 
 func startCluster(t *testing.T, s *stack, n int) (nodes []*service, etcd, name string) {
 	t.Helper()
-	etcd, name = startEtcd(t), "e2e"+s.id
+	etcd, name = etcdtest.Start(t), "e2e"+s.id
 	for range n {
 		nodes = append(nodes, s.start(t, clusterEnv(t, etcd, name)))
 	}
@@ -406,7 +375,7 @@ func (s *stack) startProc(t *testing.T, overrides map[string]string) *proc {
 // (kill → every user answers through the survivors) is reported.
 func TestE2EClusterKill9UnderWriters(t *testing.T) {
 	s := newStack(t)
-	etcd, name := startEtcd(t), "k9"+s.id
+	etcd, name := etcdtest.Start(t), "k9"+s.id
 	var procs []*proc
 	for range 3 {
 		procs = append(procs, s.startProc(t, clusterEnv(t, etcd, name)))
