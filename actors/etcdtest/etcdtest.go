@@ -15,7 +15,6 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 )
@@ -57,17 +56,23 @@ func start(tb testing.TB, bin string) (addr, output string, err error) {
 	cmd := exec.Command(bin, "--name", "t", "--data-dir", tb.TempDir(),
 		"--listen-client-urls", cu, "--advertise-client-urls", cu,
 		"--listen-peer-urls", pu, "--initial-advertise-peer-urls", pu, "--initial-cluster", "t="+pu)
-	var out buffer
+	// One writer for both: exec copies into it from one goroutine at a time, and
+	// it is read only once etcd has exited (its copies are then done).
+	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("cannot start etcd: %v", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	tb.Cleanup(func() {
+	var werr error
+	exited := make(chan struct{}) // closed once Wait returned (werr set)
+	go func() { werr = cmd.Wait(); close(exited) }()
+	stop := func() string { // kills etcd, waits for it, returns the end of its output
 		_ = cmd.Process.Kill()
 		<-exited
-	})
+		b := out.Bytes()
+		return string(b[max(0, len(b)-4096):])
+	}
+	tb.Cleanup(func() { stop() })
 	addr = "127.0.0.1:" + strconv.Itoa(client)
 	deadline := time.Now().Add(listenWait)
 	for {
@@ -77,13 +82,12 @@ func start(tb testing.TB, bin string) (addr, output string, err error) {
 			return addr, "", nil
 		}
 		select {
-		case werr := <-exited:
-			exited <- werr // for the cleanup
-			return "", out.tail(4096), fmt.Errorf("etcd exited: %v", werr)
+		case <-exited:
+			return "", stop(), fmt.Errorf("etcd exited: %v", werr)
 		default:
 		}
 		if time.Now().After(deadline) {
-			return "", out.tail(4096), fmt.Errorf("not listening after %s: %w", listenWait, err)
+			return "", stop(), fmt.Errorf("not listening after %s: %w", listenWait, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -98,24 +102,4 @@ func freePort(tb testing.TB) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// buffer collects a process's output for a test's message.
-type buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-// tail returns the last n bytes written.
-func (b *buffer) tail(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.b.Bytes()
-	return string(s[max(0, len(s)-n):])
 }

@@ -412,10 +412,12 @@ func (d *Directory) SearchUsersAt(ctx context.Context, q userservice.UserSearch)
 	counted := q.Count != userservice.CountNone
 	key, memo := countKeyOf(q)
 	known, haveKnown := d.counts.get(key, memo)
+	var facts string // the search facts the count was read at
+	size := known.size
 	var err error
 	if counted && q.Search != "" && pagesFromMatches(col) && !haveKnown {
 		// How the page is read depends on how many users match: count first.
-		err = d.searchByCount(ctx, q, page, limit, key, memo, &gen, &total, readPage)
+		err = d.searchByCount(ctx, q, page, limit, &gen, &facts, &total, &size, readPage)
 	} else {
 		// One round trip. A count known at some search facts decides how the
 		// page is read (any choice reads the same rows) and is reused when the
@@ -424,8 +426,6 @@ func (d *Directory) SearchUsersAt(ctx context.Context, q userservice.UserSearch)
 		sq := buildSearch(q, page, limit, fromMatches)
 		b := &pgx.Batch{}
 		beginSearch(b, &gen)
-		var facts string
-		size := known.size
 		if counted {
 			queueCount(b, sq, known, &facts, &total)
 			if q.Search != "" && size == 0 {
@@ -435,12 +435,12 @@ func (d *Directory) SearchUsersAt(ctx context.Context, q userservice.UserSearch)
 		b.Queue(sq.pageSQL, sq.pageArgs...).Query(readPage)
 		b.Queue("COMMIT")
 		err = d.db.pool.SendBatch(ctx, b).Close()
-		if err == nil && counted {
-			d.counts.learn(key, memo, known, countEntry{facts: facts, total: total, size: size})
-		}
 	}
 	if err != nil {
 		return nil, userservice.Pagination{}, "", unavailable("cannot search users", err)
+	}
+	if counted {
+		d.counts.learn(key, memo, known, countEntry{facts: facts, total: total, size: size})
 	}
 	more := len(users) > limit
 	if more {
@@ -460,27 +460,24 @@ func (d *Directory) SearchUsersAt(ctx context.Context, q userservice.UserSearch)
 // searchByCount reads a counted search with a term in one read-only snapshot and
 // two round trips on one connection: the transaction's start, the generation,
 // the count and the size of users first, then the page, from the matches or
-// along the sort index as pageFromMatches decides, with the COMMIT. A
-// connection an error leaves inside the transaction is closed by the pool on
-// release, never reused.
-func (d *Directory) searchByCount(ctx context.Context, q userservice.UserSearch, page, limit int, key countKey, memo bool, gen *string, total *int, readPage func(pgx.Rows) error) error {
+// along the sort index as pageFromMatches decides, with the COMMIT. facts and size
+// receive what the count was read at and users' size. A connection an error
+// leaves inside the transaction is closed by the pool on release, never reused.
+func (d *Directory) searchByCount(ctx context.Context, q userservice.UserSearch, page, limit int, gen, facts *string, total *int, size *float64, readPage func(pgx.Rows) error) error {
 	conn, err := d.db.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Release()
 	sq := buildSearch(q, page, limit, false)
-	var size float64
-	var facts string
 	b := &pgx.Batch{}
 	beginSearch(b, gen)
-	queueCount(b, sq, countEntry{}, &facts, total)
-	queueSize(b, &size)
+	queueCount(b, sq, countEntry{}, facts, total)
+	queueSize(b, size)
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return err
 	}
-	d.counts.learn(key, memo, countEntry{}, countEntry{facts: facts, total: *total, size: size})
-	if pageFromMatches(*total, size, page*limit+1) {
+	if pageFromMatches(*total, *size, page*limit+1) {
 		sq = buildSearch(q, page, limit, true)
 	}
 	b = &pgx.Batch{}
