@@ -99,6 +99,7 @@ var help = map[string]string{
 	"user_service_search_cache_writes_total":        "Search results offered to the Redis cache, by result (stored, error, too_large, dropped_busy).",
 	"user_service_search_cache_decode_errors_total": "Cached search results that could not be decoded (treated as misses).",
 	"user_service_search_cache_skipped_total":       "Searches that went straight to PostgreSQL because the cache kept missing (writes outpace repeated searches); every eighth still looks.",
+	"user_service_search_orders_total":              "Admin search pages by the kept order of a term's matches, by result: reused (read by id, the snapshot saw the order's search facts) or read (the matches read and sorted, and the order kept).",
 	"user_service_search_counts_total":              "Admin search totals, by result: reused (a count kept with the search facts it was read at, and the snapshot saw the same facts) or counted.",
 	"user_service_ratelimit_allowed_total":          "Requests the rate limiter allowed.",
 	"user_service_ratelimit_rejected_total":         "Requests the rate limiter rejected (answered 429).",

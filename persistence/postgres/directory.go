@@ -22,6 +22,7 @@ import (
 type Directory struct {
 	db     *DB
 	counts countMemo
+	orders orderMemo
 }
 
 var _ userservice.Directory = (*Directory)(nil)
@@ -31,7 +32,11 @@ func NewDirectory(db *DB) (*Directory, error) {
 	if db == nil {
 		return nil, errors.New("cannot create directory: nil DB")
 	}
-	return &Directory{db: db, counts: countMemo{m: make(map[countKey]countEntry)}}, nil
+	return &Directory{
+		db:     db,
+		counts: countMemo{m: make(map[countKey]countEntry)},
+		orders: orderMemo{m: make(map[orderKey]orderEntry)},
+	}, nil
 }
 
 // UserIDByAuthID returns the id of the user with that authId, or
@@ -380,110 +385,156 @@ func beginSearch(b *pgx.Batch, gen *string) {
 // snapshot the answer was read in (see SearchGeneration).
 func (d *Directory) SearchUsersAt(ctx context.Context, q userservice.UserSearch) ([]userservice.User, userservice.Pagination, string, error) {
 	page, limit := normalizePage(q.Page, q.Limit)
-	col, _ := sortColumn(q)
+	col, desc := sortColumn(q)
 	ctx, cancel := d.db.timeout(ctx)
 	defer cancel()
-	users := make([]userservice.User, 0, limit+1)
-	var last *userservice.Position
-	var total int
-	var gen string
-	readPage := func(rows pgx.Rows) error {
-		for rows.Next() {
-			var key any = new(*string)
-			if timeColumns[col] {
-				key = new(*time.Time)
-			}
-			u, err := scanUser(rows, key)
-			if err != nil {
-				return err
-			}
-			if len(users) < limit {
-				switch k := key.(type) {
-				case **time.Time:
-					last = positionOf(u.ID, *k)
-				case **string:
-					last = positionOf(u.ID, *k)
-				}
-			}
-			users = append(users, u)
-		}
-		return rows.Err()
-	}
-	counted := q.Count != userservice.CountNone
-	key, memo := countKeyOf(q)
-	known, haveKnown := d.counts.get(key, memo)
-	var facts string // the search facts the count was read at
-	size := known.size
-	var err error
-	if counted && q.Search != "" && pagesFromMatches(col) && !haveKnown {
-		// How the page is read depends on how many users match: count first.
-		err = d.searchByCount(ctx, q, page, limit, &gen, &facts, &total, &size, readPage)
-	} else {
-		// One round trip. A count known at some search facts decides how the
-		// page is read (any choice reads the same rows) and is reused when the
-		// snapshot sees the same facts; otherwise it is counted again.
-		fromMatches := haveKnown && q.Search != "" && pageFromMatches(known.total, known.size, page*limit+1)
-		sq := buildSearch(q, page, limit, fromMatches)
-		b := &pgx.Batch{}
-		beginSearch(b, &gen)
-		if counted {
-			queueCount(b, sq, known, &facts, &total)
-			if q.Search != "" && size == 0 {
-				queueSize(b, &size)
-			}
-		}
-		b.Queue(sq.pageSQL, sq.pageArgs...).Query(readPage)
-		b.Queue("COMMIT")
-		err = d.db.pool.SendBatch(ctx, b).Close()
-	}
-	if err != nil {
+	r := &searchRun{d: d, q: q, page: page, limit: limit, col: col, desc: desc}
+	r.users = make([]userservice.User, 0, limit+1)
+	if err := r.run(ctx); err != nil {
 		return nil, userservice.Pagination{}, "", unavailable("cannot search users", err)
 	}
-	if counted {
-		d.counts.learn(key, memo, known, countEntry{facts: facts, total: total, size: size})
-	}
+	users := r.users
 	more := len(users) > limit
 	if more {
 		users = users[:limit]
 	}
-	p := userservice.NewPagination(page, limit, total)
+	p := userservice.NewPagination(page, limit, r.total)
 	p.HasNext = more
-	if !counted {
+	if q.Count == userservice.CountNone {
 		p.Uncounted, p.TotalPages = true, 0
 	}
 	if more {
-		p.Next = last
+		p.Next = r.last
 	}
-	return users, p, gen, nil
+	return users, p, r.gen, nil
 }
 
-// searchByCount reads a counted search with a term in one read-only snapshot and
-// two round trips on one connection: the transaction's start, the generation,
-// the count and the size of users first, then the page, from the matches or
-// along the sort index as pageFromMatches decides, with the COMMIT. facts and size
-// receive what the count was read at and users' size. A connection an error
-// leaves inside the transaction is closed by the pool on release, never reused.
-func (d *Directory) searchByCount(ctx context.Context, q userservice.UserSearch, page, limit int, gen, facts *string, total *int, size *float64, readPage func(pgx.Rows) error) error {
-	conn, err := d.db.pool.Acquire(ctx)
+// searchRun is one admin search: its query and what it has read.
+type searchRun struct {
+	d           *Directory
+	q           userservice.UserSearch
+	page, limit int
+	col         string
+	desc        bool
+
+	gen   string
+	total int
+	users []userservice.User    // the page, and the row after it when there is one
+	last  *userservice.Position // the position of the page's last row
+}
+
+// readPage scans a page's rows: the user's columns, then the sort key.
+func (r *searchRun) readPage(rows pgx.Rows) error {
+	for rows.Next() {
+		var key any = new(*string)
+		if timeColumns[r.col] {
+			key = new(*time.Time)
+		}
+		u, err := scanUser(rows, key)
+		if err != nil {
+			return err
+		}
+		if len(r.users) < r.limit {
+			switch k := key.(type) {
+			case **time.Time:
+				r.last = positionOf(u.ID, *k)
+			case **string:
+				r.last = positionOf(u.ID, *k)
+			}
+		}
+		r.users = append(r.users, u)
+	}
+	return rows.Err()
+}
+
+// run reads the search in one read-only snapshot on one connection. A page whose
+// order is kept (orderMemo) is read by id in one round trip, and kept only if the
+// snapshot sees the order's facts; otherwise the search starts again in a new
+// snapshot. A connection an error leaves inside a transaction is closed by the
+// pool on release, never reused.
+func (r *searchRun) run(ctx context.Context) error {
+	conn, err := r.d.db.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Release()
-	sq := buildSearch(q, page, limit, false)
+	okey, keepOrder := orderKeyOf(r.q, r.col)
+	if order, ok := r.d.orders.get(okey, keepOrder); ok {
+		var facts string
+		b := &pgx.Batch{}
+		b.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+		b.Queue(searchGenerationSQL + ", " + searchFactsSQL).QueryRow(func(row pgx.Row) error { return row.Scan(&r.gen, &facts) })
+		if ids := order.pageIDs(r.page, r.limit, r.desc); len(ids) > 0 {
+			b.Queue(pageByIDsSQL(r.col), ids).Query(r.readPage)
+		}
+		b.Queue("COMMIT")
+		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		if facts == order.facts {
+			searchOrdersReused.Inc()
+			r.total = len(order.ids)
+			return nil
+		}
+		r.users, r.last = r.users[:0], nil
+	}
+
+	counted := r.q.Count != userservice.CountNone
+	ckey, keepCount := countKeyOf(r.q)
+	known, haveKnown := r.d.counts.get(ckey, keepCount)
+	var facts string // the search facts the count was read at
+	size := known.size
+	matches, fromMatches := known.total, false
 	b := &pgx.Batch{}
-	beginSearch(b, gen)
-	queueCount(b, sq, countEntry{}, facts, total)
-	queueSize(b, size)
+	beginSearch(b, &r.gen)
+	if counted && r.q.Search != "" && pagesFromMatches(r.col) && !haveKnown {
+		// How the page is read depends on how many users match: count first.
+		queueCount(b, buildSearch(r.q, r.page, r.limit, false), countEntry{}, &facts, &r.total)
+		queueSize(b, &size)
+		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		b = &pgx.Batch{}
+		matches, fromMatches = r.total, pageFromMatches(r.total, size, r.page*r.limit+1)
+	} else {
+		// A count known at some search facts decides how the page is read (any
+		// choice reads the same rows) and is reused when the snapshot sees the
+		// same facts; otherwise it is counted again.
+		fromMatches = haveKnown && r.q.Search != "" && pageFromMatches(known.total, known.size, r.page*r.limit+1)
+		if counted {
+			queueCount(b, buildSearch(r.q, r.page, r.limit, fromMatches), known, &facts, &r.total)
+			if r.q.Search != "" && size == 0 {
+				queueSize(b, &size)
+			}
+		}
+	}
+	if keepOrder && fromMatches && matches <= orderListMax {
+		// The page from the matches: read them all in order, keep the order, and
+		// read the page by id.
+		var order orderEntry
+		sql, args := orderListSQL(r.q, r.col)
+		b.Queue(sql, args...).QueryRow(func(row pgx.Row) error { return row.Scan(&order.facts, &order.ids) })
+		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		searchOrdersRead.Inc()
+		r.d.orders.learn(okey, keepOrder, order)
+		b = &pgx.Batch{}
+		if ids := order.pageIDs(r.page, r.limit, r.desc); len(ids) > 0 {
+			b.Queue(pageByIDsSQL(r.col), ids).Query(r.readPage)
+		}
+	} else {
+		sq := buildSearch(r.q, r.page, r.limit, fromMatches)
+		b.Queue(sq.pageSQL, sq.pageArgs...).Query(r.readPage)
+	}
+	b.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return err
 	}
-	if pageFromMatches(*total, *size, page*limit+1) {
-		sq = buildSearch(q, page, limit, true)
+	if counted {
+		r.d.counts.learn(ckey, keepCount, known, countEntry{facts: facts, total: r.total, size: size})
 	}
-	b = &pgx.Batch{}
-	b.Queue(sq.pageSQL, sq.pageArgs...).Query(readPage)
-	b.Queue("COMMIT")
-	return conn.SendBatch(ctx, b).Close()
+	return nil
 }
 
 // queueSize queues the read of users' size as the planner knows it (reltuples:
@@ -499,11 +550,12 @@ var (
 )
 
 // searchFactsSQL names the search facts a snapshot sees: the stamps of
-// search_facts (migration 00110), which every transaction that changes a user's
-// search_text, role or status rewrites, and the server's start time (a server
-// restored to an earlier point hands out transaction ids again). Two snapshots
-// that read the same value see the same search_text, role and status of every
-// user, so a count read in one is the count in the other.
+// search_facts, which every transaction that changes a user's search_text, role,
+// status, names, email or creation time rewrites (migrations 00110 and 00120),
+// and the server's start time (a server restored to an earlier point hands out
+// transaction ids again). Two snapshots that read the same value see the same
+// values of those columns for every user, so a count or an order read in one is
+// the count or the order in the other.
 const searchFactsSQL = `(SELECT pg_postmaster_start_time()::text || '/' || string_agg(xact::text, ',' ORDER BY slot) FROM search_facts)`
 
 // queueCount queues a search's count, reading the search facts with it: when

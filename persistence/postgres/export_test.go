@@ -29,3 +29,20 @@ func SetKnownCount(d *Directory, q userservice.UserSearch, facts string, total i
 	was, _ := d.counts.get(k, memo)
 	d.counts.learn(k, memo, countEntry{}, countEntry{facts: facts, total: total, size: was.size})
 }
+
+// KnownOrder returns the order d keeps for q's term, filters and sort column,
+// with its facts.
+func KnownOrder(d *Directory, q userservice.UserSearch) (facts string, ids [][16]byte, ok bool) {
+	col, _ := sortColumn(q)
+	k, keep := orderKeyOf(q, col)
+	e, ok := d.orders.get(k, keep)
+	return e.facts, e.ids, ok
+}
+
+// SetKnownOrder makes d keep ids as the order of q's term, filters and sort
+// column at facts.
+func SetKnownOrder(d *Directory, q userservice.UserSearch, facts string, ids [][16]byte) {
+	col, _ := sortColumn(q)
+	k, keep := orderKeyOf(q, col)
+	d.orders.learn(k, keep, orderEntry{facts: facts, ids: ids})
+}

@@ -3,6 +3,7 @@ package postgres
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -141,5 +142,84 @@ func TestCountMemoBounded(t *testing.T) {
 	m.learn(countKey{search: "not memo"}, false, countEntry{}, countEntry{facts: "f", total: 1})
 	if _, ok := m.get(countKey{search: "not memo"}, true); ok {
 		t.Fatal("a count that may not be kept was kept")
+	}
+}
+
+// TestOrderMemoBounded: the lists kept never hold more than orderMemoIDs ids
+// together, the list just learned is kept, and lists without facts, too long or
+// not to be kept are not.
+func TestOrderMemoBounded(t *testing.T) {
+	m := orderMemo{m: make(map[orderKey]orderEntry)}
+	list := func(n int) [][16]byte { return make([][16]byte, n) }
+	for i := range 3 * orderMemoIDs / 1000 {
+		k := orderKey{search: fmt.Sprint(i), col: "email"}
+		m.learn(k, true, orderEntry{facts: "f", ids: list(1000 + i%7)})
+		held := 0
+		for _, e := range m.m {
+			held += len(e.ids)
+		}
+		if held != m.ids || held > orderMemoIDs {
+			t.Fatalf("lists hold %d ids, counted %d, bound %d", held, m.ids, orderMemoIDs)
+		}
+		if e, ok := m.get(k, true); !ok || len(e.ids) != 1000+i%7 {
+			t.Fatalf("the list just learned (%d) is not kept", i)
+		}
+	}
+	// Learning a key again replaces its list and its share of the bound.
+	k := orderKey{search: "again"}
+	m.learn(k, true, orderEntry{facts: "f", ids: list(10)})
+	before := m.ids
+	m.learn(k, true, orderEntry{facts: "g", ids: list(3)})
+	if e, _ := m.get(k, true); e.facts != "g" || m.ids != before-7 {
+		t.Fatalf("relearned: %q, %d ids held, want g and %d", e.facts, m.ids, before-7)
+	}
+	for name, e := range map[string]orderEntry{
+		"without facts": {ids: list(1)},
+		"too long":      {facts: "f", ids: list(orderListMax + 1)},
+	} {
+		m.learn(orderKey{search: name}, true, e)
+		if _, ok := m.get(orderKey{search: name}, true); ok {
+			t.Fatalf("a list %s was kept", name)
+		}
+	}
+	m.learn(orderKey{search: "not kept"}, false, orderEntry{facts: "f", ids: list(1)})
+	if _, ok := m.get(orderKey{search: "not kept"}, true); ok {
+		t.Fatal("a list that may not be kept was kept")
+	}
+}
+
+// TestOrderPageIDs: pages of a kept order in both directions, with the one row
+// past the page, and nothing past the end however far.
+func TestOrderPageIDs(t *testing.T) {
+	e := orderEntry{facts: "f"}
+	for i := range 7 {
+		e.ids = append(e.ids, [16]byte{byte(i)})
+	}
+	first := func(ids [][16]byte) []int {
+		out := []int{}
+		for _, id := range ids {
+			out = append(out, int(id[0]))
+		}
+		return out
+	}
+	for _, c := range []struct {
+		page, limit int
+		desc        bool
+		want        []int
+	}{
+		{1, 3, false, []int{0, 1, 2, 3}},
+		{2, 3, false, []int{3, 4, 5, 6}},
+		{3, 3, false, []int{6}},
+		{4, 3, false, []int{}},
+		{1, 3, true, []int{6, 5, 4, 3}},
+		{3, 3, true, []int{0}},
+		{1, 7, false, []int{0, 1, 2, 3, 4, 5, 6}},
+		{1, 100, true, []int{6, 5, 4, 3, 2, 1, 0}},
+		{2, 7, false, []int{}},
+		{1 << 60, 100, false, []int{}},
+	} {
+		if got := first(e.pageIDs(c.page, c.limit, c.desc)); !slices.Equal(got, c.want) {
+			t.Errorf("page %d of %d (desc %v): %v, want %v", c.page, c.limit, c.desc, got, c.want)
+		}
 	}
 }

@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/lms-platform/userservice"
@@ -34,7 +36,9 @@ func TestSearchCountFollowsEveryChange(t *testing.T) {
 		}
 		return f
 	}
-	smith := userservice.UserSearch{Page: 1, Limit: 20, Search: "smith", SortBy: "lastName", SortOrder: "asc"}
+	// updatedAt: an order the search never keeps (orderMemo), so the count is the
+	// count memo's.
+	smith := userservice.UserSearch{Page: 1, Limit: 20, Search: "smith", SortBy: "updatedAt", SortOrder: "asc"}
 	students := userservice.UserSearch{Page: 1, Limit: 20, Role: userservice.RoleStudent}
 	suspended := userservice.UserSearch{Page: 1, Limit: 20, Status: userservice.StatusSuspended}
 	deleted := userservice.UserSearch{Page: 1, Limit: 20, Status: userservice.StatusDeleted}
@@ -191,4 +195,124 @@ func TestSearchCountsOfAttributeFiltersAreNotKept(t *testing.T) {
 	if _, _, ok := postgres.KnownCount(dir, q); ok {
 		t.Fatal("the count of a search filtered by an attribute was kept")
 	}
+}
+
+// TestSearchOrderFollowsEveryChange checks the orders of a term's matches that
+// the admin search keeps (orderMemo): every page, in every kept order and both
+// directions, is what a directory that keeps nothing reads, the first time and
+// when reused; a kept order is used only at its facts; a change of any column
+// that orders or selects the matches (a case-only rename included, which leaves
+// search_text alone) changes the facts, and a change of any other column does
+// not, while the rows read by id still show it.
+func TestSearchOrderFollowsEveryChange(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	seedSearch(t, db)
+	w := newWriter(t, db, postgres.WriterConfig{})
+	dir, err := postgres.NewDirectory(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	facts := func() string {
+		t.Helper()
+		var f string
+		if err := db.Pool().QueryRow(ctx, "SELECT "+postgres.SearchFactsSQL).Scan(&f); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := db.Pool().Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	search := func(d *postgres.Directory, q userservice.UserSearch) ([]userservice.User, userservice.Pagination) {
+		t.Helper()
+		users, p, err := d.SearchUsers(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return users, p
+	}
+	// Every page of "example" (8 users not deleted, 3 a page, and one past the
+	// end) in each kept order, against a directory that keeps nothing.
+	everyPage := func(what string) {
+		t.Helper()
+		for _, sortBy := range []string{"lastName", "firstName", "email", "createdAt"} {
+			for _, order := range []string{"asc", "desc"} {
+				for page := 1; page <= 4; page++ {
+					q := userservice.UserSearch{Page: page, Limit: 3, Search: "example", SortBy: sortBy, SortOrder: order}
+					fresh, err := postgres.NewDirectory(db)
+					if err != nil {
+						t.Fatal(err)
+					}
+					wantUsers, wantPage := search(fresh, q)
+					for round := range 2 {
+						users, p := search(dir, q)
+						if !reflect.DeepEqual(users, wantUsers) || !reflect.DeepEqual(p, wantPage) {
+							t.Fatalf("%s: %s %s page %d, search %d: %v %+v, want %v %+v", what, sortBy, order, page, round+1,
+								ids(users), p, ids(wantUsers), wantPage)
+						}
+					}
+					if f, kept, ok := postgres.KnownOrder(dir, q); !ok || f != facts() || len(kept) != wantPage.Total {
+						t.Fatalf("%s: %s order kept %v with %d ids at %q, want %d at the current facts", what, sortBy, ok, len(kept), f, wantPage.Total)
+					}
+				}
+			}
+		}
+	}
+	everyPage("the fixture")
+
+	// Proof that a kept order is used, and only at its facts: the order planted
+	// reversed at the current facts is the answer; at other facts it is not.
+	q := userservice.UserSearch{Page: 1, Limit: 3, Search: "example", SortBy: "lastName", SortOrder: "asc"}
+	_, kept, _ := postgres.KnownOrder(dir, q)
+	want, _ := search(dir, q)
+	desc := q
+	desc.SortOrder = "desc"
+	wantReversed, _ := search(dir, desc) // the same kept order, read from its end
+	reversed := slices.Clone(kept)
+	slices.Reverse(reversed)
+	postgres.SetKnownOrder(dir, q, facts(), reversed)
+	if got, _ := search(dir, q); !slices.Equal(ids(got), ids(wantReversed)) {
+		t.Fatalf("an order kept at the current facts was not used: %v, want %v", ids(got), ids(wantReversed))
+	}
+	postgres.SetKnownOrder(dir, q, facts()+"x", reversed)
+	if got, _ := search(dir, q); !slices.Equal(ids(got), ids(want)) {
+		t.Fatalf("an order kept at other facts was used: %v, want %v", ids(got), ids(want))
+	}
+
+	// A change of a column neither ordering nor selecting: the facts stay, the
+	// order is reused, the rows are the snapshot's own.
+	f0 := facts()
+	exec(`UPDATE users SET bio = 'new bio', updated_at = now() WHERE email = 'bob@example.com'`)
+	if facts() != f0 {
+		t.Fatal("a bio changed the search facts")
+	}
+	everyPage("after a bio")
+	got, _ := search(dir, userservice.UserSearch{Page: 1, Limit: 20, Search: "bob@", SortBy: "email"})
+	if len(got) != 1 || got[0].Bio == nil || *got[0].Bio != "new bio" {
+		t.Fatalf("a row read through a kept order is not the snapshot's: %+v", got)
+	}
+
+	// Each change of what orders or selects the matches.
+	for _, c := range []struct{ what, sql string }{
+		{"a case-only rename", `UPDATE users SET last_name = 'sMITH' WHERE email = 'alice.smith@example.com'`},
+		{"a case-only first name", `UPDATE users SET first_name = 'aLICE' WHERE email = 'abrown@example.com'`},
+		{"an email", `UPDATE users SET email = 'aheidi@example.com' WHERE email = 'heidi@example.com'`},
+		{"a creation time", `UPDATE users SET created_at = created_at - interval '1 year' WHERE email = 'judy@example.com'`},
+		{"a suspension", `UPDATE users SET status = 'suspended' WHERE email = 'bob@example.com'`},
+		{"a deletion", `UPDATE users SET status = 'deleted' WHERE email = 'dave@example.com'`},
+	} {
+		before := facts()
+		exec(c.sql)
+		if facts() == before {
+			t.Fatalf("%s left the search facts unchanged", c.what)
+		}
+		everyPage("after " + c.what)
+	}
+	registered(t, w, "zed.smith@example.com", "")
+	everyPage("after a registration")
 }
