@@ -173,6 +173,47 @@ func BenchmarkSearchUsers10k(b *testing.B) {
 	}
 }
 
+// BenchmarkSearchKeptOrder measures a search page on 10,000 users read through
+// the order of the term's matches kept with the search facts (orderMemo) against
+// the same search with no order kept (the matches found and sorted again; the
+// count is kept in both).
+//
+//	go test -run '^$' -bench SearchKeptOrder -benchtime 300x ./persistence/postgres/
+func BenchmarkSearchKeptOrder(b *testing.B) {
+	db := pgtest.New(b)
+	ctx := context.Background()
+	if _, err := db.Pool().Exec(ctx, seed10k); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := db.Pool().Exec(ctx, "VACUUM ANALYZE users, user_updated_order, user_active_order"); err != nil {
+		b.Fatal(err)
+	}
+	for _, term := range []string{"ann", "smith", "green"} {
+		q := userservice.UserSearch{Page: 2, Limit: 20, Search: term, SortBy: "lastName", SortOrder: "asc"}
+		dir, _ := postgres.NewDirectory(db)
+		if _, p, err := dir.SearchUsers(ctx, q); err != nil {
+			b.Fatal(err)
+		} else {
+			b.Logf("%s: %d matches", term, p.Total)
+		}
+		b.Run(term+"/kept", func(b *testing.B) {
+			timeEach(b, func() {
+				if _, _, err := dir.SearchUsers(ctx, q); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+		b.Run(term+"/not-kept", func(b *testing.B) {
+			timeEach(b, func() {
+				postgres.ForgetOrders(dir)
+				if _, _, err := dir.SearchUsers(ctx, q); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+	}
+}
+
 // timeEach runs f b.N times and reports the median and 95th percentile.
 func timeEach(b *testing.B, f func()) {
 	b.Helper()

@@ -46,3 +46,11 @@ func SetKnownOrder(d *Directory, q userservice.UserSearch, facts string, ids [][
 	k, keep := orderKeyOf(q, col)
 	d.orders.learn(k, keep, orderEntry{facts: facts, ids: ids})
 }
+
+// ForgetOrders drops every order d keeps.
+func ForgetOrders(d *Directory) {
+	d.orders.mu.Lock()
+	defer d.orders.mu.Unlock()
+	clear(d.orders.m)
+	d.orders.ids = 0
+}
