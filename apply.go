@@ -260,7 +260,7 @@ func register(cmd Register, meta Meta) *change {
 	}
 	u.EmailVerified = cmd.EmailVerified
 	u.ProfileCompleted = profileComplete(&u)
-	s := &State{User: u, Enrollments: map[string]Enrollment{}, Preferences: make(PreferenceList, 0, len(DefaultPreferences))}
+	s := &State{User: u, Enrollments: map[string]*Enrollment{}, Preferences: make(PreferenceList, 0, len(DefaultPreferences))}
 	c := &change{next: s, meta: meta, created: true, ownEnrollments: true, ownPreferences: true}
 	c.m.Create = true
 	for i, d := range DefaultPreferences {
@@ -447,9 +447,17 @@ type unenrolledData struct {
 	Deleted        bool             `json:"deleted,omitempty"`
 }
 
+// enrollmentOf returns a copy of s's enrollment in the course, to change and put.
+func enrollmentOf(s *State, courseID string) (Enrollment, bool) {
+	if e, ok := s.Enrollments[courseID]; ok {
+		return *e, true
+	}
+	return Enrollment{}, false
+}
+
 func (c *change) putEnrollment(e Enrollment) {
 	c.ownEnrollmentMap()
-	c.next.Enrollments[e.CourseID] = e
+	c.next.Enrollments[e.CourseID] = &e
 	c.m.EnrollmentUpserts = append(c.m.EnrollmentUpserts, e)
 	c.dirty = true
 	c.result = e
@@ -457,7 +465,7 @@ func (c *change) putEnrollment(e Enrollment) {
 
 func (c *change) enroll(cmd Enroll) error {
 	now := c.meta.Now
-	e, ok := c.base.Enrollments[cmd.CourseID]
+	e, ok := enrollmentOf(c.base, cmd.CourseID)
 	switch {
 	case !ok:
 		if q := c.meta.Quotas.Enrollments; q > 0 && len(c.base.Enrollments) >= q {
@@ -479,7 +487,7 @@ func (c *change) enroll(cmd Enroll) error {
 }
 
 func (c *change) editEnrollment(cmd EditEnrollment) error {
-	e, ok := c.base.Enrollments[cmd.CourseID]
+	e, ok := enrollmentOf(c.base, cmd.CourseID)
 	if !ok {
 		return ErrEnrollmentNotFound
 	}
@@ -517,7 +525,7 @@ func (c *change) editEnrollment(cmd EditEnrollment) error {
 }
 
 func (c *change) setProgress(courseID string, progress *float64, spent *int64) error {
-	e, ok := c.next.Enrollments[courseID]
+	e, ok := enrollmentOf(c.next, courseID)
 	if !ok {
 		return ErrEnrollmentNotFound
 	}
@@ -550,7 +558,7 @@ func (c *change) completed(e *Enrollment) {
 }
 
 func (c *change) unenroll(cmd Unenroll) error {
-	e, ok := c.base.Enrollments[cmd.CourseID]
+	e, ok := enrollmentOf(c.base, cmd.CourseID)
 	if !ok {
 		return ErrEnrollmentNotFound
 	}

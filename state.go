@@ -11,7 +11,11 @@ import (
 // maps it does not change), so a reader may hold a *State without locks or copies.
 type State struct {
 	User        User
-	Enrollments map[string]Enrollment // by course id
+	// Enrollments by course id. An Enrollment in the map is never modified: a
+	// change puts a new one, so that a copy of the map copies pointers (an
+	// Enrollment is larger than the 128 bytes a Go map stores inline, so a map of
+	// values would copy each into an allocation of its own).
+	Enrollments map[string]*Enrollment
 	Preferences PreferenceList
 	Sessions    []Session // oldest first, the newest MaxSessionsKept
 	// Attributes are the user's custom attributes: a compact JSON object per
@@ -27,7 +31,7 @@ func (s *State) clone() *State {
 }
 
 func (s *State) writableEnrollments() {
-	m := make(map[string]Enrollment, len(s.Enrollments)+1)
+	m := make(map[string]*Enrollment, len(s.Enrollments)+1)
 	for k, v := range s.Enrollments {
 		m[k] = v
 	}
@@ -46,7 +50,7 @@ func (s *State) SortedEnrollments(status EnrollmentStatus) []Enrollment {
 	out := make([]Enrollment, 0, len(s.Enrollments))
 	for _, e := range s.Enrollments {
 		if status == "" || e.EnrollmentStatus == status {
-			out = append(out, e)
+			out = append(out, *e)
 		}
 	}
 	slices.SortFunc(out, func(a, b Enrollment) int {

@@ -117,7 +117,7 @@ func (s *memStore) write(m *userservice.Mutation) error {
 	case !m.Create && (cur == nil || cur.User.Version != m.BaseVersion):
 		return userservice.ErrStaleVersion
 	}
-	next := &userservice.State{User: m.User, Enrollments: map[string]userservice.Enrollment{}, Preferences: userservice.PreferenceList{}}
+	next := &userservice.State{User: m.User, Enrollments: map[string]*userservice.Enrollment{}, Preferences: userservice.PreferenceList{}}
 	if cur != nil {
 		for k, v := range cur.Enrollments {
 			next.Enrollments[k] = v
@@ -129,7 +129,7 @@ func (s *memStore) write(m *userservice.Mutation) error {
 		}
 	}
 	for _, e := range m.EnrollmentUpserts {
-		next.Enrollments[e.CourseID] = e
+		next.Enrollments[e.CourseID] = &e
 	}
 	for _, c := range m.EnrollmentDeletes {
 		delete(next.Enrollments, c)

@@ -269,7 +269,7 @@ func (d *memDirectory) courseRows(course string) []userservice.CourseEnrollment 
 		if !ok || u.Status == userservice.StatusDeleted {
 			continue
 		}
-		rows = append(rows, userservice.CourseEnrollment{Enrollment: e, User: userservice.PublicProfile{
+		rows = append(rows, userservice.CourseEnrollment{Enrollment: *e, User: userservice.PublicProfile{
 			ID: u.ID, Username: u.Username, FirstName: u.FirstName, LastName: u.LastName, DisplayName: u.DisplayName, AvatarURL: u.AvatarURL,
 		}})
 	}

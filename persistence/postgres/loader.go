@@ -55,7 +55,7 @@ func (l *Loader) LoadState(ctx context.Context, userID string) (*userservice.Sta
 	ctx, cancel := l.db.timeout(ctx)
 	defer cancel()
 
-	s := &userservice.State{Enrollments: map[string]userservice.Enrollment{}, Preferences: userservice.PreferenceList{}}
+	s := &userservice.State{Enrollments: map[string]*userservice.Enrollment{}, Preferences: userservice.PreferenceList{}}
 	found := false
 	b := &pgx.Batch{}
 	// One snapshot for the four reads; BEGIN and COMMIT ride in the same round trip.
@@ -81,7 +81,7 @@ func (l *Loader) LoadState(ctx context.Context, userID string) (*userservice.Sta
 			e.EnrollmentStatus = userservice.EnrollmentStatus(status)
 			e.EnrolledAt, e.CreatedAt, e.UpdatedAt = userservice.NewTime(enrolled), userservice.NewTime(created), userservice.NewTime(updated)
 			e.CompletedAt, e.LastAccessedAt = timePtr(completed), timePtr(accessed)
-			s.Enrollments[e.CourseID] = e
+			s.Enrollments[e.CourseID] = &e
 		}
 		return rows.Err()
 	})

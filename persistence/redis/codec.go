@@ -263,7 +263,7 @@ func decodeSnapshot(b []byte) (*userservice.State, error) {
 	u.LastLoginAt = d.optTime()
 
 	if n, ok := d.count(); ok {
-		s.Enrollments = make(map[string]userservice.Enrollment, n)
+		s.Enrollments = make(map[string]*userservice.Enrollment, n)
 		for range n {
 			var en userservice.Enrollment
 			en.ID = d.str(true)
@@ -277,7 +277,7 @@ func decodeSnapshot(b []byte) (*userservice.State, error) {
 			en.LastAccessedAt = d.optTime()
 			en.CreatedAt = d.time()
 			en.UpdatedAt = d.time()
-			s.Enrollments[en.CourseID] = en
+			s.Enrollments[en.CourseID] = &en
 		}
 	}
 

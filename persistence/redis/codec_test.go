@@ -84,7 +84,7 @@ func TestSnapshotCodecRoundTrip(t *testing.T) {
 func TestAppendSnapshotRefusesInconsistentMaps(t *testing.T) {
 	s := typicalState(t)
 	bad := *s
-	bad.Enrollments = map[string]userservice.Enrollment{"other-course": {CourseID: "course"}}
+	bad.Enrollments = map[string]*userservice.Enrollment{"other-course": {CourseID: "course"}}
 	if _, err := appendSnapshot(nil, &bad); err == nil {
 		t.Error("enrollment under another course's key: want an error")
 	}
