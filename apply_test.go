@@ -1242,6 +1242,25 @@ func getPref(l PreferenceList, k PrefKey) Preference {
 	return p
 }
 
+// BenchmarkApplyEnroll measures Apply of an enrollment in a new course for a user
+// with 40 enrollments: the copy of the map grows by one.
+//
+//	go test -run '^$' -bench ApplyEnroll -benchmem .
+func BenchmarkApplyEnroll(b *testing.B) {
+	s := registered(b)
+	for i := range 40 {
+		s = apply(b, s, Enroll{CourseID: NewID()}, at(1+i)).State
+	}
+	course, meta := NewID(), at(100)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := Apply(s, Enroll{CourseID: course}, meta); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkApplyProgress measures Apply of a progress update for a user with 40
 // enrollments (late in a write benchmark): the copy of the enrollments map, the
 // new enrollment, its event.

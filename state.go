@@ -2,6 +2,7 @@ package userservice
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -10,7 +11,7 @@ import (
 // actor owns. A published State is immutable: [Apply] builds a new one (sharing the
 // maps it does not change), so a reader may hold a *State without locks or copies.
 type State struct {
-	User        User
+	User User
 	// Enrollments by course id. An Enrollment in the map is never modified: a
 	// change puts a new one, so that a copy of the map copies pointers (an
 	// Enrollment is larger than the 128 bytes a Go map stores inline, so a map of
@@ -31,11 +32,11 @@ func (s *State) clone() *State {
 }
 
 func (s *State) writableEnrollments() {
-	m := make(map[string]*Enrollment, len(s.Enrollments)+1)
-	for k, v := range s.Enrollments {
-		m[k] = v
+	if s.Enrollments == nil {
+		s.Enrollments = make(map[string]*Enrollment, 1)
+		return
 	}
-	s.Enrollments = m
+	s.Enrollments = maps.Clone(s.Enrollments) // the table copied as it is: no key hashed again, no value copied
 }
 
 func (s *State) writablePreferences() {

@@ -130,15 +130,8 @@ LATERAL (SELECT
 //
 //	go test -run '^$' -bench SearchUsers10k -benchtime 200x ./persistence/postgres/
 func BenchmarkSearchUsers10k(b *testing.B) {
-	db := pgtest.New(b)
+	db := seeded10k(b)
 	ctx := context.Background()
-	if _, err := db.Pool().Exec(ctx, seed10k); err != nil {
-		b.Fatal(err)
-	}
-	// Steady state: autovacuum has flushed the GIN index's pending list.
-	if _, err := db.Pool().Exec(ctx, "VACUUM ANALYZE users, user_updated_order, user_active_order"); err != nil {
-		b.Fatal(err)
-	}
 	dir, _ := postgres.NewDirectory(db)
 	queries := map[string]userservice.UserSearch{
 		"search": {Page: 1, Limit: 20, Search: "ann", SortBy: "createdAt", SortOrder: "desc"},
@@ -180,14 +173,8 @@ func BenchmarkSearchUsers10k(b *testing.B) {
 //
 //	go test -run '^$' -bench SearchKeptOrder -benchtime 300x ./persistence/postgres/
 func BenchmarkSearchKeptOrder(b *testing.B) {
-	db := pgtest.New(b)
+	db := seeded10k(b)
 	ctx := context.Background()
-	if _, err := db.Pool().Exec(ctx, seed10k); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := db.Pool().Exec(ctx, "VACUUM ANALYZE users, user_updated_order, user_active_order"); err != nil {
-		b.Fatal(err)
-	}
 	for _, term := range []string{"ann", "smith", "green"} {
 		q := userservice.UserSearch{Page: 2, Limit: 20, Search: term, SortBy: "lastName", SortOrder: "asc"}
 		dir, _ := postgres.NewDirectory(db)
@@ -212,6 +199,21 @@ func BenchmarkSearchKeptOrder(b *testing.B) {
 			})
 		})
 	}
+}
+
+// seeded10k returns a database with seed10k's users, vacuumed and analyzed.
+func seeded10k(b *testing.B) *postgres.DB {
+	b.Helper()
+	db := pgtest.New(b)
+	ctx := context.Background()
+	if _, err := db.Pool().Exec(ctx, seed10k); err != nil {
+		b.Fatal(err)
+	}
+	// Steady state: autovacuum has flushed the GIN index's pending list.
+	if _, err := db.Pool().Exec(ctx, "VACUUM ANALYZE users, user_updated_order, user_active_order"); err != nil {
+		b.Fatal(err)
+	}
+	return db
 }
 
 // timeEach runs f b.N times and reports the median and 95th percentile.

@@ -21,21 +21,7 @@ import (
 func TestSearchCountFollowsEveryChange(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := pgtest.New(t)
-	seedSearch(t, db)
-	w := newWriter(t, db, postgres.WriterConfig{})
-	dir, err := postgres.NewDirectory(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	facts := func() string {
-		t.Helper()
-		var f string
-		if err := db.Pool().QueryRow(ctx, "SELECT "+postgres.SearchFactsSQL).Scan(&f); err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
+	db, w, dir, facts := searchFactsFixture(t)
 	// updatedAt: an order the search never keeps (orderMemo), so the count is the
 	// count memo's.
 	smith := userservice.UserSearch{Page: 1, Limit: 20, Search: "smith", SortBy: "updatedAt", SortOrder: "asc"}
@@ -207,21 +193,7 @@ func TestSearchCountsOfAttributeFiltersAreNotKept(t *testing.T) {
 func TestSearchOrderFollowsEveryChange(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := pgtest.New(t)
-	seedSearch(t, db)
-	w := newWriter(t, db, postgres.WriterConfig{})
-	dir, err := postgres.NewDirectory(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	facts := func() string {
-		t.Helper()
-		var f string
-		if err := db.Pool().QueryRow(ctx, "SELECT "+postgres.SearchFactsSQL).Scan(&f); err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
+	db, w, dir, facts := searchFactsFixture(t)
 	exec := func(sql string) {
 		t.Helper()
 		if _, err := db.Pool().Exec(ctx, sql); err != nil {
@@ -315,4 +287,26 @@ func TestSearchOrderFollowsEveryChange(t *testing.T) {
 	}
 	registered(t, w, "zed.smith@example.com", "")
 	everyPage("after a registration")
+}
+
+// searchFactsFixture returns a database with the search fixture, a Writer, a
+// Directory and a function that reads the search facts now.
+func searchFactsFixture(t *testing.T) (*postgres.DB, *postgres.Writer, *postgres.Directory, func() string) {
+	t.Helper()
+	db := pgtest.New(t)
+	seedSearch(t, db)
+	w := newWriter(t, db, postgres.WriterConfig{})
+	dir, err := postgres.NewDirectory(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	facts := func() string {
+		t.Helper()
+		var f string
+		if err := db.Pool().QueryRow(context.Background(), "SELECT "+postgres.SearchFactsSQL).Scan(&f); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	return db, w, dir, facts
 }
