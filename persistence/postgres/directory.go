@@ -17,8 +17,8 @@ import (
 
 // Directory answers the questions that cross users: the admin search, the audit
 // log, authId look-ups. Every answer reflects every committed write: the counts
-// it keeps (countMemo) are reused only in a snapshot that sees the same search
-// facts. It is safe for concurrent use.
+// and the orders of matches it keeps (countMemo, orderMemo) are reused only in a
+// snapshot that sees the same search facts. It is safe for concurrent use.
 type Directory struct {
 	db     *DB
 	counts countMemo
