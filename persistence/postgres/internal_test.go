@@ -186,6 +186,17 @@ func TestOrderMemoBounded(t *testing.T) {
 	if _, ok := m.get(orderKey{search: "not kept"}, true); ok {
 		t.Fatal("a list that may not be kept was kept")
 	}
+	// Many short lists: the entries are bounded too.
+	for i := range 3 * orderMemoSize {
+		k := orderKey{search: fmt.Sprint("short ", i)}
+		m.learn(k, true, orderEntry{facts: fmt.Sprint("f", i%3), ids: list(1)})
+		if len(m.m) > orderMemoSize {
+			t.Fatalf("%d lists kept, bound %d", len(m.m), orderMemoSize)
+		}
+		if _, ok := m.get(k, true); !ok {
+			t.Fatalf("the list just learned (%d) is not kept", i)
+		}
+	}
 }
 
 // TestOrderPageIDs: pages of a kept order in both directions, with the one row

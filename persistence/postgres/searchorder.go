@@ -34,16 +34,21 @@ var (
 // cursor page (its position need not be one of the list's), or a term whose
 // matches are many (their pages walk the sort column's index and stop early;
 // pageFromMatches), which also bounds one list. All lists together hold at most
-// orderMemoIDs ids. It is safe for concurrent use.
+// orderMemoIDs ids, in at most orderMemoSize entries, and entries read at the
+// same facts share one copy of them. It is safe for concurrent use.
 type orderMemo struct {
-	mu  sync.Mutex
-	m   map[orderKey]orderEntry
-	ids int // ids held by all entries
+	mu    sync.Mutex
+	m     map[orderKey]orderEntry
+	ids   int    // ids held by all entries
+	facts string // the facts last learned, shared by the entries read at them
 }
 
 const (
 	// orderMemoIDs bounds the ids all lists hold together: 4 MiB of ids.
 	orderMemoIDs = 1 << 18
+	// orderMemoSize bounds the entries (each with its key and, unless shared,
+	// its facts: about 0.5 KB besides its ids).
+	orderMemoSize = 4096
 	// orderListMax bounds one list.
 	orderListMax = 10_000
 )
@@ -82,19 +87,24 @@ func (m *orderMemo) get(k orderKey, keep bool) (orderEntry, bool) {
 
 // learn keeps e for k, if keep, e has facts and its list is not too long,
 // dropping other entries (picked by map order) while the ids would pass
-// orderMemoIDs.
+// orderMemoIDs or the entries orderMemoSize.
 func (m *orderMemo) learn(k orderKey, keep bool, e orderEntry) {
 	if !keep || e.facts == "" || len(e.ids) > orderListMax {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if e.facts == m.facts {
+		e.facts = m.facts
+	} else {
+		m.facts = e.facts
+	}
 	if old, ok := m.m[k]; ok {
 		m.ids -= len(old.ids)
 		delete(m.m, k)
 	}
 	for old, oe := range m.m {
-		if m.ids+len(e.ids) <= orderMemoIDs {
+		if m.ids+len(e.ids) <= orderMemoIDs && len(m.m) < orderMemoSize {
 			break
 		}
 		m.ids -= len(oe.ids)
