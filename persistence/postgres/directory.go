@@ -388,8 +388,7 @@ func (d *Directory) SearchUsersAt(ctx context.Context, q userservice.UserSearch)
 	col, desc := sortColumn(q)
 	ctx, cancel := d.db.timeout(ctx)
 	defer cancel()
-	r := &searchRun{d: d, q: q, page: page, limit: limit, col: col, desc: desc}
-	r.users = make([]userservice.User, 0, limit+1)
+	r := &searchRun{d: d, q: q, page: page, limit: limit, col: col, desc: desc, users: make([]userservice.User, 0, limit+1)}
 	if err := r.run(ctx); err != nil {
 		return nil, userservice.Pagination{}, "", unavailable("cannot search users", err)
 	}
