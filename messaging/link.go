@@ -56,9 +56,9 @@ func dial(ctx context.Context, url, name string, timeout time.Duration) (*link, 
 				return nil, err
 			}
 			l.mu.Lock()
-			l.raw = c
+			l.raw = c // abort cuts the socket itself, under the coalescing writer too
 			l.mu.Unlock()
-			return c, nil
+			return newCoalescingConn(c), nil
 		},
 	}
 	conn, err := amqp.DialConfig(url, cfg)
