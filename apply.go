@@ -129,6 +129,16 @@ type change struct {
 	created                        bool
 }
 
+// versionOnly reports whether after differs from before in its version at
+// most. It compares the whole structs, so a field added to User is compared
+// too; an optional field set to an equal value through another pointer counts
+// as changed, which only costs a full update.
+func versionOnly(before, after *User) bool {
+	a, b := *before, *after
+	a.Version, b.Version = 0, 0
+	return a == b
+}
+
 func finish(c *change) (*Outcome, error) {
 	if !c.dirty {
 		if c.base != nil {
@@ -148,6 +158,7 @@ func finish(c *change) (*Outcome, error) {
 	}
 	c.next.User.Version = m.BaseVersion + 1
 	m.User = c.next.User
+	m.VersionOnly = c.base != nil && versionOnly(&c.base.User, &m.User)
 	m.ProcessedMessageID = c.meta.MessageID
 	for i := range m.Events {
 		m.Events[i].Metadata["userVersion"] = c.next.User.Version

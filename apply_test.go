@@ -1282,3 +1282,85 @@ func BenchmarkApplyProgress(b *testing.B) {
 		}
 	}
 }
+
+// versionOnly must see a change of any User field but the version, whatever
+// fields User has: each field is changed in turn through reflection.
+func TestVersionOnlySeesEveryField(t *testing.T) {
+	s := registered(t)
+	base := s.User
+	onlyVersion := map[string]bool{"Version": true}
+	typ := reflect.TypeOf(base)
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		t.Run(f.Name, func(t *testing.T) {
+			next := base
+			v := reflect.ValueOf(&next).Elem().Field(i)
+			switch v.Kind() {
+			case reflect.String:
+				v.SetString(v.String() + "x")
+			case reflect.Bool:
+				v.SetBool(!v.Bool())
+			case reflect.Int64:
+				v.SetInt(v.Int() + 1)
+			case reflect.Pointer:
+				nv := reflect.New(v.Type().Elem())
+				if f.Type.Elem() == reflect.TypeOf(Time{}) {
+					nv.Elem().Set(reflect.ValueOf(timeAt(99)))
+				} else if v.IsNil() {
+					nv.Elem().SetString("set")
+				} else {
+					nv.Elem().SetString(v.Elem().String() + "x")
+				}
+				v.Set(nv)
+			case reflect.Struct:
+				if f.Type != reflect.TypeOf(Time{}) {
+					t.Fatalf("field %s: a struct this test does not know how to change", f.Name)
+				}
+				v.Set(reflect.ValueOf(timeAt(99)))
+			default:
+				t.Fatalf("field %s: kind %s this test does not know how to change", f.Name, v.Kind())
+			}
+			if got, want := versionOnly(&base, &next), onlyVersion[f.Name]; got != want {
+				t.Errorf("versionOnly after a change of %s = %t, want %t", f.Name, got, want)
+			}
+		})
+	}
+	if !versionOnly(&base, &base) {
+		t.Error("versionOnly of a user and itself = false")
+	}
+}
+
+// The mutations that change only the user's version say so; the others do not.
+func TestMutationVersionOnly(t *testing.T) {
+	s := registered(t)
+	s = apply(t, s, Enroll{CourseID: courseA}, at(1)).State
+	for _, c := range []struct {
+		cmd  Command
+		want bool
+	}{
+		{Enroll{CourseID: courseB}, true},
+		{progress(courseA, 30, 10), true},
+		{editStatus(courseA, EnrollmentDropped), true},
+		{Unenroll{CourseID: courseA}, true},
+		{SetPreferences{Category: CategoryUI, Input: UpsertPreferences{Preferences: []PreferenceInput{{Key: "theme", Value: json.RawMessage(`"dark"`)}}}}, true},
+		{RemoveCategory{Category: CategoryPrivacy}, true},
+		{EditProfile{Input: UpdateUser{Bio: Optional[string]{Set: true, Value: "x"}}}, false},
+		{ChangeRole{Role: RoleAdmin}, false},
+		{ChangeStatus{Status: StatusSuspended}, false},
+		{SoftDelete{}, false},
+		{RecordLogin{SessionID: "s1", At: timeAt(6)}, false},
+	} {
+		t.Run(reflect.TypeOf(c.cmd).Name(), func(t *testing.T) {
+			o := apply(t, s, c.cmd, at(9))
+			if o.Mutation == nil {
+				t.Fatal("no mutation")
+			}
+			if o.Mutation.VersionOnly != c.want {
+				t.Errorf("VersionOnly = %t, want %t", o.Mutation.VersionOnly, c.want)
+			}
+		})
+	}
+	if o := apply(t, nil, Register{Input: CreateUser{AuthID: testUserID, Email: "n@example.com", FirstName: "N", LastName: "M"}}, at(1)); o.Mutation == nil || o.Mutation.VersionOnly {
+		t.Error("a registration is not VersionOnly")
+	}
+}

@@ -11,6 +11,11 @@ type Mutation struct {
 	BaseVersion int64 // 0 when Create
 	Create      bool
 	User        User // the full row after the change; User.Version = BaseVersion+1
+	// VersionOnly says the change leaves every column of the user's row as it
+	// was at BaseVersion but the version (an enrollment, progress, a preference):
+	// the writer may then update only that. Set by Apply from a comparison of the
+	// whole rows, never by hand.
+	VersionOnly bool
 
 	EnrollmentUpserts []Enrollment
 	EnrollmentDeletes []string // course ids

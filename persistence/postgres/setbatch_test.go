@@ -88,6 +88,16 @@ func TestWriterSetStatements(t *testing.T) {
 		outs[i] = apply(t, states[i], c(states[i]), metaAt(10+i))
 		ms[i] = outs[i].Mutation
 	}
+	// Both user UPDATEs are in the batch: the whole row's and the version's alone.
+	bumped := 0
+	for _, m := range ms {
+		if m.VersionOnly {
+			bumped++
+		}
+	}
+	if bumped < 2 || bumped > len(ms)-2 {
+		t.Fatalf("%d of %d mutations change only the user's version; the test needs both kinds", bumped, len(ms))
+	}
 	for i, err := range commitAll(t, w, ms...) {
 		if err != nil {
 			t.Fatalf("mutation %d: %v", i, err)
@@ -144,8 +154,11 @@ func TestWriterSetStatementFailureRetriesPerRow(t *testing.T) {
 	b := registered(t, w, "b@example.com", "bob")
 	c := registered(t, w, "c@example.com", "carol")
 	d := registered(t, w, "d@example.com", "dave")
+	e := registered(t, w, "e@example.com", "erin")
 	moved := apply(t, a, userservice.ChangeRole{Role: userservice.RoleInstructor}, metaAt(1))
 	mustCommit(t, w, moved.Mutation) // a is at version 2 behind the batch's back
+	movedE := apply(t, e, userservice.Enroll{CourseID: userservice.NewID()}, metaAt(1))
+	mustCommit(t, w, movedE.Mutation) // so is e
 
 	b0, r0, _ := setCounters()
 	stale := apply(t, a, userservice.ChangeRole{Role: userservice.RoleAdmin}, metaAt(2)).Mutation
@@ -154,7 +167,8 @@ func TestWriterSetStatementFailureRetriesPerRow(t *testing.T) {
 	goodC := apply(t, c, userservice.ChangeStatus{Status: userservice.StatusInactive}, metaAt(2))
 	goodD := apply(t, d, userservice.EditProfile{Input: userservice.UpdateUser{
 		Bio: userservice.Optional[string]{Set: true, Value: "dave's bio"}}}, metaAt(2))
-	errs := commitAll(t, w, stale, taken, goodC.Mutation, goodD.Mutation)
+	staleStamp := apply(t, e, userservice.Enroll{CourseID: userservice.NewID()}, metaAt(2)).Mutation
+	errs := commitAll(t, w, stale, taken, goodC.Mutation, goodD.Mutation, staleStamp)
 
 	if !errors.Is(errs[0], userservice.ErrStaleVersion) {
 		t.Errorf("stale: err = %v, want ErrStaleVersion", errs[0])
@@ -164,6 +178,9 @@ func TestWriterSetStatementFailureRetriesPerRow(t *testing.T) {
 	}
 	if errs[2] != nil || errs[3] != nil {
 		t.Errorf("good mutations: %v, %v", errs[2], errs[3])
+	}
+	if !errors.Is(errs[4], userservice.ErrStaleVersion) {
+		t.Errorf("stale enrollment: err = %v, want ErrStaleVersion", errs[4])
 	}
 	b1, r1, _ := setCounters()
 	if r1-r0 != 1 {
@@ -185,12 +202,61 @@ func TestWriterSetStatementFailureRetriesPerRow(t *testing.T) {
 			t.Errorf("user %s: loaded state differs from the applied one", o.State.User.ID)
 		}
 	}
-	for _, m := range []*userservice.Mutation{stale, taken} {
+	for _, m := range []*userservice.Mutation{stale, taken, staleStamp} {
 		if n := count(t, db, `SELECT count(*) FROM outbox WHERE event_id = $1`, m.Events[0].ID); n != 0 {
 			t.Errorf("a failed mutation wrote %d outbox rows", n)
 		}
 	}
 	if got := count(t, db, `SELECT version FROM users WHERE id = $1`, b.User.ID); got != 1 {
 		t.Errorf("b's version = %d, want 1", got)
+	}
+}
+
+// The version's UPDATE is fenced like the whole row's: a stale version among
+// mutations that change only the version fails the set statement, and the retry
+// with one statement per row answers it alone.
+func TestWriterVersionUpdateIsFenced(t *testing.T) {
+	db := pgtest.New(t)
+	w := newWriter(t, db, postgres.WriterConfig{BatchWait: 300 * time.Millisecond})
+	a := registered(t, w, "a@example.com", "alice")
+	b := registered(t, w, "b@example.com", "bob")
+	c := registered(t, w, "c@example.com", "carol")
+	moved := apply(t, b, userservice.Enroll{CourseID: userservice.NewID()}, metaAt(1))
+	mustCommit(t, w, moved.Mutation) // b is at version 2 behind the batch's back
+
+	goodA := apply(t, a, userservice.Enroll{CourseID: userservice.NewID()}, metaAt(2))
+	stale := apply(t, b, userservice.Enroll{CourseID: userservice.NewID()}, metaAt(2)).Mutation
+	goodC := apply(t, c, userservice.Enroll{CourseID: userservice.NewID()}, metaAt(2))
+	for _, m := range []*userservice.Mutation{goodA.Mutation, stale, goodC.Mutation} {
+		if !m.VersionOnly {
+			t.Fatal("an enrollment's mutation should change only the user's version")
+		}
+	}
+	_, r0, _ := setCounters()
+	errs := commitAll(t, w, goodA.Mutation, stale, goodC.Mutation)
+	if errs[0] != nil || errs[2] != nil {
+		t.Errorf("good mutations: %v, %v", errs[0], errs[2])
+	}
+	if !errors.Is(errs[1], userservice.ErrStaleVersion) {
+		t.Errorf("stale: err = %v, want ErrStaleVersion", errs[1])
+	}
+	if _, r1, _ := setCounters(); r1-r0 != 1 {
+		t.Errorf("set retries +%d, want +1 (the version's UPDATE changed fewer rows than it had)", r1-r0)
+	}
+	loader, err := postgres.NewLoader(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []*userservice.Outcome{goodA, goodC, moved} {
+		got, err := loader.LoadState(context.Background(), o.State.User.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, o.State) {
+			t.Errorf("user %s: loaded state differs from the applied one", o.State.User.ID)
+		}
+	}
+	if n := count(t, db, `SELECT count(*) FROM enrollments WHERE id = $1`, stale.EnrollmentUpserts[0].ID); n != 0 {
+		t.Errorf("the stale mutation wrote its enrollment")
 	}
 }
