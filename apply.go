@@ -139,6 +139,21 @@ func versionOnly(before, after *User) bool {
 	return a == b
 }
 
+// knownRows returns which of n upserts change a row of the base state (known
+// reports it for one), or nil when none does.
+func knownRows(n int, known func(i int) bool) []bool {
+	var out []bool
+	for i := range n {
+		if known(i) {
+			if out == nil {
+				out = make([]bool, n)
+			}
+			out[i] = true
+		}
+	}
+	return out
+}
+
 func finish(c *change) (*Outcome, error) {
 	if !c.dirty {
 		if c.base != nil {
@@ -158,7 +173,18 @@ func finish(c *change) (*Outcome, error) {
 	}
 	c.next.User.Version = m.BaseVersion + 1
 	m.User = c.next.User
-	m.VersionOnly = c.base != nil && versionOnly(&c.base.User, &m.User)
+	if c.base != nil {
+		m.VersionOnly = versionOnly(&c.base.User, &m.User)
+		m.EnrollmentKnown = knownRows(len(m.EnrollmentUpserts), func(i int) bool {
+			e, ok := c.base.Enrollments[m.EnrollmentUpserts[i].CourseID]
+			return ok && e.ID == m.EnrollmentUpserts[i].ID
+		})
+		m.PreferenceKnown = knownRows(len(m.PreferenceUpserts), func(i int) bool {
+			p := &m.PreferenceUpserts[i]
+			was, ok := c.base.Preferences.Get(PrefKey{p.Category, p.Key})
+			return ok && was.ID == p.ID
+		})
+	}
 	m.ProcessedMessageID = c.meta.MessageID
 	for i := range m.Events {
 		m.Events[i].Metadata["userVersion"] = c.next.User.Version

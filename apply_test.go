@@ -1364,3 +1364,43 @@ func TestMutationVersionOnly(t *testing.T) {
 		t.Error("a registration is not VersionOnly")
 	}
 }
+
+// An upsert is known when its row is in the base state (so in PostgreSQL); a
+// new enrollment or preference is not.
+func TestMutationKnownRows(t *testing.T) {
+	s := registered(t)
+	s = apply(t, s, Enroll{CourseID: courseA}, at(1)).State
+	s = apply(t, s, Enroll{CourseID: courseC}, at(1)).State
+	s = apply(t, s, editStatus(courseA, EnrollmentDropped), at(2)).State
+	for _, c := range []struct {
+		name               string
+		cmd                Command
+		enrollments, prefs []bool // per upsert; nil: none known
+	}{
+		{"new enrollment", Enroll{CourseID: courseB}, nil, nil},
+		{"re-enrollment", Enroll{CourseID: courseA}, []bool{true}, nil},
+		{"progress", progress(courseC, 30, 10), []bool{true}, nil},
+		{"a default and a new preference", SetPreferences{Category: CategoryUI, Input: UpsertPreferences{Preferences: []PreferenceInput{
+			{Key: "brand_new", Value: json.RawMessage(`1`)}, {Key: "theme", Value: json.RawMessage(`"dark"`)}}}}, nil, []bool{false, true}},
+		{"only new preferences", SetPreferences{Category: CategoryUI, Input: UpsertPreferences{Preferences: []PreferenceInput{
+			{Key: "brand_new", Value: json.RawMessage(`1`)}}}}, nil, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m := apply(t, s, c.cmd, at(9)).Mutation
+			if m == nil {
+				t.Fatal("no mutation")
+			}
+			if !slices.Equal(m.EnrollmentKnown, c.enrollments) || !slices.Equal(m.PreferenceKnown, c.prefs) {
+				t.Errorf("known enrollments %v, preferences %v; want %v, %v", m.EnrollmentKnown, m.PreferenceKnown, c.enrollments, c.prefs)
+			}
+		})
+	}
+	// A preference created by one mutation is known to the next.
+	o := apply(t, s, SetPreferences{Category: CategoryUI, Input: UpsertPreferences{Preferences: []PreferenceInput{
+		{Key: "brand_new", Value: json.RawMessage(`1`)}}}}, at(3))
+	m := apply(t, o.State, SetPreferences{Category: CategoryUI, Input: UpsertPreferences{Preferences: []PreferenceInput{
+		{Key: "brand_new", Value: json.RawMessage(`2`)}}}}, at(4)).Mutation
+	if !slices.Equal(m.PreferenceKnown, []bool{true}) {
+		t.Errorf("a preference of the base state: known %v, want [true]", m.PreferenceKnown)
+	}
+}

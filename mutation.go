@@ -16,6 +16,11 @@ type Mutation struct {
 	// the writer may then update only that. Set by Apply from a comparison of the
 	// whole rows, never by hand.
 	VersionOnly bool
+	// EnrollmentKnown[i] and PreferenceKnown[i] (nil: none) say that upsert i
+	// changes a row of the state at BaseVersion, which PostgreSQL holds: the
+	// writer may update it rather than insert it. Set by Apply, never by hand;
+	// a wrong claim fails the writer's fenced UPDATE, which then upserts.
+	EnrollmentKnown, PreferenceKnown []bool
 
 	EnrollmentUpserts []Enrollment
 	EnrollmentDeletes []string // course ids

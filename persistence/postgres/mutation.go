@@ -167,6 +167,27 @@ const (
 	AS t(id, user_id, category, key, value, created_at, updated_at)
 	ON CONFLICT (user_id, category, key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at`
 
+	// The enrollments and preferences a mutation knows to exist
+	// (Mutation.EnrollmentKnown, PreferenceKnown: a progress, a changed value)
+	// are updated through their unique keys, as the upserts' DO UPDATE does: an
+	// INSERT ... ON CONFLICT first probes the key, then locks the row (a WAL
+	// record of its own) and updates it; the UPDATE does the last step only.
+	// Fenced: a row that is not there fails the batch's set statements, and the
+	// retry with one statement per row upserts it.
+	setUpdateEnrollmentsSQL = fenceHead + `UPDATE enrollments e SET enrollment_status = v.status, progress = v.progress,
+	time_spent_seconds = v.spent, enrolled_at = v.enrolled_at, completed_at = v.completed_at,
+	last_accessed_at = v.accessed_at, updated_at = v.updated_at
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::bigint[], $6::timestamptz[], $7::timestamptz[],
+		$8::timestamptz[], $9::timestamptz[])
+	AS v(user_id, course_id, status, progress, spent, enrolled_at, completed_at, accessed_at, updated_at)
+	WHERE e.user_id = v.user_id::uuid AND e.course_id = v.course_id::uuid
+	RETURNING 1) SELECT 1 / (count(*) = $10)::int FROM fenced`
+
+	setUpdatePreferencesSQL = fenceHead + `UPDATE preferences p SET value = v.value::json, updated_at = v.updated_at
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS v(user_id, category, key, value, updated_at)
+	WHERE p.user_id = v.user_id::uuid AND p.category = v.category AND p.key = v.key
+	RETURNING 1) SELECT 1 / (count(*) = $6)::int FROM fenced`
+
 	// The rows keep the order of the arrays (mutation by mutation, each one's
 	// events in order), so that outbox ids follow it as with one INSERT per row.
 	setInsertOutboxSQL = `INSERT INTO outbox (event_id, user_id, routing_key, payload, sequence)
@@ -201,6 +222,16 @@ type batchSet struct {
 	completedAt, accessedAt                         []*time.Time
 	prefIDs, prefUsers, categories, keys, values    []string
 	prefCreated, prefUpdated                        []time.Time
+
+	// known enrollments and preferences: one entry per updated row.
+	updEnrollUsers, updCourses, updEnrollStatuses []string
+	updProgress                                   []float64
+	updSpent                                      []int64
+	updEnrolledAt, updEnrollUpdated               []time.Time
+	updCompletedAt, updAccessedAt                 []*time.Time
+	updPrefUsers, updCategories, updKeys          []string
+	updValues                                     []string
+	updPrefUpdated                                []time.Time
 
 	// outbox: one entry per event.
 	eventIDs, eventUsers, routingKeys []string
@@ -290,6 +321,18 @@ func (s *batchSet) addRows(it *txItem) {
 	m, u := it.p.m, &it.p.m.User
 	for i := range m.EnrollmentUpserts {
 		e := &m.EnrollmentUpserts[i]
+		if i < len(m.EnrollmentKnown) && m.EnrollmentKnown[i] {
+			s.updEnrollUsers = append(s.updEnrollUsers, u.ID)
+			s.updCourses = append(s.updCourses, e.CourseID)
+			s.updEnrollStatuses = append(s.updEnrollStatuses, string(e.EnrollmentStatus))
+			s.updProgress = append(s.updProgress, e.Progress)
+			s.updSpent = append(s.updSpent, e.TimeSpentSeconds)
+			s.updEnrolledAt = append(s.updEnrolledAt, e.EnrolledAt.Time)
+			s.updCompletedAt = append(s.updCompletedAt, timePtrArg(e.CompletedAt))
+			s.updAccessedAt = append(s.updAccessedAt, timePtrArg(e.LastAccessedAt))
+			s.updEnrollUpdated = append(s.updEnrollUpdated, e.UpdatedAt.Time)
+			continue
+		}
 		s.enrollIDs = append(s.enrollIDs, e.ID)
 		s.enrollUsers = append(s.enrollUsers, u.ID)
 		s.courses = append(s.courses, e.CourseID)
@@ -304,6 +347,14 @@ func (s *batchSet) addRows(it *txItem) {
 	}
 	for i := range m.PreferenceUpserts {
 		p := &m.PreferenceUpserts[i]
+		if i < len(m.PreferenceKnown) && m.PreferenceKnown[i] {
+			s.updPrefUsers = append(s.updPrefUsers, u.ID)
+			s.updCategories = append(s.updCategories, p.Category)
+			s.updKeys = append(s.updKeys, p.Key)
+			s.updValues = append(s.updValues, string(p.Value))
+			s.updPrefUpdated = append(s.updPrefUpdated, p.UpdatedAt.Time)
+			continue
+		}
 		s.prefIDs = append(s.prefIDs, p.ID.String())
 		s.prefUsers = append(s.prefUsers, u.ID)
 		s.categories = append(s.categories, p.Category)
@@ -345,6 +396,14 @@ func (s *batchSet) queue(b *pgx.Batch, fail func(error)) {
 	if len(s.enrollIDs) > 0 {
 		add(setUpsertEnrollmentsSQL, s.enrollIDs, s.enrollUsers, s.courses, s.enrollStatuses, s.progress, s.spent,
 			s.enrolledAt, s.completedAt, s.accessedAt, s.enrollCreated, s.enrollUpdated)
+	}
+	if len(s.updEnrollUsers) > 0 {
+		add(setUpdateEnrollmentsSQL, s.updEnrollUsers, s.updCourses, s.updEnrollStatuses, s.updProgress, s.updSpent,
+			s.updEnrolledAt, s.updCompletedAt, s.updAccessedAt, s.updEnrollUpdated, len(s.updEnrollUsers))
+	}
+	if len(s.updPrefUsers) > 0 {
+		add(setUpdatePreferencesSQL, s.updPrefUsers, s.updCategories, s.updKeys, s.updValues, s.updPrefUpdated,
+			len(s.updPrefUsers))
 	}
 	if len(s.prefIDs) > 0 {
 		add(setUpsertPreferencesSQL, s.prefIDs, s.prefUsers, s.categories, s.keys, s.values, s.prefCreated, s.prefUpdated)

@@ -98,6 +98,28 @@ func TestWriterSetStatements(t *testing.T) {
 	if bumped < 2 || bumped > len(ms)-2 {
 		t.Fatalf("%d of %d mutations change only the user's version; the test needs both kinds", bumped, len(ms))
 	}
+	// And both ways to write an enrollment and a preference: the upsert's and the
+	// UPDATE of a row the mutation knows.
+	var known, unknown [2]int
+	for _, m := range ms {
+		for i := range m.EnrollmentUpserts {
+			if i < len(m.EnrollmentKnown) && m.EnrollmentKnown[i] {
+				known[0]++
+			} else {
+				unknown[0]++
+			}
+		}
+		for i := range m.PreferenceUpserts {
+			if i < len(m.PreferenceKnown) && m.PreferenceKnown[i] {
+				known[1]++
+			} else {
+				unknown[1]++
+			}
+		}
+	}
+	if min(known[0], known[1], unknown[0], unknown[1]) == 0 {
+		t.Fatalf("known/new enrollments %d/%d, preferences %d/%d; the test needs each", known[0], unknown[0], known[1], unknown[1])
+	}
 	for i, err := range commitAll(t, w, ms...) {
 		if err != nil {
 			t.Fatalf("mutation %d: %v", i, err)
@@ -258,5 +280,59 @@ func TestWriterVersionUpdateIsFenced(t *testing.T) {
 	}
 	if n := count(t, db, `SELECT count(*) FROM enrollments WHERE id = $1`, stale.EnrollmentUpserts[0].ID); n != 0 {
 		t.Errorf("the stale mutation wrote its enrollment")
+	}
+}
+
+// A mutation that claims to update a row PostgreSQL does not hold (a state that
+// went wrong) fails the set statement's fence; the retry with one statement per
+// row upserts it, so nothing is lost either way.
+func TestWriterKnownRowMissingIsUpserted(t *testing.T) {
+	db := pgtest.New(t)
+	w := newWriter(t, db, postgres.WriterConfig{BatchWait: 300 * time.Millisecond})
+	a := registered(t, w, "a@example.com", "alice")
+	b := registered(t, w, "b@example.com", "bob")
+	course := userservice.NewID()
+	enrolled := apply(t, b, userservice.Enroll{CourseID: course}, metaAt(1))
+	mustCommit(t, w, enrolled.Mutation)
+
+	p50 := 50.0
+	theme := apply(t, a, userservice.SetPreferences{Category: userservice.CategoryUI, Input: userservice.UpsertPreferences{
+		Preferences: []userservice.PreferenceInput{{Key: "theme", Value: json.RawMessage(`"dark"`)}}}}, metaAt(2))
+	progress := apply(t, enrolled.State, userservice.SetProgress{CourseID: course,
+		Input: userservice.UpdateProgress{Progress: &p50}}, metaAt(2))
+	if len(theme.Mutation.PreferenceKnown) != 1 || !theme.Mutation.PreferenceKnown[0] ||
+		len(progress.Mutation.EnrollmentKnown) != 1 || !progress.Mutation.EnrollmentKnown[0] {
+		t.Fatal("the mutations should know their rows")
+	}
+	// Behind the writer's back, both rows go.
+	if _, err := db.Pool().Exec(context.Background(), `DELETE FROM preferences WHERE user_id = $1 AND key = 'theme'`, a.User.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool().Exec(context.Background(), `DELETE FROM enrollments WHERE user_id = $1`, b.User.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, r0, _ := setCounters()
+	for i, err := range commitAll(t, w, theme.Mutation, progress.Mutation) {
+		if err != nil {
+			t.Fatalf("mutation %d: %v", i, err)
+		}
+	}
+	if _, r1, _ := setCounters(); r1-r0 != 1 {
+		t.Errorf("set retries +%d, want +1 (the fenced UPDATE found no row)", r1-r0)
+	}
+	loader, err := postgres.NewLoader(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []*userservice.Outcome{theme, progress} {
+		got, err := loader.LoadState(context.Background(), o.State.User.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, o.State) {
+			g, _ := json.MarshalIndent(got, "", " ")
+			want, _ := json.MarshalIndent(o.State, "", " ")
+			t.Errorf("user %s: loaded state differs from the applied one\n got: %s\nwant: %s", o.State.User.ID, g, want)
+		}
 	}
 }
