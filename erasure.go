@@ -3,6 +3,7 @@ package userservice
 import (
 	"context"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -91,13 +92,23 @@ var (
 
 // ErasedEmail is the email an erased user is left with: unique, in the
 // reserved .invalid domain (RFC 2606), so the real one is free again.
-func ErasedEmail(id string) string { return "erased+" + id + "@invalid" }
+func ErasedEmail(id string) string { return erasedEmailPrefix + id + erasedEmailSuffix }
+
+const erasedEmailPrefix, erasedEmailSuffix = "erased+", "@invalid"
 
 // ErasedName replaces first and last name (both NOT NULL).
 const ErasedName = "Erased"
 
 // Erased reports whether the user was erased: every route then answers 404.
-func (u *User) Erased() bool { return u.Email == ErasedEmail(u.ID) }
+// It builds no string: it runs on every request.
+func (u *User) Erased() bool {
+	rest, ok := strings.CutPrefix(u.Email, erasedEmailPrefix)
+	if !ok {
+		return false
+	}
+	id, ok := strings.CutSuffix(rest, erasedEmailSuffix)
+	return ok && id == u.ID
+}
 
 func (c *change) requestErasure(cmd RequestErasure) {
 	u := &c.next.User

@@ -74,3 +74,21 @@ func TestErasureCommands(t *testing.T) {
 		unchanged(t, erased, apply(t, erased, cmd, at(63)))
 	}
 }
+
+func TestErasedNeedsTheUsersOwnErasedEmail(t *testing.T) {
+	const id, other = "0190f5c2-0000-7000-8000-000000000001", "0190f5c2-0000-7000-8000-000000000002"
+	for email, want := range map[string]bool{
+		ErasedEmail(id):                     true,
+		ErasedEmail(other):                  false,
+		"erased+" + id + "@invalid.example": false,
+		"erased+" + id:                      false,
+		id + "@invalid":                     false,
+		"someone@example.com":               false,
+		"":                                  false,
+	} {
+		u := User{ID: id, Email: email}
+		if got := u.Erased(); got != want {
+			t.Errorf("Erased() with email %q = %t, want %t", email, got, want)
+		}
+	}
+}

@@ -296,9 +296,10 @@ type Decision struct {
 // request must stop. A failing limiter lets requests through. key is the key the
 // request was counted under, "" when the limiter failed.
 func (s *Server) rateLimit(r *request) (key string, ok bool) {
-	key = "ip:" + s.clientIP(r.fc)
 	if r.claims != nil {
 		key = "user:" + r.claims.Subject
+	} else {
+		key = "ip:" + s.clientIP(r.fc)
 	}
 	d, err := s.deps.RateLimiter.Allow(r.ctx, key)
 	if err != nil {
@@ -311,9 +312,10 @@ func (s *Server) rateLimit(r *request) (key string, ok bool) {
 	// X-RateLimit-Reset is in seconds until the window resets, as the spec's
 	// @fastify/rate-limit sends it.
 	h := &r.fc.Response.Header
-	h.Set("X-RateLimit-Limit", strconv.Itoa(d.Limit))
-	h.Set("X-RateLimit-Remaining", strconv.Itoa(max(0, d.Remaining)))
-	h.Set("X-RateLimit-Reset", strconv.FormatInt(ceilSeconds(time.Until(d.Reset)), 10))
+	var num [20]byte // the header copies the value: no string per header and request
+	h.SetBytesV("X-RateLimit-Limit", strconv.AppendInt(num[:0], int64(d.Limit), 10))
+	h.SetBytesV("X-RateLimit-Remaining", strconv.AppendInt(num[:0], int64(max(0, d.Remaining)), 10))
+	h.SetBytesV("X-RateLimit-Reset", strconv.AppendInt(num[:0], ceilSeconds(time.Until(d.Reset)), 10))
 	if d.Allowed {
 		return key, true
 	}
