@@ -19,17 +19,19 @@ const coalescePending = 256 << 10
 // at once, so a relay publishing a batch pays a system call per burst, not per
 // message. Order is kept (one buffer, one sender), and nothing is reported sent
 // that was not: the relay counts an event published only on the broker's confirm,
-// the consumer a message handled only once the broker has its ack, so a write
-// that fails after its Write returned is a lost connection like any other. The
-// first write error is returned by every later Write, which makes the library
-// shut the connection down. Reads and deadlines go to the socket as they are.
+// and a consumer's lost ack makes the broker deliver the message again, which the
+// consumer recognises by its id; so a write that fails after its Write returned
+// is a lost connection like any other. The first write error is returned by
+// every later Write, which makes the library shut the connection down. Reads and
+// deadlines go to the socket as they are (docs/design.md, "Broker writes
+// coalesced").
 type coalescingConn struct {
 	net.Conn
 
 	mu      sync.Mutex
 	cond    sync.Cond // signals the sender (pending data, closing) and waiting writers (drained, failed)
 	pending []byte
-	err     error // the first write error, or net.ErrClosed after Close
+	err     error // the first write error; after Close, Write answers net.ErrClosed
 	closing bool
 	done    chan struct{} // closed when the sender has returned
 }
