@@ -178,16 +178,18 @@ const (
 	setUpdateEnrollmentsSQL = fenceHead + `UPDATE enrollments e SET enrollment_status = v.status, progress = v.progress,
 	time_spent_seconds = v.spent, enrolled_at = v.enrolled_at, completed_at = v.completed_at,
 	last_accessed_at = v.accessed_at, updated_at = v.updated_at
-	FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::bigint[], $6::timestamptz[], $7::timestamptz[],
-		$8::timestamptz[], $9::timestamptz[])
-	AS v(user_id, course_id, status, progress, spent, enrolled_at, completed_at, accessed_at, updated_at)
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::bigint[],
+		$7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[])
+	AS v(id, user_id, course_id, status, progress, spent, enrolled_at, completed_at, accessed_at, created_at,
+		updated_at)
 	WHERE e.user_id = v.user_id::uuid AND e.course_id = v.course_id::uuid
-	RETURNING 1) SELECT 1 / (count(*) = $10)::int FROM fenced`
+	RETURNING 1) SELECT 1 / (count(*) = $12)::int FROM fenced`
 
 	setUpdatePreferencesSQL = fenceHead + `UPDATE preferences p SET value = v.value::json, updated_at = v.updated_at
-	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS v(user_id, category, key, value, updated_at)
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[])
+	AS v(id, user_id, category, key, value, created_at, updated_at)
 	WHERE p.user_id = v.user_id::uuid AND p.category = v.category AND p.key = v.key
-	RETURNING 1) SELECT 1 / (count(*) = $6)::int FROM fenced`
+	RETURNING 1) SELECT 1 / (count(*) = $8)::int FROM fenced`
 
 	// The rows keep the order of the arrays (mutation by mutation, each one's
 	// events in order), so that outbox ids follow it as with one INSERT per row.
@@ -215,23 +217,10 @@ type batchSet struct {
 	bumpIDs                 []string
 	bumpBases, bumpVersions []int64
 
-	// enrollments and preferences: one entry per upserted row.
-	enrollIDs, enrollUsers, courses, enrollStatuses []string
-	progress                                        []float64
-	spent                                           []int64
-	enrolledAt, enrollCreated, enrollUpdated        []time.Time
-	completedAt, accessedAt                         []*time.Time
-	prefIDs, prefUsers, categories, keys, values    []string
-	prefCreated, prefUpdated                        []time.Time
-
-	// known enrollments and preferences: one entry per updated row.
-	updEnrollUsers, updCourses, updEnrollStatuses   []string
-	updProgress                                     []float64
-	updSpent                                        []int64
-	updEnrolledAt, updEnrollUpdated                 []time.Time
-	updCompletedAt, updAccessedAt                   []*time.Time
-	updPrefUsers, updCategories, updKeys, updValues []string
-	updPrefUpdated                                  []time.Time
+	// enrollments and preferences: new rows (or rows the mutation does not know)
+	// go to the upserts, rows it knows to the UPDATEs.
+	enrollUpserts, enrollUpdates enrollmentArrays
+	prefUpserts, prefUpdates     preferenceArrays
 
 	// outbox: one entry per event.
 	eventIDs, eventUsers, routingKeys []string
@@ -320,48 +309,18 @@ func (s *batchSet) addUser(m *userservice.Mutation) {
 func (s *batchSet) addRows(it *txItem) {
 	m, u := it.p.m, &it.p.m.User
 	for i := range m.EnrollmentUpserts {
-		e := &m.EnrollmentUpserts[i]
+		to := &s.enrollUpserts
 		if i < len(m.EnrollmentKnown) && m.EnrollmentKnown[i] {
-			s.updEnrollUsers = append(s.updEnrollUsers, u.ID)
-			s.updCourses = append(s.updCourses, e.CourseID)
-			s.updEnrollStatuses = append(s.updEnrollStatuses, string(e.EnrollmentStatus))
-			s.updProgress = append(s.updProgress, e.Progress)
-			s.updSpent = append(s.updSpent, e.TimeSpentSeconds)
-			s.updEnrolledAt = append(s.updEnrolledAt, e.EnrolledAt.Time)
-			s.updCompletedAt = append(s.updCompletedAt, timePtrArg(e.CompletedAt))
-			s.updAccessedAt = append(s.updAccessedAt, timePtrArg(e.LastAccessedAt))
-			s.updEnrollUpdated = append(s.updEnrollUpdated, e.UpdatedAt.Time)
-			continue
+			to = &s.enrollUpdates
 		}
-		s.enrollIDs = append(s.enrollIDs, e.ID)
-		s.enrollUsers = append(s.enrollUsers, u.ID)
-		s.courses = append(s.courses, e.CourseID)
-		s.enrollStatuses = append(s.enrollStatuses, string(e.EnrollmentStatus))
-		s.progress = append(s.progress, e.Progress)
-		s.spent = append(s.spent, e.TimeSpentSeconds)
-		s.enrolledAt = append(s.enrolledAt, e.EnrolledAt.Time)
-		s.completedAt = append(s.completedAt, timePtrArg(e.CompletedAt))
-		s.accessedAt = append(s.accessedAt, timePtrArg(e.LastAccessedAt))
-		s.enrollCreated = append(s.enrollCreated, e.CreatedAt.Time)
-		s.enrollUpdated = append(s.enrollUpdated, e.UpdatedAt.Time)
+		to.add(u.ID, &m.EnrollmentUpserts[i])
 	}
 	for i := range m.PreferenceUpserts {
-		p := &m.PreferenceUpserts[i]
+		to := &s.prefUpserts
 		if i < len(m.PreferenceKnown) && m.PreferenceKnown[i] {
-			s.updPrefUsers = append(s.updPrefUsers, u.ID)
-			s.updCategories = append(s.updCategories, p.Category)
-			s.updKeys = append(s.updKeys, p.Key)
-			s.updValues = append(s.updValues, string(p.Value))
-			s.updPrefUpdated = append(s.updPrefUpdated, p.UpdatedAt.Time)
-			continue
+			to = &s.prefUpdates
 		}
-		s.prefIDs = append(s.prefIDs, p.ID.String())
-		s.prefUsers = append(s.prefUsers, u.ID)
-		s.categories = append(s.categories, p.Category)
-		s.keys = append(s.keys, p.Key)
-		s.values = append(s.values, string(p.Value))
-		s.prefCreated = append(s.prefCreated, p.CreatedAt.Time)
-		s.prefUpdated = append(s.prefUpdated, p.UpdatedAt.Time)
+		to.add(u.ID, &m.PreferenceUpserts[i])
 	}
 	for i := range m.Events {
 		e := &m.Events[i]
@@ -393,20 +352,17 @@ func (s *batchSet) queue(b *pgx.Batch, fail func(error)) {
 	if len(s.bumpIDs) > 0 {
 		add(setBumpVersionsSQL, s.bumpIDs, s.bumpBases, s.bumpVersions, len(s.bumpIDs))
 	}
-	if len(s.enrollIDs) > 0 {
-		add(setUpsertEnrollmentsSQL, s.enrollIDs, s.enrollUsers, s.courses, s.enrollStatuses, s.progress, s.spent,
-			s.enrolledAt, s.completedAt, s.accessedAt, s.enrollCreated, s.enrollUpdated)
+	if e := &s.enrollUpserts; len(e.ids) > 0 {
+		add(setUpsertEnrollmentsSQL, e.args()...)
 	}
-	if len(s.updEnrollUsers) > 0 {
-		add(setUpdateEnrollmentsSQL, s.updEnrollUsers, s.updCourses, s.updEnrollStatuses, s.updProgress, s.updSpent,
-			s.updEnrolledAt, s.updCompletedAt, s.updAccessedAt, s.updEnrollUpdated, len(s.updEnrollUsers))
+	if e := &s.enrollUpdates; len(e.ids) > 0 {
+		add(setUpdateEnrollmentsSQL, e.args(len(e.ids))...)
 	}
-	if len(s.updPrefUsers) > 0 {
-		add(setUpdatePreferencesSQL, s.updPrefUsers, s.updCategories, s.updKeys, s.updValues, s.updPrefUpdated,
-			len(s.updPrefUsers))
+	if p := &s.prefUpdates; len(p.ids) > 0 {
+		add(setUpdatePreferencesSQL, p.args(len(p.ids))...)
 	}
-	if len(s.prefIDs) > 0 {
-		add(setUpsertPreferencesSQL, s.prefIDs, s.prefUsers, s.categories, s.keys, s.values, s.prefCreated, s.prefUpdated)
+	if p := &s.prefUpserts; len(p.ids) > 0 {
+		add(setUpsertPreferencesSQL, p.args()...)
 	}
 	if len(s.eventIDs) > 0 {
 		add(setInsertOutboxSQL, s.eventIDs, s.eventUsers, s.routingKeys, s.payloads, s.sequences)
@@ -419,6 +375,58 @@ func timePtrArg(t *userservice.Time) *time.Time {
 		return nil
 	}
 	return &t.Time
+}
+
+// enrollmentArrays are enrollment rows as the arrays of setUpsertEnrollmentsSQL
+// and setUpdateEnrollmentsSQL, one entry per row.
+type enrollmentArrays struct {
+	ids, users, courses, statuses []string
+	progress                      []float64
+	spent                         []int64
+	enrolledAt, created, updated  []time.Time
+	completedAt, accessedAt       []*time.Time
+}
+
+func (a *enrollmentArrays) add(userID string, e *userservice.Enrollment) {
+	a.ids = append(a.ids, e.ID)
+	a.users = append(a.users, userID)
+	a.courses = append(a.courses, e.CourseID)
+	a.statuses = append(a.statuses, string(e.EnrollmentStatus))
+	a.progress = append(a.progress, e.Progress)
+	a.spent = append(a.spent, e.TimeSpentSeconds)
+	a.enrolledAt = append(a.enrolledAt, e.EnrolledAt.Time)
+	a.completedAt = append(a.completedAt, timePtrArg(e.CompletedAt))
+	a.accessedAt = append(a.accessedAt, timePtrArg(e.LastAccessedAt))
+	a.created = append(a.created, e.CreatedAt.Time)
+	a.updated = append(a.updated, e.UpdatedAt.Time)
+}
+
+// args are the statements' parameters: the arrays ($1-$11), then more.
+func (a *enrollmentArrays) args(more ...any) []any {
+	return append([]any{a.ids, a.users, a.courses, a.statuses, a.progress, a.spent, a.enrolledAt, a.completedAt,
+		a.accessedAt, a.created, a.updated}, more...)
+}
+
+// preferenceArrays are preference rows as the arrays of setUpsertPreferencesSQL
+// and setUpdatePreferencesSQL, one entry per row.
+type preferenceArrays struct {
+	ids, users, categories, keys, values []string
+	created, updated                     []time.Time
+}
+
+func (a *preferenceArrays) add(userID string, p *userservice.Preference) {
+	a.ids = append(a.ids, p.ID.String())
+	a.users = append(a.users, userID)
+	a.categories = append(a.categories, p.Category)
+	a.keys = append(a.keys, p.Key)
+	a.values = append(a.values, string(p.Value))
+	a.created = append(a.created, p.CreatedAt.Time)
+	a.updated = append(a.updated, p.UpdatedAt.Time)
+}
+
+// args are the statements' parameters: the arrays ($1-$7), then more.
+func (a *preferenceArrays) args(more ...any) []any {
+	return append([]any{a.ids, a.users, a.categories, a.keys, a.values, a.created, a.updated}, more...)
 }
 
 // txItem is one mutation ready to be queued: checked, its JSON encoded.
