@@ -178,18 +178,16 @@ const (
 	setUpdateEnrollmentsSQL = fenceHead + `UPDATE enrollments e SET enrollment_status = v.status, progress = v.progress,
 	time_spent_seconds = v.spent, enrolled_at = v.enrolled_at, completed_at = v.completed_at,
 	last_accessed_at = v.accessed_at, updated_at = v.updated_at
-	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::bigint[],
-		$7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[])
-	AS v(id, user_id, course_id, status, progress, spent, enrolled_at, completed_at, accessed_at, created_at,
-		updated_at)
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::bigint[], $6::timestamptz[], $7::timestamptz[],
+		$8::timestamptz[], $9::timestamptz[])
+	AS v(user_id, course_id, status, progress, spent, enrolled_at, completed_at, accessed_at, updated_at)
 	WHERE e.user_id = v.user_id::uuid AND e.course_id = v.course_id::uuid
-	RETURNING 1) SELECT 1 / (count(*) = $12)::int FROM fenced`
+	RETURNING 1) SELECT 1 / (count(*) = $10)::int FROM fenced`
 
 	setUpdatePreferencesSQL = fenceHead + `UPDATE preferences p SET value = v.value::json, updated_at = v.updated_at
-	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[])
-	AS v(id, user_id, category, key, value, created_at, updated_at)
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS v(user_id, category, key, value, updated_at)
 	WHERE p.user_id = v.user_id::uuid AND p.category = v.category AND p.key = v.key
-	RETURNING 1) SELECT 1 / (count(*) = $8)::int FROM fenced`
+	RETURNING 1) SELECT 1 / (count(*) = $6)::int FROM fenced`
 
 	// The rows keep the order of the arrays (mutation by mutation, each one's
 	// events in order), so that outbox ids follow it as with one INSERT per row.
@@ -353,16 +351,16 @@ func (s *batchSet) queue(b *pgx.Batch, fail func(error)) {
 		add(setBumpVersionsSQL, s.bumpIDs, s.bumpBases, s.bumpVersions, len(s.bumpIDs))
 	}
 	if e := &s.enrollUpserts; len(e.ids) > 0 {
-		add(setUpsertEnrollmentsSQL, e.args()...)
+		add(setUpsertEnrollmentsSQL, e.upsertArgs()...)
 	}
-	if e := &s.enrollUpdates; len(e.ids) > 0 {
-		add(setUpdateEnrollmentsSQL, e.args(len(e.ids))...)
+	if e := &s.enrollUpdates; len(e.users) > 0 {
+		add(setUpdateEnrollmentsSQL, e.updateArgs()...)
 	}
-	if p := &s.prefUpdates; len(p.ids) > 0 {
-		add(setUpdatePreferencesSQL, p.args(len(p.ids))...)
+	if p := &s.prefUpdates; len(p.users) > 0 {
+		add(setUpdatePreferencesSQL, p.updateArgs()...)
 	}
 	if p := &s.prefUpserts; len(p.ids) > 0 {
-		add(setUpsertPreferencesSQL, p.args()...)
+		add(setUpsertPreferencesSQL, p.upsertArgs()...)
 	}
 	if len(s.eventIDs) > 0 {
 		add(setInsertOutboxSQL, s.eventIDs, s.eventUsers, s.routingKeys, s.payloads, s.sequences)
@@ -401,10 +399,17 @@ func (a *enrollmentArrays) add(userID string, e *userservice.Enrollment) {
 	a.updated = append(a.updated, e.UpdatedAt.Time)
 }
 
-// args are the statements' parameters: the arrays ($1-$11), then more.
-func (a *enrollmentArrays) args(more ...any) []any {
-	return append([]any{a.ids, a.users, a.courses, a.statuses, a.progress, a.spent, a.enrolledAt, a.completedAt,
-		a.accessedAt, a.created, a.updated}, more...)
+// upsertArgs are setUpsertEnrollmentsSQL's parameters.
+func (a *enrollmentArrays) upsertArgs() []any {
+	return []any{a.ids, a.users, a.courses, a.statuses, a.progress, a.spent, a.enrolledAt, a.completedAt,
+		a.accessedAt, a.created, a.updated}
+}
+
+// updateArgs are setUpdateEnrollmentsSQL's: only what the UPDATE reads (the ids
+// and creation times stay home: less to encode, send and decode).
+func (a *enrollmentArrays) updateArgs() []any {
+	return []any{a.users, a.courses, a.statuses, a.progress, a.spent, a.enrolledAt, a.completedAt, a.accessedAt,
+		a.updated, len(a.users)}
 }
 
 // preferenceArrays are preference rows as the arrays of setUpsertPreferencesSQL
@@ -424,9 +429,14 @@ func (a *preferenceArrays) add(userID string, p *userservice.Preference) {
 	a.updated = append(a.updated, p.UpdatedAt.Time)
 }
 
-// args are the statements' parameters: the arrays ($1-$7), then more.
-func (a *preferenceArrays) args(more ...any) []any {
-	return append([]any{a.ids, a.users, a.categories, a.keys, a.values, a.created, a.updated}, more...)
+// upsertArgs are setUpsertPreferencesSQL's parameters.
+func (a *preferenceArrays) upsertArgs() []any {
+	return []any{a.ids, a.users, a.categories, a.keys, a.values, a.created, a.updated}
+}
+
+// updateArgs are setUpdatePreferencesSQL's: only what the UPDATE reads.
+func (a *preferenceArrays) updateArgs() []any {
+	return []any{a.users, a.categories, a.keys, a.values, a.updated, len(a.users)}
 }
 
 // txItem is one mutation ready to be queued: checked, its JSON encoded.
