@@ -264,7 +264,8 @@ func setEligible(m *userservice.Mutation) bool {
 	return !m.Create && m.Erasure == nil
 }
 
-// add takes the item's user update and events into the set statements.
+// add takes the item's user update, enrollment and preference rows and events
+// into the set statements.
 func (s *batchSet) add(it *txItem) {
 	m, u := it.p.m, &it.p.m.User
 	if m.VersionOnly {

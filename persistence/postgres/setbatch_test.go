@@ -189,8 +189,8 @@ func TestWriterSetStatementFailureRetriesPerRow(t *testing.T) {
 	goodC := apply(t, c, userservice.ChangeStatus{Status: userservice.StatusInactive}, metaAt(2))
 	goodD := apply(t, d, userservice.EditProfile{Input: userservice.UpdateUser{
 		Bio: userservice.Optional[string]{Set: true, Value: "dave's bio"}}}, metaAt(2))
-	staleStamp := apply(t, e, userservice.Enroll{CourseID: userservice.NewID()}, metaAt(2)).Mutation
-	errs := commitAll(t, w, stale, taken, goodC.Mutation, goodD.Mutation, staleStamp)
+	staleBump := apply(t, e, userservice.Enroll{CourseID: userservice.NewID()}, metaAt(2)).Mutation
+	errs := commitAll(t, w, stale, taken, goodC.Mutation, goodD.Mutation, staleBump)
 
 	if !errors.Is(errs[0], userservice.ErrStaleVersion) {
 		t.Errorf("stale: err = %v, want ErrStaleVersion", errs[0])
@@ -211,20 +211,8 @@ func TestWriterSetStatementFailureRetriesPerRow(t *testing.T) {
 	if b1 != b0 {
 		t.Errorf("set batches +%d, want +0 (the retry writes one statement per row)", b1-b0)
 	}
-	loader, err := postgres.NewLoader(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, o := range []*userservice.Outcome{goodC, goodD} {
-		got, err := loader.LoadState(context.Background(), o.State.User.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(got, o.State) {
-			t.Errorf("user %s: loaded state differs from the applied one", o.State.User.ID)
-		}
-	}
-	for _, m := range []*userservice.Mutation{stale, taken, staleStamp} {
+	expectStored(t, db, goodC, goodD)
+	for _, m := range []*userservice.Mutation{stale, taken, staleBump} {
 		if n := count(t, db, `SELECT count(*) FROM outbox WHERE event_id = $1`, m.Events[0].ID); n != 0 {
 			t.Errorf("a failed mutation wrote %d outbox rows", n)
 		}
@@ -265,19 +253,7 @@ func TestWriterVersionUpdateIsFenced(t *testing.T) {
 	if _, r1, _ := setCounters(); r1-r0 != 1 {
 		t.Errorf("set retries +%d, want +1 (the version's UPDATE changed fewer rows than it had)", r1-r0)
 	}
-	loader, err := postgres.NewLoader(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, o := range []*userservice.Outcome{goodA, goodC, moved} {
-		got, err := loader.LoadState(context.Background(), o.State.User.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(got, o.State) {
-			t.Errorf("user %s: loaded state differs from the applied one", o.State.User.ID)
-		}
-	}
+	expectStored(t, db, goodA, goodC, moved)
 	if n := count(t, db, `SELECT count(*) FROM enrollments WHERE id = $1`, stale.EnrollmentUpserts[0].ID); n != 0 {
 		t.Errorf("the stale mutation wrote its enrollment")
 	}
@@ -320,11 +296,18 @@ func TestWriterKnownRowMissingIsUpserted(t *testing.T) {
 	if _, r1, _ := setCounters(); r1-r0 != 1 {
 		t.Errorf("set retries +%d, want +1 (the fenced UPDATE found no row)", r1-r0)
 	}
+	expectStored(t, db, theme, progress)
+}
+
+// expectStored checks that what PostgreSQL holds of each outcome's user loads as
+// the state Apply returned.
+func expectStored(t *testing.T, db *postgres.DB, outs ...*userservice.Outcome) {
+	t.Helper()
 	loader, err := postgres.NewLoader(db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, o := range []*userservice.Outcome{theme, progress} {
+	for _, o := range outs {
 		got, err := loader.LoadState(context.Background(), o.State.User.ID)
 		if err != nil {
 			t.Fatal(err)
