@@ -138,7 +138,17 @@ const (
 	AS v(id, base, auth_id, email, username, first_name, last_name, display_name, avatar_url, bio, phone, timezone,
 		language, role, status, email_verified, profile_completed, last_active_at, login_count, last_login_at,
 		version, updated_at)
-	WHERE u.id = v.id::uuid AND u.version = v.base RETURNING 1) SELECT 1 / (count(*) = $23)::int FROM fenced`
+	WHERE u.id = v.id::uuid AND u.version = v.base RETURNING u.id, u.updated_at),
+	ordered AS (UPDATE user_updated_order o SET changed_at = f.updated_at FROM fenced f
+		WHERE o.user_id = f.id AND o.changed_at IS DISTINCT FROM f.updated_at)
+	SELECT 1 / (count(*) = $23)::int FROM fenced`
+
+	// The span of setUpdateUsersSQL, in which the trigger on users leaves
+	// user_updated_order to the statement (migration 00140). Local to the
+	// transaction, and switched off again right after the statement, so that no
+	// later statement of the transaction can skip the trigger.
+	keepUpdatedOrderSQL  = `SELECT set_config('userservice.updated_order_kept', 'on', true)`
+	leaveUpdatedOrderSQL = `SELECT set_config('userservice.updated_order_kept', '', true)`
 
 	// The UPDATE of the mutations that change only their user's version
 	// (Mutation.VersionOnly: an enrollment, progress, a preference), fenced the
@@ -345,9 +355,11 @@ func (s *batchSet) queue(b *pgx.Batch, fail func(error)) {
 		}
 	}
 	if len(s.ids) > 0 {
+		add(keepUpdatedOrderSQL)
 		add(setUpdateUsersSQL, s.ids, s.bases, s.authIDs, s.emails, s.usernames, s.firstNames, s.lastNames,
 			s.displayNames, s.avatars, s.bios, s.phones, s.timezones, s.languages, s.roles, s.statuses, s.verified,
 			s.completed, s.lastActive, s.logins, s.lastLogin, s.versions, s.updated, len(s.ids))
+		add(leaveUpdatedOrderSQL)
 	}
 	if len(s.bumpIDs) > 0 {
 		add(setBumpVersionsSQL, s.bumpIDs, s.bumpBases, s.bumpVersions, len(s.bumpIDs))

@@ -145,6 +145,19 @@ func TestWriterSetStatements(t *testing.T) {
 		}
 	}
 
+	// The profile writes moved updated_at in the set statement, which kept the
+	// updatedAt order itself.
+	moved := 0
+	for i, o := range outs {
+		if !o.State.User.UpdatedAt.Equal(states[i].User.UpdatedAt.Time) {
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Fatal("no mutation of the batch moves updated_at; the test needs some")
+	}
+	expectUpdatedOrder(t, db, outs...)
+
 	// The outbox rows in id order: the batch's mutations in the writer's order (by
 	// user), each one's events in order, byte for byte.
 	sorted := append([]*userservice.Mutation(nil), ms...)
@@ -300,7 +313,7 @@ func TestWriterKnownRowMissingIsUpserted(t *testing.T) {
 }
 
 // expectStored checks that what PostgreSQL holds of each outcome's user loads as
-// the state Apply returned.
+// the state Apply returned, and that its updatedAt order row follows.
 func expectStored(t *testing.T, db *postgres.DB, outs ...*userservice.Outcome) {
 	t.Helper()
 	loader, err := postgres.NewLoader(db)
@@ -316,6 +329,20 @@ func expectStored(t *testing.T, db *postgres.DB, outs ...*userservice.Outcome) {
 			g, _ := json.MarshalIndent(got, "", " ")
 			want, _ := json.MarshalIndent(o.State, "", " ")
 			t.Errorf("user %s: loaded state differs from the applied one\n got: %s\nwant: %s", o.State.User.ID, g, want)
+		}
+	}
+	expectUpdatedOrder(t, db, outs...)
+}
+
+// expectUpdatedOrder checks that each outcome's user has its user_updated_order
+// row at the stored updated_at (the set statement keeps it, migration 00140; the
+// trigger every other write).
+func expectUpdatedOrder(t *testing.T, db *postgres.DB, outs ...*userservice.Outcome) {
+	t.Helper()
+	for _, o := range outs {
+		if n := count(t, db, `SELECT count(*) FROM users u JOIN user_updated_order o ON o.user_id = u.id
+			WHERE u.id = $1 AND o.changed_at = u.updated_at`, o.State.User.ID); n != 1 {
+			t.Errorf("user %s: no user_updated_order row at its updated_at", o.State.User.ID)
 		}
 	}
 }
