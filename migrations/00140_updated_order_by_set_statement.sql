@@ -3,8 +3,8 @@
 -- setUpdateUsersSQL) keeps user_updated_order itself, for all its rows in one
 -- UPDATE, and says so for the span of that statement with the transaction-local
 -- setting userservice.updated_order_kept = 'on'. The row trigger ran a PL/pgSQL
--- function, and in it a statement of its own, for every row (issue 16: 0.024-0.05
--- ms of PostgreSQL per PUT /me, bench/results in docs/design.md "Set statements").
+-- function, and in it a statement of its own, for every row (issue 16: about 0.01
+-- ms of PostgreSQL per PUT /me; docs/design.md, "Set statements").
 -- Every other writer of users (the writer's statements of one row, imports,
 -- erasure, a hand-written UPDATE) leaves the setting unset, and the trigger keeps
 -- the order for it exactly as before.
