@@ -53,6 +53,17 @@ type Mutation struct {
 	JobItem *JobItemDone
 }
 
+// EnrollmentIsKnown reports whether EnrollmentUpserts[i] changes a row of the
+// state at BaseVersion (EnrollmentKnown; nil: none does).
+func (m *Mutation) EnrollmentIsKnown(i int) bool {
+	return i < len(m.EnrollmentKnown) && m.EnrollmentKnown[i]
+}
+
+// PreferenceIsKnown is EnrollmentIsKnown for PreferenceUpserts[i].
+func (m *Mutation) PreferenceIsKnown(i int) bool {
+	return i < len(m.PreferenceKnown) && m.PreferenceKnown[i]
+}
+
 // SessionsEnd ends the user's open sessions at At: the one named SessionID, or
 // every open one when SessionID is "", except those named in Except (the ones the
 // actor holds and writes itself).

@@ -320,14 +320,14 @@ func (s *batchSet) addRows(it *txItem) {
 	m, u := it.p.m, &it.p.m.User
 	for i := range m.EnrollmentUpserts {
 		to := &s.enrollUpserts
-		if i < len(m.EnrollmentKnown) && m.EnrollmentKnown[i] {
+		if m.EnrollmentIsKnown(i) {
 			to = &s.enrollUpdates
 		}
 		to.add(u.ID, &m.EnrollmentUpserts[i])
 	}
 	for i := range m.PreferenceUpserts {
 		to := &s.prefUpserts
-		if i < len(m.PreferenceKnown) && m.PreferenceKnown[i] {
+		if m.PreferenceIsKnown(i) {
 			to = &s.prefUpdates
 		}
 		to.add(u.ID, &m.PreferenceUpserts[i])

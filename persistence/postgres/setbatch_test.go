@@ -103,14 +103,14 @@ func TestWriterSetStatements(t *testing.T) {
 	var known, unknown [2]int
 	for _, m := range ms {
 		for i := range m.EnrollmentUpserts {
-			if i < len(m.EnrollmentKnown) && m.EnrollmentKnown[i] {
+			if m.EnrollmentIsKnown(i) {
 				known[0]++
 			} else {
 				unknown[0]++
 			}
 		}
 		for i := range m.PreferenceUpserts {
-			if i < len(m.PreferenceKnown) && m.PreferenceKnown[i] {
+			if m.PreferenceIsKnown(i) {
 				known[1]++
 			} else {
 				unknown[1]++
