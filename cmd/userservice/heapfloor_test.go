@@ -37,20 +37,25 @@ func TestHeapFloor(t *testing.T) {
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
 
 	t.Run("GOGC follows the live heap", func(t *testing.T) {
+		// The floor is set from what this process holds live now (other tests of
+		// the package leave some): eight times that and 64 MiB more.
 		runtime.GC()
-		stop := startHeapFloor(64)
-		stop2 := startHeapFloor(1024) // shares the first: its floor is not taken
+		before := int(readMetric("/gc/heap/live:bytes"))
+		floor := 8*before + 64<<20
+		stop := startHeapFloor(floor >> 20)
+		stop2 := startHeapFloor(16 * floor >> 20) // shares the first: its floor is not taken
 		if p := currentGCPercent(); p <= 200 {
-			t.Fatalf("GOGC %d with a live heap of a few MB under a 64 MiB floor, want more than 200", p)
+			t.Fatalf("GOGC %d with %d MiB live under a %d MiB floor, want more than 200", p, before>>20, floor>>20)
 		}
-		live := make([]byte, 24<<20) // 24 MiB more live: 64 MiB is now less than 3× the heap
+		// More live, up to 2/5 of the floor: the floor is now 2.5 times the heap.
+		live := make([]byte, floor*2/5-before)
 		for i := range live {
 			live[i] = byte(i)
 		}
-		waitGCPercent(t, func(p int) bool { return p >= 100 && p <= 200 }, "between 100 and 200 with ~26 MiB live")
+		waitGCPercent(t, func(p int) bool { return p >= 100 && p <= 200 }, "between 100 and 200 with 2/5 of the floor live")
 		runtime.KeepAlive(live)
 		live = nil
-		waitGCPercent(t, func(p int) bool { return p > 200 }, "above 200 once the 24 MiB are garbage")
+		waitGCPercent(t, func(p int) bool { return p > 200 }, "above 200 once the added bytes are garbage")
 		stop2()
 		if p := currentGCPercent(); p <= 200 {
 			t.Fatalf("GOGC %d after the second start stopped, want the first's floor kept", p)
