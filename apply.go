@@ -122,8 +122,8 @@ type change struct {
 	meta  Meta
 	m     Mutation
 	dirty bool // something must be committed
-	// ownEnrollments and ownPreferences say next holds its own copy of that map
-	// (copy on write: the base's maps are shared with readers).
+	// ownEnrollments and ownPreferences say next holds its own copy of that list
+	// (copy on write: the base's lists are shared with readers).
 	ownEnrollments, ownPreferences bool
 	result                         any
 	created                        bool
@@ -176,7 +176,7 @@ func finish(c *change) (*Outcome, error) {
 	if c.base != nil {
 		m.VersionOnly = versionOnly(&c.base.User, &m.User)
 		m.EnrollmentKnown = knownRows(len(m.EnrollmentUpserts), func(i int) bool {
-			e, ok := c.base.Enrollments[m.EnrollmentUpserts[i].CourseID]
+			e, ok := c.base.Enrollments.Get(m.EnrollmentUpserts[i].CourseID)
 			return ok && e.ID == m.EnrollmentUpserts[i].ID
 		})
 		m.PreferenceKnown = knownRows(len(m.PreferenceUpserts), func(i int) bool {
@@ -216,14 +216,14 @@ func finish(c *change) (*Outcome, error) {
 	return o, nil
 }
 
-func (c *change) ownEnrollmentMap() {
+func (c *change) ownEnrollmentList() {
 	if !c.ownEnrollments {
 		c.next.writableEnrollments()
 		c.ownEnrollments = true
 	}
 }
 
-func (c *change) ownPreferenceMap() {
+func (c *change) ownPreferenceList() {
 	if !c.ownPreferences {
 		c.next.writablePreferences()
 		c.ownPreferences = true
@@ -297,7 +297,7 @@ func register(cmd Register, meta Meta) *change {
 	}
 	u.EmailVerified = cmd.EmailVerified
 	u.ProfileCompleted = profileComplete(&u)
-	s := &State{User: u, Enrollments: map[string]*Enrollment{}, Preferences: make(PreferenceList, 0, len(DefaultPreferences))}
+	s := &State{User: u, Enrollments: EnrollmentList{}, Preferences: make(PreferenceList, 0, len(DefaultPreferences))}
 	c := &change{next: s, meta: meta, created: true, ownEnrollments: true, ownPreferences: true}
 	c.m.Create = true
 	for i, d := range DefaultPreferences {
@@ -486,15 +486,15 @@ type unenrolledData struct {
 
 // enrollmentOf returns a copy of s's enrollment in the course, to change and put.
 func enrollmentOf(s *State, courseID string) (Enrollment, bool) {
-	if e, ok := s.Enrollments[courseID]; ok {
+	if e, ok := s.Enrollments.Get(courseID); ok {
 		return *e, true
 	}
 	return Enrollment{}, false
 }
 
 func (c *change) putEnrollment(e Enrollment) {
-	c.ownEnrollmentMap()
-	c.next.Enrollments[e.CourseID] = &e
+	c.ownEnrollmentList()
+	c.next.Enrollments.Put(&e)
 	c.m.EnrollmentUpserts = append(c.m.EnrollmentUpserts, e)
 	c.dirty = true
 	c.result = e
@@ -599,8 +599,8 @@ func (c *change) unenroll(cmd Unenroll) error {
 	if !ok {
 		return ErrEnrollmentNotFound
 	}
-	c.ownEnrollmentMap()
-	delete(c.next.Enrollments, cmd.CourseID)
+	c.ownEnrollmentList()
+	c.next.Enrollments.Remove(cmd.CourseID)
 	c.m.EnrollmentDeletes = append(c.m.EnrollmentDeletes, cmd.CourseID)
 	c.event(EventUnenrolled, &unenrolledData{enrollmentData: enrollmentEventData(&e), Deleted: true})
 	c.result = map[string]any{"deleted": true}
@@ -609,7 +609,7 @@ func (c *change) unenroll(cmd Unenroll) error {
 
 func (c *change) setPreferences(cmd SetPreferences) error {
 	now := c.meta.Now
-	c.ownPreferenceMap()
+	c.ownPreferenceList()
 	// Later items win over earlier ones with the same key.
 	seen := make(map[PrefKey]int, len(cmd.Input.Preferences))
 	var out []Preference
@@ -715,7 +715,7 @@ func (c *change) patchPreferences(cmd PatchPreferences) error {
 		return err
 	}
 	if len(upserts) > 0 || len(deletes) > 0 {
-		c.ownPreferenceMap()
+		c.ownPreferenceList()
 		for _, k := range deletes {
 			c.next.Preferences.Remove(k)
 		}
@@ -738,7 +738,7 @@ func (c *change) removePreference(cmd RemovePreference) error {
 	if !c.base.Preferences.Has(k) {
 		return ErrPreferenceNotFound
 	}
-	c.ownPreferenceMap()
+	c.ownPreferenceList()
 	c.next.Preferences.Remove(k)
 	c.m.PreferenceDeletes = append(c.m.PreferenceDeletes, k)
 	c.dirty = true
@@ -747,7 +747,7 @@ func (c *change) removePreference(cmd RemovePreference) error {
 }
 
 func (c *change) removeCategory(cmd RemoveCategory) error {
-	c.ownPreferenceMap()
+	c.ownPreferenceList()
 	n := 0
 	for _, p := range c.base.Preferences.Category(cmd.Category) {
 		k := PrefKey{p.Category, p.Key}

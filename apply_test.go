@@ -47,7 +47,7 @@ func dump(tb testing.TB, s *State) string {
 		User        User
 		LoginCount  int64
 		LastLoginAt *Time
-		Enrollments map[string]*Enrollment
+		Enrollments EnrollmentList
 		Preferences map[string]Preference
 		Sessions    []Session
 		Attributes  map[string]json.RawMessage
@@ -476,7 +476,7 @@ func TestSoftDelete(t *testing.T) {
 // enrollment returns the state's enrollment in the course, failing if absent.
 func enrollment(tb testing.TB, s *State, course string) Enrollment {
 	tb.Helper()
-	e, ok := s.Enrollments[course]
+	e, ok := s.Enrollments.Get(course)
 	if !ok {
 		tb.Fatalf("no enrollment in %s", course)
 	}
@@ -638,7 +638,7 @@ func TestEnrollmentLifecycle(t *testing.T) {
 	// DELETE removes the enrollment and publishes user.unenrolled with deleted: true.
 	o = apply(t, s, Unenroll{CourseID: courseA}, at(17))
 	m = mutated(t, s, o)
-	if _, ok := o.State.Enrollments[courseA]; ok || !reflect.DeepEqual(m.EnrollmentDeletes, []string{courseA}) {
+	if _, ok := o.State.Enrollments.Get(courseA); ok || !reflect.DeepEqual(m.EnrollmentDeletes, []string{courseA}) {
 		t.Fatalf("unenroll: still there or rows %v", m.EnrollmentDeletes)
 	}
 	if got := eventTypes(m); !reflect.DeepEqual(got, []string{EventUnenrolled}) {
@@ -1243,7 +1243,7 @@ func getPref(l PreferenceList, k PrefKey) Preference {
 }
 
 // BenchmarkApplyEnroll measures Apply of an enrollment in a new course for a user
-// with 40 enrollments: the copy of the map grows by one.
+// with 40 enrollments: the copy of the list (40 pointers) grows by one.
 //
 //	go test -run '^$' -bench ApplyEnroll -benchmem .
 func BenchmarkApplyEnroll(b *testing.B) {
@@ -1262,7 +1262,7 @@ func BenchmarkApplyEnroll(b *testing.B) {
 }
 
 // BenchmarkApplyProgress measures Apply of a progress update for a user with 40
-// enrollments (late in a write benchmark): the copy of the enrollments map, the
+// enrollments (late in a write benchmark): the copy of the enrollments list, the
 // new enrollment, its event.
 //
 //	go test -run '^$' -bench ApplyProgress -benchmem .

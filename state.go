@@ -2,7 +2,6 @@ package userservice
 
 import (
 	"encoding/json"
-	"maps"
 	"slices"
 	"strings"
 )
@@ -12,11 +11,10 @@ import (
 // maps it does not change), so a reader may hold a *State without locks or copies.
 type State struct {
 	User User
-	// Enrollments by course id. An Enrollment in the map is never modified: a
-	// change puts a new one, so that a copy of the map copies pointers (an
-	// Enrollment is larger than the 128 bytes a Go map stores inline, so a map of
-	// values would copy each into an allocation of its own).
-	Enrollments map[string]*Enrollment
+	// Enrollments sorted by course id. An Enrollment in the list is never
+	// modified: a change puts a new one, so that a copy of the list copies
+	// pointers.
+	Enrollments EnrollmentList
 	Preferences PreferenceList
 	Sessions    []Session // oldest first, the newest MaxSessionsKept
 	// Attributes are the user's custom attributes: a compact JSON object per
@@ -32,11 +30,9 @@ func (s *State) clone() *State {
 }
 
 func (s *State) writableEnrollments() {
-	if s.Enrollments == nil {
-		s.Enrollments = make(map[string]*Enrollment, 1)
-		return
-	}
-	s.Enrollments = maps.Clone(s.Enrollments) // the table copied as it is: no key hashed again, no value copied
+	l := make(EnrollmentList, len(s.Enrollments), len(s.Enrollments)+1) // room for the one a write most often adds
+	copy(l, s.Enrollments)
+	s.Enrollments = l
 }
 
 func (s *State) writablePreferences() {

@@ -198,7 +198,7 @@ func readRegisters(st *userservice.State) map[string]string {
 	if p, ok := st.Preferences.Get(linPref); ok {
 		out["pref"] = string(p.Value)
 	}
-	if e, ok := st.Enrollments[linCourse]; ok && e.Progress != 0 {
+	if e, ok := st.Enrollments.Get(linCourse); ok && e.Progress != 0 {
 		out["progress"] = strconv.FormatFloat(e.Progress, 'f', 2, 64)
 	}
 	return out

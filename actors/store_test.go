@@ -117,11 +117,9 @@ func (s *memStore) write(m *userservice.Mutation) error {
 	case !m.Create && (cur == nil || cur.User.Version != m.BaseVersion):
 		return userservice.ErrStaleVersion
 	}
-	next := &userservice.State{User: m.User, Enrollments: map[string]*userservice.Enrollment{}, Preferences: userservice.PreferenceList{}}
+	next := &userservice.State{User: m.User, Enrollments: userservice.EnrollmentList{}, Preferences: userservice.PreferenceList{}}
 	if cur != nil {
-		for k, v := range cur.Enrollments {
-			next.Enrollments[k] = v
-		}
+		next.Enrollments = append(next.Enrollments, cur.Enrollments...)
 		next.Preferences = append(next.Preferences, cur.Preferences...)
 		next.Sessions = append(next.Sessions, cur.Sessions...)
 		if newer(cur.User.LastActiveAt, m.User.LastActiveAt) { // GREATEST(), as the writer does
@@ -129,10 +127,10 @@ func (s *memStore) write(m *userservice.Mutation) error {
 		}
 	}
 	for _, e := range m.EnrollmentUpserts {
-		next.Enrollments[e.CourseID] = &e
+		next.Enrollments.Put(&e)
 	}
 	for _, c := range m.EnrollmentDeletes {
-		delete(next.Enrollments, c)
+		next.Enrollments.Remove(c)
 	}
 	for _, p := range m.PreferenceUpserts {
 		next.Preferences.Put(p)

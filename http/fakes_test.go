@@ -265,7 +265,7 @@ func (d *memDirectory) courseRows(course string) []userservice.CourseEnrollment 
 	var rows []userservice.CourseEnrollment
 	for _, st := range d.users.states {
 		u := st.User
-		e, ok := st.Enrollments[course]
+		e, ok := st.Enrollments.Get(course)
 		if !ok || u.Status == userservice.StatusDeleted {
 			continue
 		}

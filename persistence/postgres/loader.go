@@ -55,7 +55,7 @@ func (l *Loader) LoadState(ctx context.Context, userID string) (*userservice.Sta
 	ctx, cancel := l.db.timeout(ctx)
 	defer cancel()
 
-	s := &userservice.State{Enrollments: map[string]*userservice.Enrollment{}, Preferences: userservice.PreferenceList{}}
+	s := &userservice.State{Enrollments: userservice.EnrollmentList{}, Preferences: userservice.PreferenceList{}}
 	found := false
 	b := &pgx.Batch{}
 	// One snapshot for the four reads; BEGIN and COMMIT ride in the same round trip.
@@ -69,6 +69,7 @@ func (l *Loader) LoadState(ctx context.Context, userID string) (*userservice.Sta
 		return err
 	})
 	b.Queue(loadEnrollmentsSQL, id).Query(func(rows pgx.Rows) error {
+		var es []*userservice.Enrollment
 		for rows.Next() {
 			e := userservice.Enrollment{UserID: id}
 			var status string
@@ -81,7 +82,12 @@ func (l *Loader) LoadState(ctx context.Context, userID string) (*userservice.Sta
 			e.EnrollmentStatus = userservice.EnrollmentStatus(status)
 			e.EnrolledAt, e.CreatedAt, e.UpdatedAt = userservice.NewTime(enrolled), userservice.NewTime(created), userservice.NewTime(updated)
 			e.CompletedAt, e.LastAccessedAt = timePtr(completed), timePtr(accessed)
-			s.Enrollments[e.CourseID] = &e
+			e.ShareNames(id)
+			es = append(es, &e)
+		}
+		if len(es) > 0 {
+			// An exact-size copy, as for the preferences below.
+			s.Enrollments = userservice.SortEnrollments(append(make([]*userservice.Enrollment, 0, len(es)), es...))
 		}
 		return rows.Err()
 	})

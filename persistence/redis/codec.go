@@ -88,10 +88,10 @@ func appendSnapshot(dst []byte, s *userservice.State) ([]byte, error) {
 	e.optTime(u.LastLoginAt)
 
 	e.count(s.Enrollments == nil, len(s.Enrollments))
-	for k, en := range s.Enrollments {
-		if k != en.CourseID {
-			return dst, fmt.Errorf("cannot encode snapshot: enrollment key %q holds course %q", k, en.CourseID)
-		}
+	if !s.Enrollments.Ordered() {
+		return dst, errors.New("cannot encode snapshot: the enrollments are not sorted by course, each course once")
+	}
+	for _, en := range s.Enrollments {
 		e.str(en.ID, true)
 		e.str(en.UserID, true)
 		e.str(en.CourseID, true)
@@ -263,9 +263,9 @@ func decodeSnapshot(b []byte) (*userservice.State, error) {
 	u.LastLoginAt = d.optTime()
 
 	if n, ok := d.count(); ok {
-		s.Enrollments = make(map[string]*userservice.Enrollment, n)
+		s.Enrollments = make(userservice.EnrollmentList, 0, n)
 		for range n {
-			var en userservice.Enrollment
+			en := new(userservice.Enrollment)
 			en.ID = d.str(true)
 			en.UserID = d.str(true)
 			en.CourseID = d.str(true)
@@ -277,7 +277,13 @@ func decodeSnapshot(b []byte) (*userservice.State, error) {
 			en.LastAccessedAt = d.optTime()
 			en.CreatedAt = d.time()
 			en.UpdatedAt = d.time()
-			s.Enrollments[en.CourseID] = &en
+			en.ShareNames(u.ID)
+			s.Enrollments = append(s.Enrollments, en)
+		}
+		// Written in the list's order; a snapshot of a build that kept them in a
+		// map has them in any order, and is still read.
+		if !s.Enrollments.Ordered() {
+			s.Enrollments = userservice.SortEnrollments(s.Enrollments)
 		}
 	}
 

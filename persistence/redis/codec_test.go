@@ -1,10 +1,12 @@
 package redis
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -81,12 +83,18 @@ func TestSnapshotCodecRoundTrip(t *testing.T) {
 	})
 }
 
-func TestAppendSnapshotRefusesInconsistentMaps(t *testing.T) {
+func TestAppendSnapshotRefusesInconsistentLists(t *testing.T) {
 	s := typicalState(t)
-	bad := *s
-	bad.Enrollments = map[string]*userservice.Enrollment{"other-course": {CourseID: "course"}}
-	if _, err := appendSnapshot(nil, &bad); err == nil {
-		t.Error("enrollment under another course's key: want an error")
+	for name, l := range map[string]userservice.EnrollmentList{
+		"out of order":        {{CourseID: "b"}, {CourseID: "a"}},
+		"one course twice":    {{CourseID: "a"}, {CourseID: "a"}},
+		"a later one earlier": {{CourseID: "a"}, {CourseID: "c"}, {CourseID: "b"}},
+	} {
+		bad := *s
+		bad.Enrollments = l
+		if _, err := appendSnapshot(nil, &bad); err == nil {
+			t.Errorf("enrollments %s: want an error", name)
+		}
 	}
 	// Snapshots written while preferences were a map hold them in any order:
 	// they decode into the list's order.
@@ -102,6 +110,39 @@ func TestAppendSnapshotRefusesInconsistentMaps(t *testing.T) {
 	}
 	if strings.Join(order, " ") != "ui/x ui/y privacy/b" {
 		t.Errorf("decoded preferences in order %v, want ui/x ui/y privacy/b", order)
+	}
+}
+
+// Snapshots written while enrollments were a map by course hold them in any
+// order: they decode into the list's order, with the same enrollments.
+func TestDecodeSnapshotOrdersMapOrderEnrollments(t *testing.T) {
+	s := typicalState(t)
+	a, b := *s, *s
+	a.Enrollments, b.Enrollments = s.Enrollments[:1], s.Enrollments[1:2]
+	ab := a
+	ab.Enrollments = s.Enrollments[:2]
+	encA, encB, encAB := must(appendSnapshot(nil, &a)), must(appendSnapshot(nil, &b)), must(appendSnapshot(nil, &ab))
+	// encAB is head, count 2, A, B, rest; encA head, count 1, A, rest; encB the same with B.
+	k := 0
+	for encA[k] == encAB[k] {
+		k++ // the first difference is the enrollments' count
+	}
+	rest := len(encA) + len(encB) - len(encAB) - (k + 1)
+	lenA, lenB := len(encA)-(k+1)-rest, len(encB)-(k+1)-rest
+	swapped := slices.Concat(encAB[:k+1], encB[k+1:k+1+lenB], encA[k+1:k+1+lenA], encAB[len(encAB)-rest:])
+	if len(swapped) != len(encAB) || bytes.Equal(swapped, encAB) {
+		t.Fatal("could not build a snapshot with its enrollments out of order")
+	}
+	got, err := decodeSnapshot(swapped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := decodeSnapshot(encAB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) || !got.Enrollments.Ordered() || len(got.Enrollments) != 2 {
+		t.Errorf("decoded out-of-order snapshot:\n got %+v\nwant %+v", got.Enrollments, want.Enrollments)
 	}
 }
 
