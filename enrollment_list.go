@@ -9,13 +9,13 @@ import (
 //
 // A sorted slice of pointers rather than a map by course id (issue 16): a write
 // copies its user's list before changing it (copy on write, the published list
-// is shared with readers), and copying n pointers is n words where a map's
-// copy is a new table of n/0.875 slots of a 16-byte key and an 8-byte value
-// plus its control words, several times the bytes, each of them for the
-// collector to allocate and, while the state lives, to scan twice (the key's
-// string and the value). An Enrollment in the list is never modified either: a
-// change puts a new one. Lookups are binary searches over at most
-// QUOTA_ENROLLMENTS entries.
+// is shared with readers), and copying n pointers is n words, where a map's copy
+// is a new table of about n/0.875 slots, each a 16-byte key and an 8-byte value
+// plus a control byte: several times the bytes to allocate, and two pointers per
+// entry (the key's string, the value) for the collector to scan while the state
+// lives. An Enrollment in the list is never modified either: a change puts a
+// new one. Lookups are binary searches over at most QUOTA_ENROLLMENTS_PER_USER
+// entries.
 //
 // Like the rest of a published [State] it is immutable: a writer copies it
 // first (State.writableEnrollments) and only then calls Put or Remove.

@@ -14,8 +14,8 @@ import (
 // state took 6,850 bytes of heap, with the slice 5,386 (TestActiveUserFootprint;
 // a map slot holds the 32-byte key beside the 136-byte value, and the map keeps
 // spare slots); every read wants them in this order anyway (GET preferences no
-// longer sorts); lookups are binary searches over at most QUOTA_PREFERENCES
-// entries.
+// longer sorts); lookups are binary searches over at most
+// QUOTA_PREFERENCES_PER_USER entries.
 // Like the rest of a published [State] it is immutable: a writer copies it
 // first (State.writablePreferences) and only then calls Put or Remove.
 type PreferenceList []Preference
