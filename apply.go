@@ -187,7 +187,7 @@ func finish(c *change) (*Outcome, error) {
 	}
 	m.ProcessedMessageID = c.meta.MessageID
 	for i := range m.Events {
-		m.Events[i].Metadata["userVersion"] = c.next.User.Version
+		m.Events[i].Metadata.UserVersion = c.next.User.Version
 		m.Events[i].Sequence = c.next.User.Version
 	}
 	o := &Outcome{State: c.next, Mutation: m, Result: c.result, Created: c.created}
@@ -231,13 +231,7 @@ func (c *change) ownPreferenceList() {
 }
 
 func (c *change) event(typ string, data any) {
-	md := make(map[string]any, 3) // finish adds userVersion
-	if c.meta.ActorID != nil {
-		md["actorId"] = *c.meta.ActorID
-	}
-	if c.meta.RequestID != "" {
-		md["requestId"] = c.meta.RequestID
-	}
+	md := EventMetadata{ActorID: c.meta.ActorID, RequestID: c.meta.RequestID} // finish adds userVersion
 	c.m.Events = append(c.m.Events, Event{
 		ID: NewID(), Type: typ, Source: EventSourceUserService, Version: EnvelopeVersion, Data: data,
 		Timestamp: c.meta.Now, CorrelationID: c.meta.CorrelationID, Metadata: md,

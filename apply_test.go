@@ -231,7 +231,7 @@ func TestRegister(t *testing.T) {
 		if _, ok := ParseID(e.ID); !ok || e.Source != "user-service" || e.Timestamp != timeAt(0) || e.CorrelationID != "corr-0" {
 			t.Errorf("envelope %+v", e)
 		}
-		if e.Metadata["userVersion"] != int64(1) || e.Metadata["actorId"] != testAdminID {
+		if e.Metadata.UserVersion != 1 || e.Metadata.ActorID == nil || *e.Metadata.ActorID != testAdminID {
 			t.Errorf("metadata %v", e.Metadata)
 		}
 		checkData(t, dataOf(t, e), map[string]any{
@@ -255,7 +255,7 @@ func TestRegister(t *testing.T) {
 		meta := at(0)
 		meta.ActorID = nil
 		m := apply(t, nil, Register{ID: testUserID, Input: in}, meta).Mutation
-		if md := m.Events[0].Metadata; len(md) != 1 || md["userVersion"] != int64(1) {
+		if md := m.Events[0].Metadata; md != (EventMetadata{UserVersion: 1}) {
 			t.Errorf("metadata %v", md)
 		}
 	})
@@ -578,7 +578,7 @@ func TestEnrollmentLifecycle(t *testing.T) {
 		"userId": testUserID, "enrollmentId": id, "courseId": courseA, "completedAt": "2024-01-15T10:36:00.000Z",
 	})
 	for _, ev := range m.Events {
-		if ev.Metadata["userVersion"] != m.User.Version {
+		if ev.Metadata.UserVersion != m.User.Version {
 			t.Errorf("event %s metadata %v", ev.Type, ev.Metadata)
 		}
 	}

@@ -135,7 +135,7 @@ func insertOutbox(tb testing.TB, pool *pgxpool.Pool, events []testEvent) (ids []
 			ID: userservice.NewID(), Type: e.Type, Source: userservice.EventSourceUserService,
 			Version: userservice.EnvelopeVersion, Sequence: int64(e.Seq) + 1,
 			Data:      map[string]any{"userId": e.UserID, "seq": e.Seq},
-			Timestamp: userservice.Now(), CorrelationID: userservice.NewID(), Metadata: map[string]any{},
+			Timestamp: userservice.Now(), CorrelationID: userservice.NewID(),
 		}
 		b, err := json.Marshal(ev)
 		if err != nil {
