@@ -157,31 +157,33 @@ const (
 	FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS v(id, base, version)
 	WHERE u.id = v.id::uuid AND u.version = v.base RETURNING 1) SELECT 1 / (count(*) = $4)::int FROM fenced`
 
-	// Upserts as their single statements do, over arrays. A mutation never holds
-	// one key twice (the domain merges them), and a batch never holds one user
-	// twice, so no statement updates a row twice.
-	setUpsertEnrollmentsSQL = `INSERT INTO enrollments (id, user_id, course_id, enrollment_status, progress,
+	// The rows a mutation does not know (a new enrollment, a new preference key)
+	// are inserted over arrays without the single statements' ON CONFLICT: the
+	// fenced UPDATE before them proved the user's state is the committed one, and
+	// that state has no row under the key, so the table has none either. Without
+	// the arbiter the INSERT skips a probe of the unique index and the speculative
+	// insertion's confirmation record (2.2-2.9 µs of PostgreSQL per row, 13%, in a
+	// loop of 14-row INSERTs). Should the state and the table disagree all the
+	// same, the unique key fails the statement, and the batch's retry with one
+	// statement per row upserts it as before. A mutation never holds one key
+	// twice (the domain merges them), and a batch never holds one user twice.
+	setInsertEnrollmentsSQL = `INSERT INTO enrollments (id, user_id, course_id, enrollment_status, progress,
 	time_spent_seconds, enrolled_at, completed_at, last_accessed_at, created_at, updated_at)
 	SELECT id::uuid, user_id::uuid, course_id::uuid, status, progress, spent, enrolled_at, completed_at,
 		accessed_at, created_at, updated_at
 	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::bigint[],
 		$7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[])
 	AS t(id, user_id, course_id, status, progress, spent, enrolled_at, completed_at, accessed_at, created_at,
-		updated_at)
-	ON CONFLICT (user_id, course_id) DO UPDATE SET enrollment_status = EXCLUDED.enrollment_status,
-	progress = EXCLUDED.progress, time_spent_seconds = EXCLUDED.time_spent_seconds,
-	enrolled_at = EXCLUDED.enrolled_at, completed_at = EXCLUDED.completed_at,
-	last_accessed_at = EXCLUDED.last_accessed_at, updated_at = EXCLUDED.updated_at`
+		updated_at)`
 
-	setUpsertPreferencesSQL = `INSERT INTO preferences (id, user_id, category, key, value, created_at, updated_at)
+	setInsertPreferencesSQL = `INSERT INTO preferences (id, user_id, category, key, value, created_at, updated_at)
 	SELECT id::uuid, user_id::uuid, category, key, value::json, created_at, updated_at
 	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[])
-	AS t(id, user_id, category, key, value, created_at, updated_at)
-	ON CONFLICT (user_id, category, key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at`
+	AS t(id, user_id, category, key, value, created_at, updated_at)`
 
 	// The enrollments and preferences a mutation knows to exist
 	// (Mutation.EnrollmentKnown, PreferenceKnown: a progress, a changed value)
-	// are updated through their unique keys, as the upserts' DO UPDATE does: an
+	// are updated through their unique keys, as the single statements' DO UPDATE does: an
 	// INSERT ... ON CONFLICT first probes the key, then locks the row (a WAL
 	// record of its own) and updates it; the UPDATE does the last step only.
 	// Fenced: a row that is not there fails the batch's set statements, and the
@@ -227,9 +229,9 @@ type batchSet struct {
 	bumpBases, bumpVersions []int64
 
 	// enrollments and preferences: new rows (or rows the mutation does not know)
-	// go to the upserts, rows it knows to the UPDATEs.
-	enrollUpserts, enrollUpdates enrollmentArrays
-	prefUpserts, prefUpdates     preferenceArrays
+	// go to the INSERTs, rows it knows to the UPDATEs.
+	enrollInserts, enrollUpdates enrollmentArrays
+	prefInserts, prefUpdates     preferenceArrays
 
 	// outbox: one entry per event.
 	eventIDs, eventUsers, routingKeys []string
@@ -315,18 +317,18 @@ func (s *batchSet) addUser(m *userservice.Mutation) {
 	s.updated = append(s.updated, u.UpdatedAt.Time)
 }
 
-// addRows takes the item's enrollment and preference upserts and its events.
+// addRows takes the item's enrollment and preference rows and its events.
 func (s *batchSet) addRows(it *txItem) {
 	m, u := it.p.m, &it.p.m.User
 	for i := range m.EnrollmentUpserts {
-		to := &s.enrollUpserts
+		to := &s.enrollInserts
 		if m.EnrollmentIsKnown(i) {
 			to = &s.enrollUpdates
 		}
 		to.add(u.ID, &m.EnrollmentUpserts[i])
 	}
 	for i := range m.PreferenceUpserts {
-		to := &s.prefUpserts
+		to := &s.prefInserts
 		if m.PreferenceIsKnown(i) {
 			to = &s.prefUpdates
 		}
@@ -364,8 +366,8 @@ func (s *batchSet) queue(b *pgx.Batch, fail func(error)) {
 	if len(s.bumpIDs) > 0 {
 		add(setBumpVersionsSQL, s.bumpIDs, s.bumpBases, s.bumpVersions, len(s.bumpIDs))
 	}
-	if e := &s.enrollUpserts; len(e.ids) > 0 {
-		add(setUpsertEnrollmentsSQL, e.upsertArgs()...)
+	if e := &s.enrollInserts; len(e.ids) > 0 {
+		add(setInsertEnrollmentsSQL, e.insertArgs()...)
 	}
 	if e := &s.enrollUpdates; len(e.users) > 0 {
 		add(setUpdateEnrollmentsSQL, e.updateArgs()...)
@@ -373,8 +375,8 @@ func (s *batchSet) queue(b *pgx.Batch, fail func(error)) {
 	if p := &s.prefUpdates; len(p.users) > 0 {
 		add(setUpdatePreferencesSQL, p.updateArgs()...)
 	}
-	if p := &s.prefUpserts; len(p.ids) > 0 {
-		add(setUpsertPreferencesSQL, p.upsertArgs()...)
+	if p := &s.prefInserts; len(p.ids) > 0 {
+		add(setInsertPreferencesSQL, p.insertArgs()...)
 	}
 	if len(s.eventIDs) > 0 {
 		add(setInsertOutboxSQL, s.eventIDs, s.eventUsers, s.routingKeys, s.payloads, s.sequences)
@@ -389,7 +391,7 @@ func timePtrArg(t *userservice.Time) *time.Time {
 	return &t.Time
 }
 
-// enrollmentArrays are enrollment rows as the arrays of setUpsertEnrollmentsSQL
+// enrollmentArrays are enrollment rows as the arrays of setInsertEnrollmentsSQL
 // and setUpdateEnrollmentsSQL, one entry per row.
 type enrollmentArrays struct {
 	ids, users, courses, statuses []string
@@ -413,8 +415,8 @@ func (a *enrollmentArrays) add(userID string, e *userservice.Enrollment) {
 	a.updated = append(a.updated, e.UpdatedAt.Time)
 }
 
-// upsertArgs are setUpsertEnrollmentsSQL's parameters.
-func (a *enrollmentArrays) upsertArgs() []any {
+// insertArgs are setInsertEnrollmentsSQL's parameters.
+func (a *enrollmentArrays) insertArgs() []any {
 	return []any{a.ids, a.users, a.courses, a.statuses, a.progress, a.spent, a.enrolledAt, a.completedAt,
 		a.accessedAt, a.created, a.updated}
 }
@@ -426,10 +428,10 @@ func (a *enrollmentArrays) updateArgs() []any {
 		a.updated, len(a.users)}
 }
 
-// preferenceArrays are preference rows as the arrays of setUpsertPreferencesSQL
+// preferenceArrays are preference rows as the arrays of setInsertPreferencesSQL
 // and setUpdatePreferencesSQL, one entry per row.
 type preferenceArrays struct {
-	ids                             []uuid.UUID // as text only for the upsert (upsertArgs)
+	ids                             []uuid.UUID // as text only for the INSERT (insertArgs)
 	users, categories, keys, values []string
 	created, updated                []time.Time
 }
@@ -444,8 +446,8 @@ func (a *preferenceArrays) add(userID string, p *userservice.Preference) {
 	a.updated = append(a.updated, p.UpdatedAt.Time)
 }
 
-// upsertArgs are setUpsertPreferencesSQL's parameters.
-func (a *preferenceArrays) upsertArgs() []any {
+// insertArgs are setInsertPreferencesSQL's parameters.
+func (a *preferenceArrays) insertArgs() []any {
 	ids := make([]string, len(a.ids))
 	for i, id := range a.ids {
 		ids[i] = id.String()

@@ -312,6 +312,54 @@ func TestWriterKnownRowMissingIsUpserted(t *testing.T) {
 	expectStored(t, db, theme, progress)
 }
 
+// A row the mutation takes for new (its state has none under the key) goes in
+// by a plain INSERT; if the table holds one all the same (a state that went
+// wrong), the unique key fails the set statement and the retry with one
+// statement per row upserts it: the mutation's values are stored either way.
+func TestWriterSetInsertConflictRetriesPerRow(t *testing.T) {
+	db := pgtest.New(t)
+	w := newWriter(t, db, postgres.WriterConfig{BatchWait: 300 * time.Millisecond})
+	a := registered(t, w, "a@example.com", "alice")
+	b := registered(t, w, "b@example.com", "bob")
+	course := userservice.NewID()
+	custom := apply(t, a, userservice.SetPreferences{Category: userservice.CategoryLearning, Input: userservice.UpsertPreferences{
+		Preferences: []userservice.PreferenceInput{{Key: "custom_key", Value: json.RawMessage(`"new"`)}}}}, metaAt(2))
+	enroll := apply(t, b, userservice.Enroll{CourseID: course}, metaAt(2))
+	if custom.Mutation.PreferenceIsKnown(0) || enroll.Mutation.EnrollmentIsKnown(0) {
+		t.Fatal("the mutations should take their rows for new")
+	}
+	// Behind the writer's back, both keys get a row.
+	ctx := context.Background()
+	if _, err := db.Pool().Exec(ctx, `INSERT INTO preferences (id, user_id, category, key, value, created_at, updated_at)
+		VALUES ($1, $2, 'learning', 'custom_key', '"old"', now(), now())`, userservice.NewID(), a.User.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool().Exec(ctx, `INSERT INTO enrollments (id, user_id, course_id, enrollment_status, progress,
+		time_spent_seconds, enrolled_at, created_at, updated_at) VALUES ($1, $2, $3, 'dropped', 10, 60, now(), now(), now())`,
+		userservice.NewID(), b.User.ID, course); err != nil {
+		t.Fatal(err)
+	}
+	b0, r0, _ := setCounters()
+	for i, err := range commitAll(t, w, custom.Mutation, enroll.Mutation) {
+		if err != nil {
+			t.Fatalf("mutation %d: %v", i, err)
+		}
+	}
+	if b1, r1, _ := setCounters(); r1-r0 != 1 || b1 != b0 {
+		t.Errorf("set retries +%d, set batches +%d; want +1, +0 (the INSERT met the unique key)", r1-r0, b1-b0)
+	}
+	if n := count(t, db, `SELECT count(*) FROM preferences WHERE user_id = $1 AND key = 'custom_key' AND value::text = '"new"'`, a.User.ID); n != 1 {
+		t.Errorf("%d preference rows with the mutation's value, want 1", n)
+	}
+	if n := count(t, db, `SELECT count(*) FROM enrollments WHERE user_id = $1 AND course_id = $2
+		AND enrollment_status = 'active' AND progress = 0 AND time_spent_seconds = 0`, b.User.ID, course); n != 1 {
+		t.Errorf("%d enrollment rows with the mutation's values, want 1", n)
+	}
+	if n := count(t, db, `SELECT count(*) FROM outbox WHERE event_id = $1`, enroll.Mutation.Events[0].ID); n != 1 {
+		t.Errorf("%d outbox rows of the enrollment's event, want 1", n)
+	}
+}
+
 // expectStored checks that what PostgreSQL holds of each outcome's user loads as
 // the state Apply returned, and that its updatedAt order row follows.
 func expectStored(t *testing.T, db *postgres.DB, outs ...*userservice.Outcome) {
