@@ -183,9 +183,10 @@ const (
 
 	// The enrollments and preferences a mutation knows to exist
 	// (Mutation.EnrollmentKnown, PreferenceKnown: a progress, a changed value)
-	// are updated through their unique keys, as the single statements' DO UPDATE does: an
-	// INSERT ... ON CONFLICT first probes the key, then locks the row (a WAL
-	// record of its own) and updates it; the UPDATE does the last step only.
+	// are updated through their unique keys, as the single statements' DO
+	// UPDATE does: an INSERT ... ON CONFLICT first probes the key, then locks the
+	// row (a WAL record of its own) and updates it; the UPDATE does the last step
+	// only.
 	// Fenced: a row that is not there fails the batch's set statements, and the
 	// retry with one statement per row upserts it.
 	setUpdateEnrollmentsSQL = fenceHead + `UPDATE enrollments e SET enrollment_status = v.status, progress = v.progress,
