@@ -8,7 +8,8 @@ import (
 
 // State is everything the service keeps hot about one user: the aggregate a user
 // actor owns. A published State is immutable: [Apply] builds a new one (sharing the
-// maps it does not change), so a reader may hold a *State without locks or copies.
+// lists and maps it does not change), so a reader may hold a *State without locks
+// or copies.
 type State struct {
 	User User
 	// Enrollments sorted by course id. An Enrollment in the list is never
