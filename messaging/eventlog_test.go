@@ -3,10 +3,13 @@ package messaging
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/lms-platform/userservice"
 )
@@ -158,5 +161,121 @@ func TestRelayMovesTheStoredSequence(t *testing.T) {
 	})
 	if want := []int64{5, 7, 8}; got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
 		t.Errorf("event_log sequences = %v, want %v", got, want)
+	}
+}
+
+// TestRelayMoveKeepsAnEventAlreadyLogged: the move inserts without ON CONFLICT;
+// when event_log holds a moved row's key all the same, the mark is sent again
+// keeping the stored event, and every row leaves the outbox (a relay without the
+// second statement would fail that mark forever and publish the batch again and
+// again).
+func TestRelayMoveKeepsAnEventAlreadyLogged(t *testing.T) {
+	t.Parallel()
+	pool := newTestPool(t)
+	exchange, _, in := tapNewExchange(t)
+	ctx := context.Background()
+	u := userservice.NewID()
+	events := []testEvent{{u, userservice.EventUserCreated, 0}, {u, userservice.EventUserUpdated, 1}, {u, userservice.EventUserUpdated, 2}}
+	_, payloads := insertOutbox(t, pool, events)
+	// The second row's key, already in event_log (as after a restore that took the
+	// outbox sequence back).
+	if _, err := pool.Exec(ctx, `INSERT INTO event_log (user_id, sequence, outbox_id, event_id, routing_key, payload, created_at, position)
+		SELECT user_id, 2, id, event_id, routing_key, '"stored"', created_at, 1000 FROM outbox WHERE user_id = $1 ORDER BY id OFFSET 1 LIMIT 1`, u); err != nil {
+		t.Fatal(err)
+	}
+	r := newTestRelay(t, pool, exchange, func(c *RelayConfig) { c.EventRetention = time.Hour })
+	runInBackground(t, r.Run)
+	receive(t, in, len(events), 10*time.Second)
+	eventually(t, 10*time.Second, "every row moved", func() bool { return outboxRows(t, pool) == 0 })
+
+	rows, err := pool.Query(ctx, `SELECT payload FROM event_log WHERE user_id = $1 ORDER BY sequence, outbox_id`, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]byte{payloads[0], []byte(`"stored"`), payloads[2]}
+	if len(got) != len(want) {
+		t.Fatalf("event_log holds %d events of the user, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Errorf("event %d: payload %s, want %s", i, got[i], want[i])
+		}
+	}
+}
+
+// TestIsMoveConflict: only the primary key of event_log (an event already
+// logged) sends the move again keeping the stored event; a position taken by a
+// second mover fails the mark, so that its rows stay in the outbox.
+func TestIsMoveConflict(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&pgconn.PgError{Code: "23505", ConstraintName: "event_log_pkey"}, true},
+		{fmt.Errorf("batch: %w", &pgconn.PgError{Code: "23505", ConstraintName: "event_log_pkey"}), true},
+		{&pgconn.PgError{Code: "23505", ConstraintName: "event_log_position_key"}, false},
+		{&pgconn.PgError{Code: "40001", ConstraintName: "event_log_pkey"}, false},
+		{errors.New("event_log_pkey"), false},
+		{nil, false},
+	} {
+		if got := isMoveConflict(c.err); got != c.want {
+			t.Errorf("isMoveConflict(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
+// TestRelayPrunesEventLogByPosition: the prune walks event_log oldest position
+// first and deletes what is older than the retention; an event newer than the
+// retention is never deleted.
+func TestRelayPrunesEventLogByPosition(t *testing.T) {
+	t.Parallel()
+	pool := newTestPool(t)
+	exchange, _, _ := tapNewExchange(t)
+	ctx := context.Background()
+	u := userservice.NewID()
+	if _, err := pool.Exec(ctx, `INSERT INTO event_log (user_id, sequence, outbox_id, event_id, routing_key, payload, created_at, position)
+		SELECT $1, p, p, gen_random_uuid(), 'user.updated', '{}', now() - age * interval '1 minute', p
+		FROM unnest(ARRAY[1, 2, 3, 4, 5], ARRAY[180, 120, 10, 150, 5]) AS t(p, age)`, u); err != nil {
+		t.Fatal(err)
+	}
+	left := func() []int64 {
+		rows, err := pool.Query(ctx, `SELECT position FROM event_log WHERE user_id = $1 ORDER BY position`, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	r := newTestRelay(t, pool, exchange, func(c *RelayConfig) {
+		c.EventRetention, c.PruneInterval = time.Hour, 20*time.Millisecond
+	})
+	if ok, err := r.tryLead(ctx); err != nil || !ok {
+		t.Fatalf("tryLead = %v, %v", ok, err)
+	}
+	t.Cleanup(r.resign)
+	for range 2 { // a second round finds nothing more
+		n, err := r.pruneEventLog(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := left(); len(got) != 2 || got[0] != 3 || got[1] != 5 {
+			t.Fatalf("after a prune (%d deleted) positions %v are left, want [3 5]", n, got)
+		}
+	}
+	if _, err := pool.Exec(ctx, `UPDATE event_log SET created_at = now() - interval '2 hours' WHERE position = 3`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.pruneEventLog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := left(); len(got) != 1 || got[0] != 5 {
+		t.Fatalf("positions %v are left, want [5]", got)
 	}
 }
