@@ -1,6 +1,7 @@
 package http
 
 import (
+	"bytes"
 	"reflect"
 	"slices"
 	"strconv"
@@ -31,48 +32,120 @@ var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
 // checkFieldNames checks body, already decoded into a value of type t without
 // error, for keys that name a field only up to case.
 func checkFieldNames(body []byte, t reflect.Type) error {
-	if bad := misnamedField(body, t, ""); bad != "" {
+	if bad, found := misnamedField(body, t, ""); found {
+		if bad == "" { // the body's own key "" (the stream decoder refuses it first)
+			bad = "body"
+		}
 		return userservice.ValidationError([]userservice.FieldError{{Field: bad, Message: "is not allowed"}})
 	}
 	return nil
 }
 
 // misnamedField returns the path of the first key of raw that is not exactly a
-// field of t, or "".
-func misnamedField(raw []byte, t reflect.Type, path string) string {
+// field of t, and whether there is one (a key may be "").
+func misnamedField(raw []byte, t reflect.Type, path string) (string, bool) {
 	t = checkedType(t)
 	switch {
 	case t == nil:
-		return ""
+		return "", false
 	case t.Kind() == reflect.Slice || t.Kind() == reflect.Array:
 		var items []json.RawMessage
 		if json.Unmarshal(raw, &items) != nil {
-			return "" // null, or not an array: the decoder has judged it
+			return "", false // null, or not an array: the decoder has judged it
 		}
 		for i, item := range items {
-			if bad := misnamedField(item, t.Elem(), path+"["+strconv.Itoa(i)+"]"); bad != "" {
-				return bad
+			if bad, found := misnamedField(item, t.Elem(), path+"["+strconv.Itoa(i)+"]"); found {
+				return bad, true
 			}
 		}
-		return ""
+		return "", false
 	}
 	fs := fieldsOf(t)
+	bad, found := "", false
+	if scanObject(raw, func(key, value []byte) bool {
+		ft, ok := fs.names[string(key)]
+		switch {
+		case !ok:
+			bad, found = joinPath(path, string(key)), true
+		case ft != nil:
+			bad, found = misnamedField(value, ft, joinPath(path, string(key)))
+		}
+		return found
+	}) {
+		return bad, found
+	}
+	// Not an object, or a key written with an escape: the decoder's way.
 	var obj map[string]json.RawMessage
 	if json.Unmarshal(raw, &obj) != nil {
-		return ""
+		return "", false
 	}
 	for k, v := range obj {
 		ft, ok := fs.names[k]
 		if !ok {
-			return joinPath(path, k)
+			return joinPath(path, k), true
 		}
 		if ft != nil {
-			if bad := misnamedField(v, ft, joinPath(path, k)); bad != "" {
-				return bad
+			if bad, found := misnamedField(v, ft, joinPath(path, k)); found {
+				return bad, true
 			}
 		}
 	}
-	return ""
+	return "", false
+}
+
+// scanObject calls fn with the key (its text between the quotes) and the value
+// of each member of the JSON object raw holds, in order, until fn returns true,
+// without decoding anything (issue 16: the map of raw members it replaces was
+// most of what checking a body's names cost). It reports false, having called fn
+// for none or some of the members, when raw is not an object or a key holds an
+// escape: keys are compared as written, so those take the decoder's way. raw has
+// passed the decoder and textProblem.
+func scanObject(raw []byte, fn func(key, value []byte) bool) bool {
+	s := textScanner{b: raw}
+	s.ws()
+	if s.i >= len(s.b) || s.b[s.i] != '{' {
+		return false
+	}
+	s.i++
+	for first := true; ; first = false {
+		s.ws()
+		if first && s.i < len(s.b) && s.b[s.i] == '}' {
+			return true
+		}
+		if s.i >= len(s.b) || s.b[s.i] != '"' {
+			return false
+		}
+		key := s.str()
+		if s.stop() || bytes.IndexByte(key, '\\') >= 0 {
+			return false
+		}
+		s.ws()
+		if s.i >= len(s.b) || s.b[s.i] != ':' {
+			return false
+		}
+		s.i++
+		s.ws()
+		start := s.i
+		s.value(1)
+		if s.stop() {
+			return false
+		}
+		if fn(key, raw[start:s.i]) {
+			return true
+		}
+		s.ws()
+		if s.i >= len(s.b) {
+			return false
+		}
+		switch s.b[s.i] {
+		case ',':
+			s.i++
+		case '}':
+			return true
+		default:
+			return false
+		}
+	}
 }
 
 // checkedType returns the struct, or slice of structs, type that t's JSON is

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"math/big"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -207,4 +209,108 @@ func decodeWithin(t *testing.T, body []byte, v any) error {
 		t.Fatalf("decoding %q took over 2s", body)
 		return nil
 	}
+}
+
+// FuzzDecodeFastPath: decodeJSON's one-call path never takes a body that the
+// stream decoder refuses, and decodes what it takes into the same value; and
+// decodeJSON answers exactly as the stream path alone for every body.
+func FuzzDecodeFastPath(f *testing.F) {
+	for _, seed := range []string{
+		`{"courseId":"9b2f6a3e-8d4c-4e6b-9a1f-2c3d4e5f6a7b"}`,
+		`{"courseId":"9b2f6a3e-8d4c-4e6b-9a1f-2c3d4e5f6a7b"} {}`,
+		`{"courseId":"x"}x`,
+		`{"CourseId":"x"}`,
+		`{"courseid":"x","courseId":"y"}`,
+		`{"progress":50,"timeSpentSeconds":10}`,
+		`{"progress":"50"}`,
+		`{"progress":50,"extra":1}`,
+		`{"firstName":"A","bio":null,"FirstName":"B"}`,
+		`{"preferences":[{"category":"ui","key":"theme","value":{"a":[1,2,{"b":null}]},"Key":"x"}]}`,
+		`{"preferences":[{"category":"ui","key":"theme","value":1}],"unknown":{}}`,
+		`{"userIds":["a","b"],"role":"admin"}`,
+		`[]`, `null`, `"x"`, `{}`, `{"a":1}  `, "{\"courseId\":\"x\"}\n\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	types := requestTypes()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if checkBody(body, []byte("application/json"), 1<<20) != nil {
+			return
+		}
+		if _, _, bad := textProblem(body); bad {
+			return
+		}
+		for _, typ := range types {
+			fast, slow, both := typ.new(), typ.new(), typ.new()
+			fastErr := func() (err error) {
+				defer func() {
+					if recover() != nil {
+						err = errors.New("panic")
+					}
+				}()
+				if err := json.Unmarshal(body, fast); err != nil {
+					return err
+				}
+				return checkFieldNames(body, reflect.TypeOf(fast))
+			}()
+			slowErr := func() (err error) {
+				defer func() {
+					if recover() != nil {
+						err = errors.New("panic")
+					}
+				}()
+				return decodeStream(body, slow, reflect.TypeOf(slow))
+			}()
+			if fastErr == nil {
+				if slowErr != nil {
+					t.Fatalf("%s: %q: the one-call path takes it, the stream refuses it: %v", typ.name, body, slowErr)
+				}
+				if !reflect.DeepEqual(fast, slow) {
+					t.Fatalf("%s: %q: decoded %+v by the one-call path, %+v by the stream", typ.name, body, fast, slow)
+				}
+			}
+			bothErr := decodeWithin(t, body, both)
+			if (bothErr == nil) != (slowErr == nil) || bothErr != nil && bothErr.Error() != slowErr.Error() {
+				t.Fatalf("%s: %q: decodeJSON says %v, the stream alone %v", typ.name, body, bothErr, slowErr)
+			}
+			if bothErr == nil && !reflect.DeepEqual(both, slow) {
+				t.Fatalf("%s: %q: decodeJSON decoded %+v, the stream alone %+v", typ.name, body, both, slow)
+			}
+		}
+	})
+}
+
+// FuzzScanObject: scanObject visits the members of an object as the decoder
+// reads them (the last of a repeated key wins in both), or says it cannot.
+func FuzzScanObject(f *testing.F) {
+	for _, seed := range []string{`{}`, `{"a":1,"b":[1,{"c":"d"}],"e":{"f":null}}`, `{"a":1,"a":"x"}`, ` { "a" : "\u0041" } `, `{"\u0061":1}`, `[1]`, `null`, `{"a":"}"}`} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(raw, &obj) != nil || obj == nil {
+			return
+		}
+		if _, _, bad := textProblem(raw); bad {
+			return
+		}
+		seen := map[string][]byte{}
+		if !scanObject(raw, func(key, value []byte) bool {
+			seen[string(key)] = value
+			return false
+		}) {
+			if !bytes.Contains(raw, []byte(`\`)) {
+				t.Fatalf("%q: scanObject gave up on an object without escapes", raw)
+			}
+			return
+		}
+		if len(seen) != len(obj) {
+			t.Fatalf("%q: scanObject saw %d keys, the decoder %d", raw, len(seen), len(obj))
+		}
+		for k, v := range obj {
+			if got, ok := seen[k]; !ok || !bytes.Equal(bytes.TrimSpace(got), bytes.TrimSpace(v)) {
+				t.Fatalf("%q: key %q: scanObject %q, the decoder %q", raw, k, got, v)
+			}
+		}
+	})
 }
