@@ -62,7 +62,7 @@ func misnamedField(raw []byte, t reflect.Type, path string) (string, bool) {
 	}
 	fs := fieldsOf(t)
 	bad, found := "", false
-	if scanObject(raw, func(key, value []byte) bool {
+	member := func(key, value []byte) bool { // true once a misnamed key is found
 		ft, ok := fs.names[string(key)]
 		switch {
 		case !ok:
@@ -71,7 +71,8 @@ func misnamedField(raw []byte, t reflect.Type, path string) (string, bool) {
 			bad, found = misnamedField(value, ft, joinPath(path, string(key)))
 		}
 		return found
-	}) {
+	}
+	if scanObject(raw, member) {
 		return bad, found
 	}
 	// Not an object, or a key written with an escape: the decoder's way.
@@ -80,17 +81,11 @@ func misnamedField(raw []byte, t reflect.Type, path string) (string, bool) {
 		return "", false
 	}
 	for k, v := range obj {
-		ft, ok := fs.names[k]
-		if !ok {
-			return joinPath(path, k), true
-		}
-		if ft != nil {
-			if bad, found := misnamedField(v, ft, joinPath(path, k)); found {
-				return bad, true
-			}
+		if member([]byte(k), v) {
+			break
 		}
 	}
-	return "", false
+	return bad, found
 }
 
 // scanObject calls fn with the key (its text between the quotes) and the value

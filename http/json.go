@@ -91,15 +91,24 @@ func decodeJSON(body []byte, v any) (err error) {
 		return userservice.ValidationError([]userservice.FieldError{{Field: path, Message: msg}})
 	}
 	t := reflect.TypeOf(v)
-	// A body the decoder takes in one call with every key a field name is one the
-	// stream decoder below takes too (FuzzDecodeFastPath checks both ways on every
-	// request type); it skips the stream's reader and buffer. Any other body goes
-	// the stream's way, from a zero value, which says what is wrong with it.
-	if json.Unmarshal(body, v) == nil && checkFieldNames(body, t) == nil {
+	// A body decodeOneCall takes is one the stream decoder takes too
+	// (FuzzDecodeFastPath checks both ways on every request type); it skips the
+	// stream's reader and buffer. Any other body goes the stream's way, from a
+	// zero value, which says what is wrong with it.
+	if decodeOneCall(body, v, t) == nil {
 		return nil
 	}
 	reflect.ValueOf(v).Elem().SetZero()
 	return decodeStream(body, v, t)
+}
+
+// decodeOneCall decodes body into v in one call of the decoder and checks that
+// every key is a field name; its errors say only that the body needs a closer look.
+func decodeOneCall(body []byte, v any, t reflect.Type) error {
+	if err := json.Unmarshal(body, v); err != nil {
+		return err
+	}
+	return checkFieldNames(body, t)
 }
 
 // decodeStream is decodeJSON after the text check, with the stream decoder: no
