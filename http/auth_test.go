@@ -120,17 +120,121 @@ func TestTokenCacheServesVerifiedTokensUntilExpiry(t *testing.T) {
 }
 
 func TestTokenCacheIsBounded(t *testing.T) {
-	c := newTokenCache(cacheShards * 2)
+	const size = cacheShards * 2
+	c := newTokenCache(size)
 	exp := time.Now().Add(time.Hour)
 	for i := range 10000 {
-		c.put(sprintf("token-%d", i), &claims{Expires: exp})
+		c.put(sprintf("token-%d", i), &claims{Expires: exp}, time.Now())
 	}
 	n := 0
 	for i := range c.shards {
+		if l := len(c.shards[i].m); l > c.perShard {
+			t.Fatalf("shard %d holds %d tokens, its bound is %d", i, l, c.perShard)
+		}
 		n += len(c.shards[i].m)
 	}
-	if n > cacheShards*2 {
-		t.Fatalf("cache holds %d tokens, bound is %d", n, cacheShards*2)
+	if bound := cacheShards * shardCapacity(size); n > bound {
+		t.Fatalf("cache holds %d tokens, bound is %d", n, bound)
+	}
+}
+
+// A working set as large as the cache fits in it: no shard overflows while the
+// cache as a whole has room (with an even split, about 300 of 10,000 tokens
+// were evicted by others).
+func TestTokenCacheHoldsAWorkingSetOfItsSize(t *testing.T) {
+	const size = 10000
+	for _, extra := range []float64{0, 1} { // then twice as many: at most 1.34 × size stay
+		c := newTokenCache(size)
+		exp := time.Now().Add(time.Hour)
+		n := size + int(extra*size)
+		for i := range n {
+			c.put(sprintf("eyJhbGciOiJIUzI1NiJ9.token-%d", i), &claims{Expires: exp}, time.Now())
+		}
+		if extra > 0 {
+			held := 0
+			for i := range c.shards {
+				held += len(c.shards[i].m)
+			}
+			if limit := size * 134 / 100; held > limit {
+				t.Fatalf("%d tokens put: the cache holds %d, more than %d", n, held, limit)
+			}
+			continue
+		}
+		missing := 0
+		for i := range n {
+			if c.get([]byte(sprintf("eyJhbGciOiJIUzI1NiJ9.token-%d", i)), time.Now()) == nil {
+				missing++
+			}
+		}
+		// An overflowing shard is a 4-sigma event per shard; allow for one.
+		if missing > 5 {
+			t.Fatalf("%d of %d tokens were evicted from a cache of size %d", missing, n, size)
+		}
+	}
+}
+
+// A full shard drops its expired tokens before live ones, looking for them at
+// most once per sweepEvery; between looks it evicts an arbitrary entry.
+func TestTokenCacheSweepsExpiredTokensAtMostOncePerInterval(t *testing.T) {
+	c := newTokenCache(1) // every shard holds shardCapacity(1) = 6 tokens
+	now := time.Now()
+	sh := &c.shards[0]
+	var inShard []string // tokens of shard 0
+	for i := 0; len(inShard) < 3*c.perShard; i++ {
+		if tok := sprintf("t%d", i); c.shard([]byte(tok)) == sh {
+			inShard = append(inShard, tok)
+		}
+	}
+	live := &claims{Expires: now.Add(time.Hour)}
+	dead := &claims{Expires: now.Add(time.Second)}
+	for _, tok := range inShard[:c.perShard-1] {
+		c.put(tok, dead, now)
+	}
+	c.put(inShard[c.perShard-1], live, now) // full: five expiring, one live
+	later := now.Add(2 * time.Second)       // the five have expired
+	c.put(inShard[c.perShard], live, later) // sweeps: the five go
+	if len(sh.m) != 2 || sh.m[inShard[c.perShard-1]] == nil || sh.m[inShard[c.perShard]] == nil {
+		t.Fatalf("after the sweep the shard holds %d tokens, want the 2 live ones", len(sh.m))
+	}
+	// Fill it again with expiring tokens; within sweepEvery of the last look a put
+	// evicts one arbitrary entry instead of walking the shard.
+	for _, tok := range inShard[c.perShard+1 : 2*c.perShard-1] {
+		c.put(tok, dead, later)
+	}
+	if len(sh.m) != c.perShard {
+		t.Fatalf("shard holds %d tokens, want it full (%d)", len(sh.m), c.perShard)
+	}
+	muchLater := later.Add(2 * time.Second)
+	c.put(inShard[2*c.perShard-1], live, muchLater)
+	if len(sh.m) != c.perShard {
+		t.Fatalf("a put within sweepEvery of the last sweep left %d tokens, want %d (one evicted, none swept)", len(sh.m), c.perShard)
+	}
+	// Past sweepEvery the expired ones go.
+	c.put(inShard[2*c.perShard], live, later.Add(sweepEvery))
+	for k, v := range sh.m {
+		if v == dead {
+			t.Fatalf("token %s expired and was kept past the sweep", k)
+		}
+	}
+	// Putting a token the shard already holds evicts nothing.
+	before := len(sh.m)
+	for k := range sh.m {
+		c.put(k, live, later.Add(sweepEvery))
+	}
+	if len(sh.m) != before {
+		t.Fatalf("re-putting held tokens changed the shard from %d to %d", before, len(sh.m))
+	}
+}
+
+func TestShardCapacity(t *testing.T) {
+	for _, tc := range []struct{ size, want int }{
+		{1, 6},         // share 1: 1 + 4 + 1
+		{10000, 208},   // share 157: 157 + 50 + 1 (×64 = 13,312)
+		{100000, 1722}, // share 1563: 1563 + 158 + 1 (×64 = 110,208)
+	} {
+		if got := shardCapacity(tc.size); got != tc.want {
+			t.Errorf("shardCapacity(%d) = %d, want %d", tc.size, got, tc.want)
+		}
 	}
 }
 

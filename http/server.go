@@ -64,7 +64,8 @@ type Config struct {
 	ErasureCoolOff time.Duration
 	// MaxBodyBytes bounds a request body (413 beyond). Default 1 MiB.
 	MaxBodyBytes int
-	// TokenCacheSize bounds the number of verified tokens kept. Default 10000.
+	// TokenCacheSize bounds the number of verified tokens kept, and of authId →
+	// profile id answers (TOKEN_CACHE_SIZE). Default 10000.
 	TokenCacheSize int
 	// DefaultPageSize and MaxPageSize bound list pages. Defaults 20 and 100.
 	DefaultPageSize int

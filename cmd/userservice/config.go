@@ -192,6 +192,10 @@ type Config struct {
 	// The heap floor in MiB (issue 16, heapfloor.go): the garbage collector lets the
 	// heap grow to at least this before collecting; 0 leaves GOGC alone.
 	GCHeapFloorMB int `env:"GC_HEAP_FLOOR_MB" envDefault:"512"`
+	// Verified tokens kept in memory, and as many authId → profile id answers
+	// (http.Config.TokenCacheSize): a request whose token is not held verifies
+	// its signature again.
+	TokenCacheSize int `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
 
 	// Connection limits (issue 11): connections served at once, per client IP
 	// (0 = no per-IP limit; behind a load balancer every client shares its IP),
@@ -741,6 +745,9 @@ func (c Config) Validate() error {
 	}
 	if c.GCHeapFloorMB < 0 || c.GCHeapFloorMB > 1<<20 {
 		add("GC_HEAP_FLOOR_MB", "must be 0 (off) to 1048576 (MiB)")
+	}
+	if c.TokenCacheSize < 1 || c.TokenCacheSize > 10_000_000 {
+		add("TOKEN_CACHE_SIZE", "must be 1-10000000")
 	}
 	if c.JobConcurrency < 1 || c.JobConcurrency > 256 {
 		add("JOB_CONCURRENCY", "must be 1-256")

@@ -85,7 +85,7 @@ var specDefaults = map[string]string{
 	"CLUSTER_PROVIDER": "none", "CLUSTER_NAME": "userservice", "CLUSTER_ADVERTISE_HOST": "127.0.0.1",
 	"CLUSTER_PORT": "8090", "ETCD_ENDPOINTS": "127.0.0.1:2379", "CLUSTER_LEASE_TTL": "5s",
 	"POD_NAME": "", "POD_NAMESPACE": "",
-	"SNAPSHOT_WRITE_DELAY": "30s", "GC_HEAP_FLOOR_MB": "512",
+	"SNAPSHOT_WRITE_DELAY": "30s", "GC_HEAP_FLOOR_MB": "512", "TOKEN_CACHE_SIZE": "10000",
 	"JOB_CONCURRENCY": "2", "JOB_ITEMS_PER_SECOND": "50", "JOB_MAX_ITEMS": "100000",
 }
 
@@ -207,7 +207,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		"CLUSTER_PROVIDER": "etcd", "CLUSTER_NAME": "c1", "CLUSTER_ADVERTISE_HOST": "10.0.0.7", "CLUSTER_PORT": "9000",
 		"ETCD_ENDPOINTS": "e1:2379,e2:2379", "CLUSTER_LEASE_TTL": "3s",
 		"POD_NAME": "userservice-7f9c-x2", "POD_NAMESPACE": "lms",
-		"SNAPSHOT_WRITE_DELAY": "0s", "GC_HEAP_FLOOR_MB": "64",
+		"SNAPSHOT_WRITE_DELAY": "0s", "GC_HEAP_FLOOR_MB": "64", "TOKEN_CACHE_SIZE": "50000",
 		"JOB_CONCURRENCY": "8", "JOB_ITEMS_PER_SECOND": "-1", "JOB_MAX_ITEMS": "500",
 	}
 	for _, v := range configVars() {
@@ -250,7 +250,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		ClusterProvider: "etcd", ClusterName: "c1", ClusterAdvertiseHost: "10.0.0.7", ClusterPort: 9000,
 		EtcdEndpoints: []string{"e1:2379", "e2:2379"}, ClusterLeaseTTL: 3 * time.Second,
 		PodName: "userservice-7f9c-x2", PodNamespace: "lms",
-		SnapshotWriteDelay: 0, GCHeapFloorMB: 64,
+		SnapshotWriteDelay: 0, GCHeapFloorMB: 64, TokenCacheSize: 50000,
 		JobConcurrency: 8, JobItemsPerSecond: -1, JobMaxItems: 500,
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -356,6 +356,7 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 		{"write batch wait too long", map[string]string{"WRITE_BATCH_WAIT": "1001ms"}, "WRITE_BATCH_WAIT", "0-1s"},
 		{"snapshot write delay negative", map[string]string{"SNAPSHOT_WRITE_DELAY": "-1s"}, "SNAPSHOT_WRITE_DELAY", "0-1h"},
 		{"negative heap floor", map[string]string{"GC_HEAP_FLOOR_MB": "-1"}, "GC_HEAP_FLOOR_MB", "0 (off)"},
+		{"empty token cache", map[string]string{"TOKEN_CACHE_SIZE": "0"}, "TOKEN_CACHE_SIZE", "1-10000000"},
 		{"job concurrency zero", map[string]string{"JOB_CONCURRENCY": "0"}, "JOB_CONCURRENCY", "1-256"},
 		{"job rate zero", map[string]string{"JOB_ITEMS_PER_SECOND": "0"}, "JOB_ITEMS_PER_SECOND", "positive"},
 		{"job max items too large", map[string]string{"JOB_MAX_ITEMS": "20000000"}, "JOB_MAX_ITEMS", "1-10000000"},
@@ -883,7 +884,7 @@ func TestConfigVarsAreUnique(t *testing.T) {
 		}
 		seen[v.name] = v.field
 	}
-	if want := 66 + 6 + 4 + 1 + 4 + 6 + 1 + 3 + 2 + 1 + 2 + 1 + 7 + 3 + 1; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY, HTTP_* limits and HEALTH_CACHE_TTL, CLUSTER_*/ETCD_*, EVENT_RETENTION, QUOTA_*, RATE_LIMIT_LEASE_FRACTION, SNAPSHOT_WRITE_DELAY, QUOTA_SESSIONS_PER_USER, POD_NAME/POD_NAMESPACE, ERASURE_COOL_OFF, the 7 retention variables, JOB_* (bulk jobs), GC_HEAP_FLOOR_MB
+	if want := 66 + 6 + 4 + 1 + 4 + 6 + 1 + 3 + 2 + 1 + 2 + 1 + 7 + 3 + 1 + 1; len(seen) != want { // the spec's block, plus ACTOR_*, WRITE_BATCH_*, *_TIMEOUT, JWT_ALGORITHMS and its keys, TRUST_PROXY, HTTP_* limits and HEALTH_CACHE_TTL, CLUSTER_*/ETCD_*, EVENT_RETENTION, QUOTA_*, RATE_LIMIT_LEASE_FRACTION, SNAPSHOT_WRITE_DELAY, QUOTA_SESSIONS_PER_USER, POD_NAME/POD_NAMESPACE, ERASURE_COOL_OFF, the 7 retention variables, JOB_* (bulk jobs), GC_HEAP_FLOOR_MB, TOKEN_CACHE_SIZE
 		t.Errorf("%d variables, want %d", len(seen), want)
 	}
 }

@@ -277,6 +277,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		ErasureCoolOff:      cfg.ErasureCoolOff.Duration(),
 		DefaultPageSize:     cfg.DefaultPageSize,
 		MaxPageSize:         cfg.MaxPageSize,
+		TokenCacheSize:      cfg.TokenCacheSize,
 		CORS: httpapi.CORS{
 			Origin: strings.Join(cfg.CORSOrigin, ","), Credentials: cfg.CORSCredentials,
 			Methods: cfg.CORSMethods, AllowedHeaders: cfg.CORSAllowedHeaders,
