@@ -13,6 +13,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -96,6 +97,12 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	pc.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
 	if cfg.Schema != "" {
 		pc.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{cfg.Schema}.Sanitize() + ",public"
+	}
+	pc.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
+		// Before pgx's own wrappers: a presized value is only a wrapper (presize.go).
+		m := c.TypeMap()
+		m.TryWrapEncodePlanFuncs = append([]pgtype.TryWrapEncodePlanFunc{tryWrapPresized}, m.TryWrapEncodePlanFuncs...)
+		return nil
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {

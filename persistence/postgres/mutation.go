@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	json "github.com/goccy/go-json"
@@ -243,7 +244,7 @@ type batchSet struct {
 // newBatchSet returns a batchSet with room for the user updates and events of
 // items, so that adding them does not grow the arrays.
 func newBatchSet(items []*txItem) *batchSet {
-	users, bumps, events := 0, 0, 0
+	users, bumps, events, enrolls, prefs := 0, 0, 0, 0, 0
 	for _, it := range items {
 		if setEligible(it.p.m) {
 			if it.p.m.VersionOnly {
@@ -252,9 +253,11 @@ func newBatchSet(items []*txItem) *batchSet {
 				users++
 			}
 			events += len(it.p.m.Events)
+			enrolls += len(it.p.m.EnrollmentUpserts)
+			prefs += len(it.p.m.PreferenceUpserts)
 		}
 	}
-	return &batchSet{
+	s := &batchSet{
 		ids: make([]string, 0, users), authIDs: make([]string, 0, users),
 		bases: make([]int64, 0, users), logins: make([]int64, 0, users), versions: make([]int64, 0, users),
 		emails: make([]string, 0, users), firstNames: make([]string, 0, users), lastNames: make([]string, 0, users),
@@ -268,6 +271,12 @@ func newBatchSet(items []*txItem) *batchSet {
 		payloads: make([][]byte, 0, events), sequences: make([]int64, 0, events),
 		bumpIDs: make([]string, 0, bumps), bumpBases: make([]int64, 0, bumps), bumpVersions: make([]int64, 0, bumps),
 	}
+	// Whether a row goes to the INSERT or the UPDATE is known only when it is
+	// added; room for all of them on the side most mutations take (a new
+	// enrollment, a known preference), the other grows as it goes.
+	s.enrollInserts.grow(enrolls)
+	s.prefUpdates.grow(prefs)
+	return s
 }
 
 // setEligible reports whether m's statements may join a batch's set statements:
@@ -349,7 +358,7 @@ func (s *batchSet) addRows(it *txItem) {
 // first that fails.
 func (s *batchSet) queue(b *pgx.Batch, fail func(error)) {
 	add := func(sql string, args ...any) {
-		b.Queue(sql, args...).Fn = func(br pgx.BatchResults) error {
+		b.Queue(sql, withSizedArgs(args)...).Fn = func(br pgx.BatchResults) error {
 			_, err := br.Exec()
 			if err != nil {
 				fail(err)
@@ -402,6 +411,13 @@ type enrollmentArrays struct {
 	completedAt, accessedAt       []*time.Time
 }
 
+func (a *enrollmentArrays) grow(n int) {
+	a.ids, a.users, a.courses, a.statuses = slices.Grow(a.ids, n), slices.Grow(a.users, n), slices.Grow(a.courses, n), slices.Grow(a.statuses, n)
+	a.progress, a.spent = slices.Grow(a.progress, n), slices.Grow(a.spent, n)
+	a.enrolledAt, a.created, a.updated = slices.Grow(a.enrolledAt, n), slices.Grow(a.created, n), slices.Grow(a.updated, n)
+	a.completedAt, a.accessedAt = slices.Grow(a.completedAt, n), slices.Grow(a.accessedAt, n)
+}
+
 func (a *enrollmentArrays) add(userID string, e *userservice.Enrollment) {
 	a.ids = append(a.ids, e.ID)
 	a.users = append(a.users, userID)
@@ -435,6 +451,11 @@ type preferenceArrays struct {
 	ids                             []uuid.UUID // as text only for the INSERT (insertArgs)
 	users, categories, keys, values []string
 	created, updated                []time.Time
+}
+
+func (a *preferenceArrays) grow(n int) {
+	a.ids, a.users, a.categories, a.keys = slices.Grow(a.ids, n), slices.Grow(a.users, n), slices.Grow(a.categories, n), slices.Grow(a.keys, n)
+	a.values, a.created, a.updated = slices.Grow(a.values, n), slices.Grow(a.created, n), slices.Grow(a.updated, n)
 }
 
 func (a *preferenceArrays) add(userID string, p *userservice.Preference) {
