@@ -426,23 +426,30 @@ func (c *tokenCache) put(token string, cl *claims, now time.Time) {
 	sh := c.shard([]byte(token))
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if _, ok := sh.m[token]; !ok && len(sh.m) >= c.perShard {
-		if now.Sub(sh.sweptAt) >= sweepEvery {
-			sh.sweptAt = now
-			for k, v := range sh.m {
-				if !now.Before(v.Expires) {
-					delete(sh.m, k)
-				}
+	if _, ok := sh.m[token]; !ok && len(sh.m) >= c.perShard && now.Sub(sh.sweptAt) >= sweepEvery {
+		sh.sweptAt = now
+		for k, v := range sh.m {
+			if !now.Before(v.Expires) {
+				delete(sh.m, k)
 			}
-		}
-		for k := range sh.m { // map order is random: an arbitrary entry
-			if len(sh.m) < c.perShard {
-				break
-			}
-			delete(sh.m, k)
 		}
 	}
+	makeRoom(sh.m, token, c.perShard)
 	sh.m[token] = cl
+}
+
+// makeRoom deletes arbitrary entries of m (map order is random) until key fits
+// among capacity entries; a key m holds already needs no room.
+func makeRoom[V any](m map[string]V, key string, capacity int) {
+	if _, ok := m[key]; ok {
+		return
+	}
+	for k := range m {
+		if len(m) < capacity {
+			return
+		}
+		delete(m, k)
+	}
 }
 
 // idCache maps authId to user id; bounded like tokenCache.
@@ -477,13 +484,6 @@ func (c *idCache) put(authID, id string) {
 	sh := &c.shards[maphash.String(c.seed, authID)%cacheShards]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if _, ok := sh.m[authID]; !ok {
-		for k := range sh.m { // map order is random: an arbitrary entry
-			if len(sh.m) < c.perShard {
-				break
-			}
-			delete(sh.m, k)
-		}
-	}
+	makeRoom(sh.m, authID, c.perShard)
 	sh.m[authID] = id
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -99,9 +98,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		pc.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{cfg.Schema}.Sanitize() + ",public"
 	}
 	pc.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
-		// Before pgx's own wrappers: a presized value is only a wrapper (presize.go).
-		m := c.TypeMap()
-		m.TryWrapEncodePlanFuncs = append([]pgtype.TryWrapEncodePlanFunc{tryWrapPresized}, m.TryWrapEncodePlanFuncs...)
+		installPresized(c.TypeMap()) // presize.go
 		return nil
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)

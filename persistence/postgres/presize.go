@@ -18,7 +18,7 @@ import (
 
 // presized is a statement's first parameter v, carrying the size of the binary
 // encoding of all the statement's parameters. Its encode plan (tryWrapPresized,
-// installed on every connection by Open) grows pgx's parameter buffer to that
+// installed on every connection by Open with installPresized) grows pgx's parameter buffer to that
 // size and encodes v as it would have been. It is generic so that each inner
 // type gets its own entry in pgx's plan cache, which is keyed by the Go type.
 type presized[T any] struct {
@@ -60,13 +60,15 @@ func withSizedArgs(args []any) []any {
 	for _, a := range args {
 		size += binarySize(a)
 	}
-	switch v := args[0].(type) {
-	case []string:
+	if v, ok := args[0].([]string); ok { // every set statement's first parameter
 		args[0] = presized[[]string]{v, size}
-	case []*string:
-		args[0] = presized[[]*string]{v, size}
 	}
 	return args
+}
+
+// installPresized makes m encode presized values, before pgx's own wrappers.
+func installPresized(m *pgtype.Map) {
+	m.TryWrapEncodePlanFuncs = append([]pgtype.TryWrapEncodePlanFunc{tryWrapPresized}, m.TryWrapEncodePlanFuncs...)
 }
 
 // arrayHeader is a one-dimensional binary array's header: dimensions, flags,

@@ -11,7 +11,7 @@ import (
 
 func presizeMap() *pgtype.Map {
 	m := pgtype.NewMap()
-	m.TryWrapEncodePlanFuncs = append([]pgtype.TryWrapEncodePlanFunc{tryWrapPresized}, m.TryWrapEncodePlanFuncs...)
+	installPresized(m)
 	return m
 }
 
