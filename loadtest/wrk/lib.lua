@@ -76,6 +76,29 @@ local function request_string(u, method, path, body)
   return wrk.format(method, path, headers, body)
 end
 
+-- built_request is request_string for the requests built per request: the same
+-- bytes as wrk.format (request line, the Host header wrk sets, Authorization,
+-- Content-Type and Content-Length with a body), but from each user's header lines
+-- joined once (u.head) in one concatenation, without wrk.format's header table:
+-- that table and its loop were a third of wrk's CPU per write request (0.029 ms
+-- against 0.019 for the fixed requests of the reads, against the bare baseline).
+local function built_request(u, method, path, body)
+  if body then
+    return method .. " " .. path .. " HTTP/1.1\r\n" .. u.head .. "Content-Type: application/json\r\nContent-Length: " ..
+        #body .. "\r\n\r\n" .. body
+  end
+  return method .. " " .. path .. " HTTP/1.1\r\n" .. u.head .. "\r\n"
+end
+
+-- with_heads sets u.head of each user: the Host and Authorization lines.
+local function with_heads(users)
+  local host = wrk.headers["Host"]
+  for _, u in ipairs(users) do
+    u.head = "Host: " .. host .. "\r\nAuthorization: Bearer " .. u.token .. "\r\n"
+  end
+  return users
+end
+
 -- Fragments of the names cmd/seed draws from (as loadtest/lib.js), so that searches
 -- find something.
 M.searchTerms = { "ali", "mar", "ana", "chen", "leo", "sam", "nora", "omar", "yuki", "zoe", "priya", "hugo",
@@ -108,7 +131,7 @@ function M.scenario(spec)
   -- init runs in each thread's own Lua state.
   function init(args)
     local n = tonumber(os.getenv("WRK_THREADS") or "") or 0
-    users = load_users(spec.users or "users")
+    users = with_heads(load_users(spec.users or "users"))
     math.randomseed(nonce())
     local run, tid, seq = nonce(), tid or 1, 0
     pos = math.floor(((tid - 1) % math.max(n, 1)) * #users / math.max(n, 1))
@@ -123,7 +146,7 @@ function M.scenario(spec)
       end,
     }
     if spec.admins then
-      local admins = load_users("admins")
+      local admins = with_heads(load_users("admins"))
       ctx.admin = function()
         ctx.as = admins[math.random(#admins)]
         return ctx.as
@@ -141,7 +164,7 @@ function M.scenario(spec)
     local u = users[pos]
     ctx.as = u
     local method, path, body = spec.build(u, ctx)
-    return request_string(ctx.as, method, path, body)
+    return built_request(ctx.as, method, path, body)
   end
 
   -- done runs in the main state after the run: one machine-readable line.
