@@ -1,9 +1,12 @@
 package postgres
 
 import (
+	"errors"
 	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -114,4 +117,62 @@ func binarySize(v any) int {
 		return 8
 	}
 	return 0
+}
+
+// The same holds one level down: pgx's pipeline encodes every message of a
+// batch (each statement's Bind carries a copy of its parameters) into the
+// connection's write buffer, which it cuts back to 1 KiB after each flush, so
+// every group commit regrew it by doubling up to the batch's size: the largest
+// allocation site of the service under the write benchmarks (pgproto3's
+// Bind.Encode, 18% of the bytes allocated under PUT progress). reserveWrite
+// grows that buffer once, to the batch's estimated size, before the batch is
+// sent, through the one message pgx lets a caller add: a FrontendMessage whose
+// encoding is empty (writeReserve).
+
+// wireOverhead is a statement's messages beyond its parameters: Bind's header,
+// the cached statement's name (68 bytes: "stmtcache_" and 48 hex digits) and
+// result formats, Describe and Execute; about 100 bytes, with room to spare.
+const wireOverhead = 128
+
+// wireSize estimates the bytes pgx writes for b: each statement's overhead and
+// its parameters, each with 6 bytes of length and format code (a presized
+// first parameter carries the size of them all, see withSizedArgs; others
+// count their binarySize).
+func wireSize(b *pgx.Batch) int {
+	n := 0
+	for _, q := range b.QueuedQueries {
+		n += wireOverhead
+		if len(q.Arguments) == 0 {
+			continue
+		}
+		if p, ok := q.Arguments[0].(presizer); ok {
+			_, size := p.inner()
+			n += size + 6*len(q.Arguments)
+			continue
+		}
+		for _, a := range q.Arguments {
+			n += 6 + binarySize(a)
+		}
+	}
+	return n
+}
+
+// writeReserve is a frontend message that encodes to nothing but room: sent to
+// an idle connection before a batch, it grows the write buffer the batch is
+// encoded into.
+type writeReserve int
+
+func (writeReserve) Frontend() {}
+
+func (writeReserve) Decode([]byte) error { return errors.New("writeReserve is never received") }
+
+func (n writeReserve) Encode(dst []byte) ([]byte, error) { return slices.Grow(dst, int(n)), nil }
+
+// reserveWrite grows the write buffer of c, which must be idle and held by the
+// caller, to hold at least n more bytes. Buffers up to 1 KiB are kept by pgx
+// anyway.
+func reserveWrite(c *pgconn.PgConn, n int) {
+	if n > 1024 {
+		c.Frontend().Send(writeReserve(n))
+	}
 }

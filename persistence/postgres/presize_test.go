@@ -2,11 +2,16 @@ package postgres
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/lms-platform/userservice"
 )
 
 func presizeMap() *pgtype.Map {
@@ -91,5 +96,98 @@ func TestWithSizedArgs(t *testing.T) {
 	}
 	if _, ok := args[1].([]int64); !ok {
 		t.Errorf("second argument is %T, want it untouched", args[1])
+	}
+}
+
+// outboxBatch is a group commit's batch as the writer queues it for n events
+// of a 900-byte payload: BEGIN, the presized outbox INSERT, COMMIT.
+func outboxBatch(n int) (*pgx.Batch, []any) {
+	ids, users, keys := make([]string, n), make([]string, n), make([]string, n)
+	payloads, seqs := make([][]byte, n), make([]int64, n)
+	for i := range n {
+		ids[i], users[i], keys[i] = userservice.NewID(), userservice.NewID(), "user.enrollment.created"
+		payloads[i], seqs[i] = bytes.Repeat([]byte("p"), 900), int64(i)
+	}
+	args := []any{ids, users, keys, payloads, seqs}
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(setInsertOutboxSQL, withSizedArgs(slices.Clone(args))...)
+	b.Queue("COMMIT")
+	return b, args
+}
+
+// wireSize is never below the messages pgx writes for a batch (Bind with the
+// parameters in binary, Describe, Execute per statement, as its pipeline does
+// for a prepared statement), so that the one growth is enough, and not far
+// above them.
+func TestWireSizeCoversTheBatch(t *testing.T) {
+	m := pgtype.NewMap()
+	b, args := outboxBatch(14)
+	oids := []uint32{pgtype.TextArrayOID, pgtype.TextArrayOID, pgtype.TextArrayOID, pgtype.ByteaArrayOID, pgtype.Int8ArrayOID}
+	stmt := "stmtcache_" + strings.Repeat("f", 48) // pgx names a cached statement by its SQL's digest
+	var wire []byte
+	for _, q := range b.QueuedQueries {
+		bind := &pgproto3.Bind{PreparedStatement: stmt, ResultFormatCodes: []int16{1}}
+		if q.SQL == setInsertOutboxSQL {
+			for i, a := range args {
+				enc, err := m.Encode(oids[i], pgtype.BinaryFormatCode, a, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				bind.Parameters = append(bind.Parameters, enc)
+				bind.ParameterFormatCodes = append(bind.ParameterFormatCodes, pgtype.BinaryFormatCode)
+			}
+		}
+		var err error
+		for _, msg := range []pgproto3.FrontendMessage{bind, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}} {
+			if wire, err = msg.Encode(wire); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	got := wireSize(b)
+	if got < len(wire) {
+		t.Errorf("wireSize = %d, below the %d bytes of the batch's messages", got, len(wire))
+	}
+	if got > len(wire)+len(wire)/4 {
+		t.Errorf("wireSize = %d, more than a quarter above the %d bytes of the batch's messages", got, len(wire))
+	}
+}
+
+// reserveWrite's message writes nothing and grows pgx's write buffer once: a
+// batch's messages then encode without another allocation (without it they
+// regrow the buffer by doubling from the 1 KiB pgx keeps after a flush).
+func TestWriteReserveGrowsTheBufferOnce(t *testing.T) {
+	var sent bytes.Buffer
+	f := pgproto3.NewFrontend(strings.NewReader(""), &sent)
+	bind := &pgproto3.Bind{}
+	for range 14 { // an outbox INSERT's parameters are a few arrays of ~1 KB
+		bind.Parameters = append(bind.Parameters, bytes.Repeat([]byte("p"), 900))
+	}
+	want, err := bind.Encode(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(reserve bool) {
+		sent.Reset()
+		if reserve {
+			f.Send(writeReserve(len(want)))
+		}
+		f.SendBind(bind)
+		if err := f.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(true)
+	if !bytes.Equal(sent.Bytes(), want) {
+		t.Fatalf("sent %d bytes, want the Bind's %d alone", sent.Len(), len(want))
+	}
+	// Each run with the reserve: its growth, its message (an int in an
+	// interface), and the 1 KiB buffer pgx makes after flushing a larger one.
+	if n := testing.AllocsPerRun(20, func() { send(true) }); n > 3 {
+		t.Errorf("%.0f allocations per batch with the reserve, want 3", n)
+	}
+	if n := testing.AllocsPerRun(20, func() { send(false) }); n <= 3 {
+		t.Errorf("%.0f allocations per batch without the reserve: the test no longer sees pgx regrow its buffer", n)
 	}
 }

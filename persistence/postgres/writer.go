@@ -478,12 +478,25 @@ func (w *Writer) runTx(items []*txItem, useSet bool) txResult {
 		}
 		return nil
 	})
-	br := w.db.pool.SendBatch(ctx, b)
+	// As pool.SendBatch, with the connection's write buffer grown first
+	// (reserveWrite).
+	var br pgx.BatchResults
+	c, err := w.db.pool.Acquire(ctx)
+	if err != nil {
+		br = pgx.FailedBatchResults(b, err)
+	} else {
+		reserveWrite(c.Conn().PgConn(), wireSize(b))
+		br = c.SendBatch(ctx, b)
+	}
 	tx := br.Tx()
-	err := br.Close()
-	// Rolls back what a failed statement left open and hands the connection back
-	// to the pool; after the COMMIT the transaction is closed and this does nothing.
+	err = br.Close()
+	// Rolls back what a failed statement left open; after the COMMIT the
+	// transaction is closed and this does nothing. Then the connection goes back
+	// to the pool (which closes it if it is still in a transaction).
 	_ = tx.Rollback(ctx)
+	if c != nil {
+		c.Release()
+	}
 	if err != nil {
 		res.err = err
 		// Rolled back when PostgreSQL answered with an error (a statement's, which
