@@ -13,6 +13,7 @@ import (
 	"github.com/goccy/go-json"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -156,6 +157,11 @@ type Relay struct {
 	lastPrune  time.Time
 	deleted    int // rows deleted from the outbox since the last VACUUM
 	lastVacuum time.Time
+	// The last claim's rows and their payloads (one after the other), reused by
+	// the next claim: a batch's rows are done with once it is published.
+	claimed  []outboxRow
+	payloads []byte
+	keys     map[string]string // routing keys seen, see routingKey
 
 	vacuuming sync.WaitGroup // the VACUUM in the background, if any
 	vacuumOn  atomic.Bool
@@ -499,16 +505,61 @@ func (r *Relay) claim(ctx context.Context) ([]outboxRow, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the outbox: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (outboxRow, error) {
+	defer rows.Close()
+	// The payloads are copied from pgx's read buffer into one buffer the relay
+	// keeps (a row's payload is a slice of it) instead of one allocation each,
+	// and the routing keys (a few distinct values) are looked up rather than
+	// allocated: the claim was a tenth of the bytes the service allocated under
+	// the write benchmarks. The rows of the previous claim are published by now,
+	// and amqp091-go copies a body as it is sent (coalescingConn.Write), so the
+	// buffer is free to be written again; if it grows, rows already read keep the
+	// old array. Both columns arrive as their bytes in the binary format pgx
+	// asks for (a text routing key is the same bytes in either format); a payload
+	// in the text format (hex) is scanned as before.
+	out, buf := r.claimed[:0], r.payloads[:0]
+	for rows.Next() {
+		// The columns are described once a row is read.
+		binary := rows.FieldDescriptions()[4].Format == pgtype.BinaryFormatCode
 		var o outboxRow
-		err := row.Scan(&o.id, &o.eventID, &o.userID, &o.routingKey, &o.payload, &o.createdAt)
-		return o, err
-	})
-	if err != nil {
+		var payload any // nil: the column is skipped
+		if !binary {
+			payload = &o.payload
+		}
+		if err := rows.Scan(&o.id, &o.eventID, &o.userID, nil, payload, &o.createdAt); err != nil {
+			return nil, fmt.Errorf("cannot read the outbox: %w", err)
+		}
+		raw := rows.RawValues()
+		o.routingKey = r.routingKey(raw[3])
+		if binary {
+			start := len(buf)
+			buf = append(buf, raw[4]...)
+			o.payload = buf[start:len(buf):len(buf)]
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("cannot read the outbox: %w", err)
 	}
+	r.claimed, r.payloads = out, buf
 	return out, nil
 }
+
+// routingKey returns the routing key spelled b, allocated the first time only.
+func (r *Relay) routingKey(b []byte) string {
+	if k, ok := r.keys[string(b)]; ok {
+		return k
+	}
+	if r.keys == nil || len(r.keys) >= maxRoutingKeys {
+		r.keys = make(map[string]string)
+	}
+	k := string(b)
+	r.keys[k] = k
+	return k
+}
+
+// maxRoutingKeys bounds the relay's routing keys: the service has a few
+// dozen; more means rows of something else, and the map starts over.
+const maxRoutingKeys = 1024
 
 // inflight is a published row awaiting its confirm.
 type inflight struct {

@@ -187,15 +187,26 @@ func TestRelayKeepsPerUserOrder(t *testing.T) {
 	exchange, _, in := tapNewExchange(t)
 
 	events := mixedEvents(25, 1000)
-	insertOutbox(t, pool, events[:400])
+	ids, payloads := insertOutbox(t, pool, events[:400])
 	// A small batch and window make the relay cross many batch boundaries.
 	r := newTestRelay(t, pool, exchange, func(c *RelayConfig) { c.BatchSize, c.ConfirmWindow = 64, 16 })
 	runInBackground(t, r.Run)
-	insertOutbox(t, pool, events[400:])
+	moreIDs, morePayloads := insertOutbox(t, pool, events[400:])
 	r.Notify()
 
 	got := receive(t, in, len(events), 30*time.Second)
 	checkPerUserOrder(t, got, events)
+	// Each batch's payloads are read into the buffer the previous batch used.
+	stored := map[string][]byte{}
+	allPayloads := append(payloads, morePayloads...)
+	for i, id := range append(ids, moreIDs...) {
+		stored[id] = allPayloads[i]
+	}
+	for _, d := range got {
+		if !bytes.Equal(d.Body, stored[d.MessageId]) {
+			t.Fatalf("message %s: body differs from the stored payload:\n got %s\nwant %s", d.MessageId, d.Body, stored[d.MessageId])
+		}
+	}
 	eventually(t, 10*time.Second, "rows marked published", func() bool { return unpublished(t, pool) == 0 })
 }
 
