@@ -23,7 +23,8 @@
 #
 # Knobs (environment): BENCH_USERS=10000, BENCH_DURATION=20s (each wrk run),
 # BENCH_ROUNDS=2, BENCH_PRIME=3s (an unmeasured run per scenario and side before the
-# rounds; 0 for none), BENCH_SCENARIOS (default all eight), BENCH_PROFILE="get_me put_me"
+# rounds; 0 for none), BENCH_SETTLE=30 and BENCH_SETTLE_BUSY=0.15 (see settle in
+# bench/lib.sh; BENCH_SETTLE=0 for none), BENCH_SCENARIOS (default all eight), BENCH_PROFILE="get_me put_me"
 # ("" for none), BENCH_WRK_THREADS=2, BENCH_WRK_CONNS=64, BENCH_LOG_LEVEL=warn,
 # BENCH_OUT, BENCH_PORTS="3091 3092 3099" (BASE, HEAD, baseline), BENCH_PPROF_PORTS="6091 6092".
 #
@@ -159,7 +160,10 @@ fi
 # from scenario to scenario within a round): the side measured second in a pair
 # tends to be the slower one (the first one's writes leave WAL, checkpoints and
 # vacuum behind), so with an even number of rounds each side goes first equally
-# often in every scenario.
+# often in every scenario. Before each measured run, settle lets that aftermath
+# finish first: without it the order alone moved a round's ratio by a quarter
+# (POST enrollment 1.56× and 1.46× with BASE first, 2.04× with HEAD first, in
+# bench/results/2026-12-07-compare-a082b94-f387a0a.md).
 for ((round = 1; round <= ROUNDS; round++)); do
 	i=0
 	for s in $SCENARIOS; do
@@ -167,8 +171,10 @@ for ((round = 1; round <= ROUNDS; round++)); do
 		if (((round + i) % 2)); then order="base head"; else order="head base"; fi
 		i=$((i + 1))
 		for side in $order; do
+			settle "$s.$round.$side"
 			run_side "$s.$round.$side" "$s" "$side"
 		done
+		settle "$s.$round.baseline"
 		run_wrk "$s.$round.baseline" "$s" "http://127.0.0.1:$BASELINE_PORT" "$BASELINE_PID" "$WORK/head.tokens.json"
 	done
 done

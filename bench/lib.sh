@@ -98,6 +98,29 @@ stack_answers() {
 		[[ $(redis-cli -u "$TEST_REDIS_URL" ping 2>/dev/null) == PONG ]]
 }
 
+# settle [LABEL]: before a measured run, waits for what the previous one left
+# behind to finish, so that it is not paid by whichever run comes next: it forces
+# PostgreSQL's checkpoint now (the previous run's WAL), then waits until no
+# autovacuum worker runs and the machine is quiet (below BENCH_SETTLE_BUSY, 0.15,
+# of the CPUs busy over half a second), at most BENCH_SETTLE seconds (30; 0: no
+# settling). Writes the seconds it waited to WORK/LABEL.settle.
+settle() {
+	local limit=${BENCH_SETTLE:-30} start=$SECONDS b0 b1 busy vacuums
+	((limit > 0)) || return 0
+	psql "$TEST_DATABASE_URL" -X -q -At -c 'CHECKPOINT' >/dev/null 2>&1 || true
+	while ((SECONDS - start < limit)); do
+		b0=$(box_ticks)
+		sleep 0.5
+		b1=$(box_ticks)
+		busy=$(awk -v b0="$b0" -v b1="$b1" 'BEGIN { split(b0, x, " "); split(b1, y, " "); print (y[2] > x[2]) ? (y[1] - x[1]) / (y[2] - x[2]) : 1 }')
+		vacuums=$(psql "$TEST_DATABASE_URL" -X -q -At -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'" 2>/dev/null || echo 0)
+		if [[ $vacuums == 0 ]] && awk -v b="$busy" -v max="${BENCH_SETTLE_BUSY:-0.15}" 'BEGIN { exit !(b < max) }'; then
+			break
+		fi
+	done
+	[[ -z ${1:-} ]] || echo "$((SECONDS - start))" >"$WORK/$1.settle"
+}
+
 # sample_start / sample_end LABEL PID GEN_PID RC: /proc samples of the process under
 # test (PID) and of the load generator (GEN_PID) around one run, written to
 # WORK/LABEL.sample as key=value lines (bench/report reads them).
