@@ -223,11 +223,25 @@ func (c *change) ownEnrollmentList() {
 	}
 }
 
-func (c *change) ownPreferenceList() {
+// ownPreferenceList copies the preference list for this change, with room for
+// added new keys (finish trims what is left over, so a count above the real
+// one costs a second copy and one below it a regrowth, nothing else).
+func (c *change) ownPreferenceList(added int) {
 	if !c.ownPreferences {
-		c.next.writablePreferences()
+		c.next.writablePreferences(added)
 		c.ownPreferences = true
 	}
+}
+
+// newKeys counts the keys of ks that the preference list does not hold.
+func (c *change) newKeys(n int, key func(i int) PrefKey) int {
+	added := 0
+	for i := range n {
+		if !c.next.Preferences.Has(key(i)) {
+			added++
+		}
+	}
+	return added
 }
 
 func (c *change) event(typ string, data any) {
@@ -603,7 +617,13 @@ func (c *change) unenroll(cmd Unenroll) error {
 
 func (c *change) setPreferences(cmd SetPreferences) error {
 	now := c.meta.Now
-	c.ownPreferenceList()
+	c.ownPreferenceList(c.newKeys(len(cmd.Input.Preferences), func(i int) PrefKey {
+		in := cmd.Input.Preferences[i]
+		if in.Category != nil {
+			return PrefKey{*in.Category, in.Key}
+		}
+		return PrefKey{cmd.Category, in.Key}
+	}))
 	// Later items win over earlier ones with the same key.
 	seen := make(map[PrefKey]int, len(cmd.Input.Preferences))
 	var out []Preference
@@ -709,7 +729,7 @@ func (c *change) patchPreferences(cmd PatchPreferences) error {
 		return err
 	}
 	if len(upserts) > 0 || len(deletes) > 0 {
-		c.ownPreferenceList()
+		c.ownPreferenceList(c.newKeys(len(upserts), func(i int) PrefKey { return PrefKey{upserts[i].Category, upserts[i].Key} }))
 		for _, k := range deletes {
 			c.next.Preferences.Remove(k)
 		}
@@ -732,7 +752,7 @@ func (c *change) removePreference(cmd RemovePreference) error {
 	if !c.base.Preferences.Has(k) {
 		return ErrPreferenceNotFound
 	}
-	c.ownPreferenceList()
+	c.ownPreferenceList(0)
 	c.next.Preferences.Remove(k)
 	c.m.PreferenceDeletes = append(c.m.PreferenceDeletes, k)
 	c.dirty = true
@@ -741,7 +761,7 @@ func (c *change) removePreference(cmd RemovePreference) error {
 }
 
 func (c *change) removeCategory(cmd RemoveCategory) error {
-	c.ownPreferenceList()
+	c.ownPreferenceList(0)
 	n := 0
 	for _, p := range c.base.Preferences.Category(cmd.Category) {
 		k := PrefKey{p.Category, p.Key}

@@ -1404,3 +1404,47 @@ func TestMutationKnownRows(t *testing.T) {
 		t.Errorf("a preference of the base state: known %v, want [true]", m.PreferenceKnown)
 	}
 }
+
+// A preference write copies the list once, with room for exactly the keys it
+// adds, and the state keeps that copy: no room left over (memory per user), the
+// base's list untouched (readers share it).
+func TestPreferenceWritesKeepAnExactList(t *testing.T) {
+	s := registered(t)
+	ui := func(key, value string) PreferenceInput { return PreferenceInput{Key: key, Value: json.RawMessage(value)} }
+	for i, cmd := range []Command{
+		SetPreferences{Category: CategoryUI, Input: UpsertPreferences{Preferences: []PreferenceInput{ui("theme", `"dark"`)}}},
+		SetPreferences{Category: CategoryUI, Input: UpsertPreferences{Preferences: []PreferenceInput{ui("theme", `"light"`), ui("added_a", `1`), ui("added_b", `2`)}}},
+		SetPreferences{Category: CategoryUI, Input: UpsertPreferences{Preferences: []PreferenceInput{ui("added_c", `1`), ui("added_c", `2`)}}}, // a key twice
+		PatchPreferences{Category: CategoryUI, Patch: mustPatch(t, `{"theme":"system","added_d":true,"added_a":null}`)},
+		RemovePreference{Category: CategoryUI, Key: "added_b"},
+		RemoveCategory{Category: CategoryUI},
+	} {
+		before := slices.Clone(s.Preferences)
+		o := apply(t, s, cmd, at(i+1))
+		if l := o.State.Preferences; cap(l) != len(l) {
+			t.Errorf("after %T: the list keeps %d entries in room for %d", cmd, len(l), cap(l))
+		}
+		if !reflect.DeepEqual(s.Preferences, before) {
+			t.Fatalf("%T changed the base state's list", cmd)
+		}
+		s = o.State
+	}
+}
+
+// BenchmarkApplySetPreferences measures Apply of PUT preference category's
+// command on the default preferences: the list's copy, the two values, their
+// events.
+//
+//	go test -run '^$' -bench ApplySetPreferences -benchmem .
+func BenchmarkApplySetPreferences(b *testing.B) {
+	s := registered(b)
+	cmd := SetPreferences{Category: CategoryUI, Input: UpsertPreferences{Preferences: []PreferenceInput{
+		{Key: "theme", Value: json.RawMessage(`"dark"`)}, {Key: "items_per_page", Value: json.RawMessage(`30`)}}}}
+	meta := at(100)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Apply(s, cmd, meta); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -36,8 +36,11 @@ func (s *State) writableEnrollments() {
 	s.Enrollments = l
 }
 
-func (s *State) writablePreferences() {
-	l := make(PreferenceList, len(s.Preferences), len(s.Preferences)+4)
+// writablePreferences gives s its own copy of the preference list with room for
+// `added` more keys: as many as the change will insert, so that this copy is
+// the one the state keeps (finish trims a list left with room to spare).
+func (s *State) writablePreferences(added int) {
+	l := make(PreferenceList, len(s.Preferences), len(s.Preferences)+added)
 	copy(l, s.Preferences)
 	s.Preferences = l
 }
