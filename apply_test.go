@@ -1410,7 +1410,9 @@ func TestMutationKnownRows(t *testing.T) {
 // base's list untouched (readers share it).
 func TestPreferenceWritesKeepAnExactList(t *testing.T) {
 	s := registered(t)
-	ui := func(key, value string) PreferenceInput { return PreferenceInput{Key: key, Value: json.RawMessage(value)} }
+	ui := func(key, value string) PreferenceInput {
+		return PreferenceInput{Key: key, Value: json.RawMessage(value)}
+	}
 	for i, cmd := range []Command{
 		SetPreferences{Category: CategoryUI, Input: UpsertPreferences{Preferences: []PreferenceInput{ui("theme", `"dark"`)}}},
 		SetPreferences{Category: CategoryUI, Input: UpsertPreferences{Preferences: []PreferenceInput{ui("theme", `"light"`), ui("added_a", `1`), ui("added_b", `2`)}}},
