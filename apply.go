@@ -224,7 +224,7 @@ func (c *change) ownEnrollmentList() {
 }
 
 // ownPreferenceList copies the preference list for this change, with room for
-// added new keys (finish trims what is left over, so a count above the real
+// `added` new keys (finish trims what is left over, so a count above the real
 // one costs a second copy and one below it a regrowth, nothing else).
 func (c *change) ownPreferenceList(added int) {
 	if !c.ownPreferences {
@@ -233,7 +233,8 @@ func (c *change) ownPreferenceList(added int) {
 	}
 }
 
-// newKeys counts the keys of ks that the preference list does not hold.
+// newKeys counts how many of the n keys that key(i) gives the preference list
+// does not hold yet.
 func (c *change) newKeys(n int, key func(i int) PrefKey) int {
 	added := 0
 	for i := range n {

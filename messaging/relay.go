@@ -540,9 +540,16 @@ func (r *Relay) claim(ctx context.Context) ([]outboxRow, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("cannot read the outbox: %w", err)
 	}
+	if cap(buf) > maxKeptPayloads {
+		buf = nil // a burst of large events: not worth keeping
+	}
 	r.claimed, r.payloads = out, buf
 	return out, nil
 }
+
+// maxKeptPayloads bounds the payload buffer a relay keeps between claims: a
+// batch of typical events (under 1 KB each) fits many times over.
+const maxKeptPayloads = 1 << 20
 
 // routingKey returns the routing key spelled b, allocated the first time only.
 func (r *Relay) routingKey(b []byte) string {
