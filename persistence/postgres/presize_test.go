@@ -183,11 +183,12 @@ func TestWriteReserveGrowsTheBufferOnce(t *testing.T) {
 		t.Fatalf("sent %d bytes, want the Bind's %d alone", sent.Len(), len(want))
 	}
 	// Each run with the reserve: its growth, its message (an int in an
-	// interface), and the 1 KiB buffer pgx makes after flushing a larger one.
-	if n := testing.AllocsPerRun(20, func() { send(true) }); n > 3 {
-		t.Errorf("%.0f allocations per batch with the reserve, want 3", n)
-	}
-	if n := testing.AllocsPerRun(20, func() { send(false) }); n <= 3 {
-		t.Errorf("%.0f allocations per batch without the reserve: the test no longer sees pgx regrow its buffer", n)
+	// interface), and the 1 KiB buffer pgx makes after flushing a larger one
+	// (the race detector adds one of its own). Without it: the doublings from
+	// 1 KiB to 16 KiB and that 1 KiB buffer.
+	with := testing.AllocsPerRun(20, func() { send(true) })
+	without := testing.AllocsPerRun(20, func() { send(false) })
+	if with+2 > without {
+		t.Errorf("%.0f allocations per batch with the reserve, %.0f without: want at least 2 fewer with it", with, without)
 	}
 }
