@@ -618,25 +618,15 @@ func (c *change) unenroll(cmd Unenroll) error {
 
 func (c *change) setPreferences(cmd SetPreferences) error {
 	now := c.meta.Now
-	c.ownPreferenceList(c.newKeys(len(cmd.Input.Preferences), func(i int) PrefKey {
-		in := cmd.Input.Preferences[i]
-		if in.Category != nil {
-			return PrefKey{*in.Category, in.Key}
-		}
-		return PrefKey{cmd.Category, in.Key}
-	}))
+	c.ownPreferenceList(c.newKeys(len(cmd.Input.Preferences), func(i int) PrefKey { return cmd.key(cmd.Input.Preferences[i]) }))
 	// Later items win over earlier ones with the same key.
 	seen := make(map[PrefKey]int, len(cmd.Input.Preferences))
 	var out []Preference
 	for _, in := range cmd.Input.Preferences {
-		cat := cmd.Category
-		if in.Category != nil {
-			cat = *in.Category
-		}
-		k := PrefKey{cat, in.Key}
+		k := cmd.key(in)
 		p, exists := c.next.Preferences.Get(k)
 		if !exists {
-			p = Preference{ID: NewUUID(), UserID: c.next.User.ID, Category: cat, Key: in.Key, CreatedAt: now}
+			p = Preference{ID: NewUUID(), UserID: c.next.User.ID, Category: k.Category, Key: in.Key, CreatedAt: now}
 		}
 		p.Value, p.UpdatedAt = in.Value, now
 		c.next.Preferences.Put(p)

@@ -50,6 +50,14 @@ type SetPreferences struct {
 	Input    UpsertPreferences
 }
 
+// key is the key an item of cmd writes: its own category, or cmd's.
+func (cmd SetPreferences) key(in PreferenceInput) PrefKey {
+	if in.Category != nil {
+		return PrefKey{*in.Category, in.Key}
+	}
+	return PrefKey{cmd.Category, in.Key}
+}
+
 // PatchPreferences applies a JSON merge patch (RFC 7396) to one category.
 type PatchPreferences struct {
 	Category string
