@@ -318,7 +318,7 @@ func NewCluster(cfg ClusterConfig, local *Registry, logger *slog.Logger) (c *Clu
 		}
 	}
 	kind := cluster.NewKind(userKind, actor.PropsFromProducer(func() actor.Actor { return &grain{c: c} },
-		actor.WithReceiverMiddleware(interceptPoison)))
+		actor.WithReceiverMiddleware(interceptPoison), actor.WithDispatcher(mailboxWorkers)))
 	c.provider = provider
 	ccfg := cluster.Configure(cfg.Name, provider, disthash.New(), remote.Configure(cfg.Host, cfg.Port), cluster.WithKinds(kind))
 	c.cl = cluster.New(c.system, ccfg)

@@ -144,14 +144,16 @@ func newRegistry(cfg Config, loader userservice.StateLoader, committer userservi
 	// protoactor logs dead letters and its own start at Info; keep only its warnings.
 	libLog := slog.New(minLevel{logger.Handler(), slog.LevelWarn}).With("component", "protoactor")
 	r.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return libLog }))
-	r.childProps = actor.PropsFromProducer(func() actor.Actor { return &userActor{reg: r} }, actor.WithMailbox(actor.UnboundedLockfree()))
+	r.childProps = actor.PropsFromProducer(func() actor.Actor { return &userActor{reg: r} },
+		actor.WithMailbox(actor.UnboundedLockfree()), actor.WithDispatcher(mailboxWorkers))
 	// A user actor that panics is stopped, not restarted: a restart would forget
 	// its queue and its commit in flight. The owner sees Terminated and forgets it.
 	stopOnFailure := actor.NewOneForOneStrategy(0, 0, func(reason any) actor.Directive {
 		logger.Error("user actor failed; stopping it", slog.Any("reason", reason))
 		return actor.StopDirective
 	})
-	ownerProps := actor.PropsFromProducer(func() actor.Actor { return newOwner(r) }, actor.WithSupervisor(stopOnFailure))
+	ownerProps := actor.PropsFromProducer(func() actor.Actor { return newOwner(r) },
+		actor.WithSupervisor(stopOnFailure), actor.WithDispatcher(mailboxWorkers))
 	r.owners = make([]*actor.PID, cfg.Owners)
 	for i := range r.owners {
 		r.owners[i] = r.system.Root.Spawn(ownerProps)
