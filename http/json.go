@@ -35,8 +35,13 @@ type errorBody struct {
 
 // renderSuccess encodes the success envelope around data.
 func renderSuccess(data any, message string, page *userservice.Pagination) ([]byte, error) {
-	if u := userOf(data); u != nil && page == nil {
-		return appendUserEnvelope(make([]byte, 0, 1024), u, message, userservice.Now()), nil
+	if page == nil {
+		if u := userOf(data); u != nil {
+			return appendUserEnvelope(make([]byte, 0, 1024), u, message, userservice.Now()), nil
+		}
+		if prefs, ok := data.([]userservice.Preference); ok {
+			return appendPreferencesEnvelope(make([]byte, 0, 256+256*len(prefs)), prefs, message, userservice.Now()), nil
+		}
 	}
 	return json.Marshal(successBody{Success: true, Data: data, Message: message, Pagination: page, Timestamp: userservice.Now()})
 }

@@ -54,7 +54,7 @@ func (s *Server) readPreferences(r *request, pathID, category string) error {
 		return r.ok(fasthttp.StatusOK, st.PreferencesObject(category), "", nil)
 	}
 	buf := envelopeBuffers.Get().(*[]byte)
-	*buf = appendPreferencesEnvelope((*buf)[:0], st.SortedPreferences(category), userservice.Now())
+	*buf = appendPreferencesEnvelope((*buf)[:0], st.SortedPreferences(category), "", userservice.Now())
 	r.writeJSON(fasthttp.StatusOK, *buf) // copies
 	if cap(*buf) <= 64<<10 {
 		envelopeBuffers.Put(buf)
