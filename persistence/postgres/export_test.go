@@ -54,3 +54,7 @@ func ForgetOrders(d *Directory) {
 	clear(d.orders.m)
 	d.orders.ids = 0
 }
+
+// SizedArgs exposes withSizedArgs to the tests: args with the first presized,
+// encoded into room.
+func SizedArgs(args []any, room *[]byte) []any { return withSizedArgs(args, room) }

@@ -215,6 +215,10 @@ const (
 
 // batchSet collects the arguments of a batch's set statements.
 type batchSet struct {
+	// room is where the set statements' parameters are encoded (paramRoom); nil
+	// lets pgx allocate a buffer per statement.
+	room *[]byte
+
 	// users: one entry per mutation, in the column order of setUpdateUsersSQL.
 	ids, authIDs                                        []string
 	bases, logins, versions                             []int64
@@ -358,7 +362,7 @@ func (s *batchSet) addRows(it *txItem) {
 // first that fails.
 func (s *batchSet) queue(b *pgx.Batch, fail func(error)) {
 	add := func(sql string, args ...any) {
-		b.Queue(sql, withSizedArgs(args)...).Fn = func(br pgx.BatchResults) error {
+		b.Queue(sql, withSizedArgs(args, s.room)...).Fn = func(br pgx.BatchResults) error {
 			_, err := br.Exec()
 			if err != nil {
 				fail(err)

@@ -24,14 +24,19 @@ import (
 // installed on every connection by Open with installPresized) grows pgx's parameter buffer to that
 // size and encodes v as it would have been. It is generic so that each inner
 // type gets its own entry in pgx's plan cache, which is keyed by the Go type.
+//
+// With room set, the statement's parameters are encoded into *room instead of a
+// buffer allocated for them (see paramRoom): a group commit's set statements
+// share one buffer, and the writer keeps it from batch to batch.
 type presized[T any] struct {
 	v    T
 	size int
+	room *[]byte
 }
 
-func (p presized[T]) inner() (any, int) { return p.v, p.size }
+func (p presized[T]) inner() (any, int, *[]byte) { return p.v, p.size, p.room }
 
-type presizer interface{ inner() (any, int) }
+type presizer interface{ inner() (any, int, *[]byte) }
 
 // tryWrapPresized is a pgtype.TryWrapEncodePlanFunc for presized values.
 func tryWrapPresized(value any) (pgtype.WrappedEncodePlanNextSetter, any, bool) {
@@ -39,7 +44,7 @@ func tryWrapPresized(value any) (pgtype.WrappedEncodePlanNextSetter, any, bool) 
 	if !ok {
 		return nil, nil, false
 	}
-	v, _ := p.inner()
+	v, _, _ := p.inner()
 	return &presizedPlan{}, v, true
 }
 
@@ -48,14 +53,42 @@ type presizedPlan struct{ next pgtype.EncodePlan }
 func (p *presizedPlan) SetNext(next pgtype.EncodePlan) { p.next = next }
 
 func (p *presizedPlan) Encode(value any, buf []byte) ([]byte, error) {
-	v, size := value.(presizer).inner()
+	v, size, room := value.(presizer).inner()
+	if room != nil && len(buf) == 0 { // the first parameter, as withSizedArgs places it
+		return p.next.Encode(v, paramRoom(room, size))
+	}
 	return p.next.Encode(v, slices.Grow(buf, size))
 }
 
+// keptParamBytes is the largest parameter buffer pgx's ExtendedQueryBuilder keeps
+// from one statement to the next (its reset allocates a new one past that).
+const keptParamBytes = 256
+
+// paramRoom returns *room emptied, with at least size bytes of capacity; it
+// allocates only when *room is too small, and then keeps the new buffer in *room.
+//
+// Handing pgx a buffer it did not allocate is safe under three facts of pgx v5,
+// which TestParamRoomIsReusedAcrossStatements checks against pgx itself: a
+// statement's parameters are read only until its Bind is encoded into the
+// connection's write buffer, which the pipeline does right after building them
+// (Pipeline.SendQueryPrepared), before the next statement is built; the builder
+// writes into its parameter buffer only after its reset, which drops a buffer
+// larger than keptParamBytes (so room is always larger) instead of reusing it;
+// and a batch is built entirely inside SendBatch. So once SendBatch has
+// returned, room is free for the next batch, on any connection, and within a
+// batch each statement may take it over from the one before.
+func paramRoom(room *[]byte, size int) []byte {
+	if cap(*room) < size || cap(*room) <= keptParamBytes {
+		*room = make([]byte, 0, max(size, 4*keptParamBytes))
+	}
+	return (*room)[:0]
+}
+
 // withSizedArgs returns args with the first wrapped in a presized carrying the
-// estimated binary size of them all. Only the types of the set statements'
-// parameters are counted; others count nothing.
-func withSizedArgs(args []any) []any {
+// estimated binary size of them all, and room, where the parameters are then
+// encoded when it is not nil (see paramRoom). Only the types of the set
+// statements' parameters are counted; others count nothing.
+func withSizedArgs(args []any, room *[]byte) []any {
 	if len(args) == 0 {
 		return args
 	}
@@ -64,7 +97,7 @@ func withSizedArgs(args []any) []any {
 		size += binarySize(a)
 	}
 	if v, ok := args[0].([]string); ok { // every set statement's first parameter
-		args[0] = presized[[]string]{v, size}
+		args[0] = presized[[]string]{v, size, room}
 	}
 	return args
 }
@@ -146,7 +179,7 @@ func wireSize(b *pgx.Batch) int {
 			continue
 		}
 		if p, ok := q.Arguments[0].(presizer); ok {
-			_, size := p.inner()
+			_, size, _ := p.inner()
 			n += size + 6*len(q.Arguments)
 			continue
 		}

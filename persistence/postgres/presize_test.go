@@ -31,8 +31,8 @@ func TestPresizedEncodesAsItsValue(t *testing.T) {
 		plain any
 		sized any
 	}{
-		{pgtype.TextArrayOID, ids, presized[[]string]{ids, 4096}},
-		{pgtype.TextArrayOID, []*string{&name, nil}, presized[[]*string]{[]*string{&name, nil}, 4096}},
+		{pgtype.TextArrayOID, ids, presized[[]string]{ids, 4096, nil}},
+		{pgtype.TextArrayOID, []*string{&name, nil}, presized[[]*string]{[]*string{&name, nil}, 4096, nil}},
 	} {
 		want, err := m.Encode(tc.oid, pgtype.BinaryFormatCode, tc.plain, nil)
 		if err != nil {
@@ -86,13 +86,17 @@ func TestBinarySizeCoversTheEncoding(t *testing.T) {
 // withSizedArgs wraps only the first parameter and counts them all.
 func TestWithSizedArgs(t *testing.T) {
 	ids := []string{"a", "bb"}
-	args := withSizedArgs([]any{ids, []int64{1, 2}, 2})
+	room := new([]byte)
+	args := withSizedArgs([]any{ids, []int64{1, 2}, 2}, room)
 	p, ok := args[0].(presized[[]string])
 	if !ok {
 		t.Fatalf("first argument is %T, want presized[[]string]", args[0])
 	}
 	if want := (arrayHeader + 8 + 3) + (arrayHeader + 24) + 8; p.size != want {
 		t.Errorf("size %d, want %d", p.size, want)
+	}
+	if p.room != room {
+		t.Errorf("room %p, want %p", p.room, room)
 	}
 	if _, ok := args[1].([]int64); !ok {
 		t.Errorf("second argument is %T, want it untouched", args[1])
@@ -111,7 +115,7 @@ func outboxBatch(n int) (*pgx.Batch, []any) {
 	args := []any{ids, users, keys, payloads, seqs}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	b.Queue(setInsertOutboxSQL, withSizedArgs(slices.Clone(args))...)
+	b.Queue(setInsertOutboxSQL, withSizedArgs(slices.Clone(args), nil)...)
 	b.Queue("COMMIT")
 	return b, args
 }

@@ -457,6 +457,9 @@ func (w *Writer) runTx(items []*txItem, useSet bool) txResult {
 	var set *batchSet
 	if useSet {
 		set = newBatchSet(items)
+		set.room = paramRooms.Get().(*[]byte)
+		// After SendBatch has returned, pgx no longer reads the room (paramRoom).
+		defer putParamRoom(set.room)
 	}
 	for i, it := range items {
 		it.queue(b, func(err error) {
@@ -507,6 +510,21 @@ func (w *Writer) runTx(items []*txItem, useSet bool) txResult {
 		res.unknown = !answered && !pgconn.SafeToRetry(err)
 	}
 	return res
+}
+
+// paramRooms holds the parameter buffers of group commits between batches, one
+// per batch in flight (Config.Committers of them at most, in steady state).
+var paramRooms = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxKeptParams bounds a parameter buffer kept for the next batch: a batch of
+// typical mutations takes tens of KiB.
+const maxKeptParams = 1 << 20
+
+func putParamRoom(room *[]byte) {
+	if cap(*room) > maxKeptParams {
+		*room = nil // a batch of unusually large mutations: not worth keeping
+	}
+	paramRooms.Put(room)
 }
 
 // TouchLastActive records that the user was active at at. It never blocks: the
