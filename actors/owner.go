@@ -42,8 +42,7 @@ type entry struct {
 
 // held is a message buffered while its user's child passivates.
 type held struct {
-	msg    any
-	sender *actor.PID
+	msg any
 }
 
 func newOwner(r *Registry) *owner {
@@ -72,7 +71,7 @@ func (o *owner) Receive(ctx actor.Context) {
 		e.deferred = true // until the child reports idle
 		o.draining--
 		for _, h := range e.buffer {
-			ctx.RequestWithCustomSender(e.pid, h.msg, h.sender)
+			ctx.Send(e.pid, h.msg)
 		}
 		e.buffer = nil
 		o.enforceCap(ctx)
@@ -98,7 +97,7 @@ func (o *owner) route(ctx actor.Context, userID string) {
 	}
 	e.lastUsed = o.clock
 	if e.passivating {
-		e.buffer = append(e.buffer, held{msg: ctx.Message(), sender: ctx.Sender()})
+		e.buffer = append(e.buffer, held{msg: ctx.Message()})
 		return
 	}
 	ctx.Forward(e.pid)
@@ -185,7 +184,7 @@ func (o *owner) terminated(ctx actor.Context, who *actor.PID) {
 	}
 	next := o.activate(ctx, userID)
 	for _, h := range e.buffer {
-		ctx.RequestWithCustomSender(next.pid, h.msg, h.sender)
+		ctx.Send(next.pid, h.msg)
 	}
 }
 

@@ -144,6 +144,7 @@ func newRegistry(cfg Config, loader userservice.StateLoader, committer userservi
 	// protoactor logs dead letters and its own start at Info; keep only its warnings.
 	libLog := slog.New(minLevel{logger.Handler(), slog.LevelWarn}).With("component", "protoactor")
 	r.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return libLog }))
+	r.system.EventStream.Subscribe(r.deadLetter)
 	r.childProps = actor.PropsFromProducer(func() actor.Actor { return &userActor{reg: r} },
 		actor.WithMailbox(actor.UnboundedLockfree()), actor.WithDispatcher(mailboxWorkers))
 	// A user actor that panics is stopped, not restarted: a restart would forget
@@ -268,10 +269,10 @@ func (r *Registry) deadline(ctx context.Context) time.Time {
 	return time.Now().Add(r.cfg.CallTimeout)
 }
 
-// call sends msg to the user's owner with a one-shot reply process as sender and
-// waits for the reply or the deadline. A caller that stops waiting does not stop the
+// call sends msg to the user's owner, with the caller's channel for the answer
+// (request.reply), and waits for the reply or the deadline. A caller that stops waiting does not stop the
 // actor: a write already started still completes.
-func (r *Registry) call(ctx context.Context, userID string, msg any, deadline time.Time) (any, error) {
+func (r *Registry) call(ctx context.Context, userID string, msg requester, deadline time.Time) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, timeoutError(err)
 	}
@@ -280,10 +281,9 @@ func (r *Registry) call(ctx context.Context, userID string, msg any, deadline ti
 		r.pending.Add(-1)
 		return nil, ErrShuttingDown
 	}
-	reply := &replyProcess{ch: make(chan any, 1)}
-	pid, _ := r.system.ProcessRegistry.Add(reply, "reply"+r.system.ProcessRegistry.NextId())
-	defer r.system.ProcessRegistry.Remove(pid)
-	r.system.Root.RequestWithCustomSender(r.ownerOf(userID), msg, pid)
+	reply := make(chan any, 1)
+	msg.req().reply = reply
+	r.system.Root.Send(r.ownerOf(userID), msg)
 
 	var expire <-chan time.Time
 	if _, ok := ctx.Deadline(); !ok {
@@ -292,7 +292,7 @@ func (r *Registry) call(ctx context.Context, userID string, msg any, deadline ti
 		expire = t.C
 	}
 	select {
-	case v := <-reply.ch:
+	case v := <-reply:
 		return v, nil
 	case <-ctx.Done():
 		return nil, timeoutError(ctx.Err())
@@ -311,6 +311,28 @@ func (r *Registry) touchDue(s *userservice.State, touch *userservice.Time) bool 
 // because its caller had given up.
 func (r *Registry) answered() { r.pending.Add(-1) }
 
+// reply answers a request on its caller's channel, which is buffered for the one
+// answer (a second would be a bug upstream: it is dropped rather than block an
+// actor), and counts it answered.
+func (r *Registry) reply(to chan<- any, v any) {
+	select {
+	case to <- v:
+	default:
+	}
+	r.answered()
+}
+
+// deadLetter answers a request that protoactor could not deliver (sent to an actor
+// that no longer exists) with the DeadLetterResponse a reply process used to get,
+// which the caller maps to ErrShuttingDown; no actor will answer it.
+func (r *Registry) deadLetter(evt any) {
+	if dl, ok := evt.(*actor.DeadLetterEvent); ok {
+		if m, ok := dl.Message.(requester); ok {
+			r.reply(m.req().reply, &actor.DeadLetterResponse{Target: dl.PID})
+		}
+	}
+}
+
 // ownerOf hashes the user id (FNV-1a, 32 bits) to its owner.
 func (r *Registry) ownerOf(userID string) *actor.PID {
 	return r.owners[fnv32(userID)%uint32(len(r.owners))]
@@ -326,26 +348,6 @@ func unexpectedReply(v any) error {
 	}
 	return userservice.Wrap(userservice.ECodeInternal, "Internal server error", fmt.Errorf("unexpected actor reply %T", v))
 }
-
-// replyProcess is a one-shot future: a protoactor process whose only job is to hand
-// the first message it gets to the waiting caller. Unlike actor.Future it tolerates
-// a reply that arrives after the caller gave up (it is dropped) and lets the caller
-// wait on its context.
-type replyProcess struct{ ch chan any }
-
-var _ actor.Process = (*replyProcess)(nil)
-
-func (p *replyProcess) SendUserMessage(_ *actor.PID, message any) {
-	_, msg, _ := actor.UnwrapEnvelope(message)
-	select {
-	case p.ch <- msg:
-	default: // a second reply would be a bug upstream; never block the actor
-	}
-}
-
-func (p *replyProcess) SendSystemMessage(*actor.PID, any) {}
-
-func (p *replyProcess) Stop(*actor.PID) {}
 
 // minLevel drops records below level; it quiets protoactor's own logging.
 type minLevel struct {

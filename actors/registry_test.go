@@ -559,3 +559,28 @@ func TestOnPassivateSeesTheLastState(t *testing.T) {
 		t.Fatalf("OnPassivate saw versions %v, want [2]", passivated)
 	}
 }
+
+// TestUndeliverableRequestIsAnswered: a request that reaches protoactor's dead
+// letter process (here: its owner is gone) is answered at once with
+// ErrShuttingDown, not left to its deadline, and is not counted as pending.
+func TestUndeliverableRequestIsAnswered(t *testing.T) {
+	store := newMemStore()
+	r, err := newRegistry(Config{Owners: 128, CallTimeout: 10 * time.Second}, store, store, testLogger(), hooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := store.seed(t)
+	if err := r.system.Root.StopFuture(r.ownerOf(id)).Wait(); err != nil {
+		t.Fatalf("stopping the owner: %v", err)
+	}
+	start := time.Now()
+	if _, err := r.Get(context.Background(), id, nil); !errors.Is(err, ErrShuttingDown) {
+		t.Fatalf("Get through a stopped owner: err = %v, want ErrShuttingDown", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("answered after %v, want at once rather than at the deadline", d)
+	}
+	if n := r.pending.Load(); n != 0 {
+		t.Fatalf("%d requests still pending, want 0", n)
+	}
+}

@@ -65,7 +65,7 @@ type userActor struct {
 // inflight is a command waiting for its commit.
 type inflight struct {
 	outcome *userservice.Outcome
-	sender  *actor.PID
+	to      chan<- any
 }
 
 // Receive implements actor.Actor.
@@ -78,7 +78,7 @@ func (u *userActor) Receive(ctx actor.Context) {
 		mailboxWait.Update(start.Sub(m.sent).Seconds())
 		u.lastActive = start
 		if u.phase == phaseReady {
-			u.get(ctx, m, ctx.Sender(), start)
+			u.get(m, m.reply, start)
 		} else {
 			u.enqueue(ctx, m)
 		}
@@ -86,14 +86,14 @@ func (u *userActor) Receive(ctx actor.Context) {
 		mailboxWait.Update(start.Sub(m.sent).Seconds())
 		u.lastActive = start
 		if u.phase == phaseReady && u.inflight == nil && len(u.queue) == 0 {
-			u.execute(ctx, m, ctx.Sender(), start)
+			u.execute(ctx, m, m.reply, start)
 		} else {
 			u.enqueue(ctx, m)
 		}
 	case *reload:
 		u.lastActive = start
 		if u.phase == phaseReady && u.inflight == nil && len(u.queue) == 0 {
-			u.reload(ctx, ctx.Sender())
+			u.reload(ctx, m.reply)
 		} else {
 			u.enqueue(ctx, m)
 		}
@@ -172,7 +172,7 @@ func (u *userActor) busy() bool {
 }
 
 func (u *userActor) enqueue(ctx actor.Context, msg any) {
-	u.queue = append(u.queue, held{msg: msg, sender: ctx.Sender()})
+	u.queue = append(u.queue, held{msg: msg})
 	if u.phase == phaseFailed {
 		u.load(ctx) // the previous load failed; this request retries it
 	}
@@ -210,7 +210,7 @@ func (u *userActor) loaded(ctx actor.Context, m *loaded) {
 		u.phase, u.state = phaseFailed, nil
 		err := userservice.Wrap(userservice.ECodeUnavailable, "User data is temporarily unavailable", m.err)
 		for _, h := range u.queue {
-			u.reply(ctx, h.sender, err)
+			u.reply(h.msg.(requester).req().reply, err)
 		}
 		u.queue = nil
 		u.requestPassivation(ctx)
@@ -225,11 +225,11 @@ func (u *userActor) drain(ctx actor.Context) {
 		u.queue = u.queue[1:]
 		switch m := h.msg.(type) {
 		case *get:
-			u.get(ctx, m, h.sender, time.Now())
+			u.get(m, m.reply, time.Now())
 		case *execute:
-			u.execute(ctx, m, h.sender, time.Now())
+			u.execute(ctx, m, m.reply, time.Now())
 		case *reload:
-			u.reload(ctx, h.sender)
+			u.reload(ctx, m.reply)
 		}
 	}
 	if len(u.queue) == 0 {
@@ -238,22 +238,22 @@ func (u *userActor) drain(ctx actor.Context) {
 }
 
 // reload acknowledges and starts a fresh load; what is queued after it waits.
-func (u *userActor) reload(ctx actor.Context, sender *actor.PID) {
+func (u *userActor) reload(ctx actor.Context, to chan<- any) {
 	u.published.Store(nil) // before the answer: nothing sent after it may read the old state
-	u.reply(ctx, sender, &reloadDone{})
+	u.reply(to, &reloadDone{})
 	u.load(ctx)
 }
 
 // get answers with the committed state, recording activity first when asked to
 // and the stored lastActiveAt is older than TouchInterval.
-func (u *userActor) get(ctx actor.Context, m *get, sender *actor.PID, now time.Time) {
+func (u *userActor) get(m *get, to chan<- any, now time.Time) {
 	if m.expired(now) {
 		u.reg.answered()
 		return
 	}
 	s := u.state
 	if s == nil {
-		u.reply(ctx, sender, userservice.ErrUserNotFound)
+		u.reply(to, userservice.ErrUserNotFound)
 		return
 	}
 	if u.reg.touchDue(s, m.touch) {
@@ -264,12 +264,12 @@ func (u *userActor) get(ctx actor.Context, m *get, sender *actor.PID, now time.T
 		u.published.Store(s)
 		u.reg.committer.TouchLastActive(u.userID, at)
 	}
-	u.reply(ctx, sender, s)
+	u.reply(to, s)
 }
 
 // execute applies a command and, when it changed something, commits it; the reply
 // waits for the commit.
-func (u *userActor) execute(ctx actor.Context, m *execute, sender *actor.PID, now time.Time) {
+func (u *userActor) execute(ctx actor.Context, m *execute, to chan<- any, now time.Time) {
 	if m.expired(now) {
 		// Its caller was told "timeout" (outcome unknown); not running a command
 		// nobody waits for keeps an overloaded actor from falling further behind.
@@ -284,11 +284,11 @@ func (u *userActor) execute(ctx actor.Context, m *execute, sender *actor.PID, no
 		if userservice.ErrorCode(err) == userservice.ECodeInternal {
 			u.reg.log.Error("cannot apply command", slog.String("userId", u.userID), slog.Any("error", err))
 		}
-		u.reply(ctx, sender, err)
+		u.reply(to, err)
 	case out.Mutation == nil:
-		u.reply(ctx, sender, out)
+		u.reply(to, out)
 	default:
-		u.inflight = &inflight{outcome: out, sender: sender}
+		u.inflight = &inflight{outcome: out, to: to}
 		self, root := ctx.Self(), u.reg.system.Root
 		u.reg.committer.Commit(out.Mutation, func(err error) { root.Send(self, &commitResult{err: err}) })
 	}
@@ -317,19 +317,19 @@ func (u *userActor) committed(ctx actor.Context, m *commitResult) {
 		if f := u.reg.cfg.OnCommit; f != nil {
 			f(next)
 		}
-		u.reply(ctx, c.sender, c.outcome)
+		u.reply(c.to, c.outcome)
 		u.drain(ctx)
 		return
 	}
 	if nothingWritten(m.err) {
-		u.reply(ctx, c.sender, m.err)
+		u.reply(c.to, m.err)
 		u.drain(ctx)
 		return
 	}
 	// Withdrawn before the answer: once the caller hears "unknown", reads wait
 	// for the reload, as they do through the mailbox.
 	u.published.Store(nil)
-	u.reply(ctx, c.sender, m.err)
+	u.reply(c.to, m.err)
 	u.reg.log.Warn("commit outcome unknown; reloading user state", slog.String("userId", u.userID), slog.Any("error", m.err))
 	u.load(ctx)
 }
@@ -344,10 +344,7 @@ func (u *userActor) requestPassivation(ctx actor.Context) {
 
 // reply answers a request; every request gets exactly one reply (or is dropped
 // once its caller gave up), which is what Shutdown counts on.
-func (u *userActor) reply(ctx actor.Context, to *actor.PID, v any) {
-	ctx.Send(to, v)
-	u.reg.answered()
-}
+func (u *userActor) reply(to chan<- any, v any) { u.reg.reply(to, v) }
 
 // apply runs userservice.Apply; a panic in it becomes an internal error, and
 // since Apply never changes the state it was given, the actor carries on.
