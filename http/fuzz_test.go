@@ -307,3 +307,40 @@ func FuzzScanObject(f *testing.F) {
 		}
 	})
 }
+
+// FuzzScanArray: scanArray visits the items of an array as the decoder reads
+// them, and says so; for any other JSON value it says it cannot.
+func FuzzScanArray(f *testing.F) {
+	for _, seed := range []string{`[]`, ` [ 1 , "a" , {"b":[2,3]} , [] , null ] `, `[{"key":"x","value":{"y":"]"}}]`, `{"a":[1]}`, `null`, `"[1]"`, `[[[]]]`} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if !json.Valid(raw) {
+			return
+		}
+		if _, _, bad := textProblem(raw); bad {
+			return
+		}
+		var items []json.RawMessage
+		isArray := json.Unmarshal(raw, &items) == nil && items != nil
+		var seen [][]byte
+		ok := scanArray(raw, func(i int, item []byte) bool {
+			if i != len(seen) {
+				t.Fatalf("%q: item %d visited as index %d", raw, len(seen), i)
+			}
+			seen = append(seen, item)
+			return false
+		})
+		if ok != isArray {
+			t.Fatalf("%q: scanArray says array %t, the decoder %t", raw, ok, isArray)
+		}
+		if len(seen) != len(items) {
+			t.Fatalf("%q: scanArray saw %d items, the decoder %d", raw, len(seen), len(items))
+		}
+		for i := range items {
+			if !bytes.Equal(bytes.TrimSpace(seen[i]), bytes.TrimSpace(items[i])) {
+				t.Fatalf("%q: item %d: scanArray %q, the decoder %q", raw, i, seen[i], items[i])
+			}
+		}
+	})
+}
