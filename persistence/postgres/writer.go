@@ -23,6 +23,7 @@ var (
 	writeCommitDuration = metrics.NewPrometheusHistogram("user_service_write_commit_duration_seconds")
 	writeQueueLength    = metrics.NewGauge("user_service_write_queue_length", nil)
 	writeFallbacks      = metrics.NewCounter("user_service_write_fallbacks_total")
+	writeOverlaps       = metrics.NewCounter("user_service_write_overlaps_total")
 	writeSetBatches     = metrics.NewCounter("user_service_write_set_batches_total")
 	writeSetRetries     = metrics.NewCounter("user_service_write_set_retries_total")
 	writeErrorsConflict = metrics.NewCounter(`user_service_write_errors_total{kind="conflict"}`)
@@ -47,6 +48,12 @@ type WriterConfig struct {
 	BatchWait time.Duration
 	// Committers is the number of transactions in flight at once.
 	Committers int
+	// OverlapAfter is how long a commit runs alone before a free committer may
+	// start another beside it. A commit that runs that long is stuck (waiting for
+	// a row lock, a slow disk); sooner, a second commit would only split the
+	// batch the first's end would have taken whole, and each commit costs
+	// PostgreSQL a fixed share of CPU.
+	OverlapAfter time.Duration
 	// CommitTimeout bounds one batch transaction, from the first statement to COMMIT.
 	CommitTimeout time.Duration
 	// TouchInterval is how often coalesced lastActiveAt updates are flushed.
@@ -58,6 +65,7 @@ const (
 	DefaultBatchMax      = 256
 	DefaultBatchWait     = 0
 	DefaultCommitters    = 2
+	DefaultOverlapAfter  = 10 * time.Millisecond
 	DefaultCommitTimeout = 10 * time.Second
 	DefaultTouchInterval = time.Second
 )
@@ -90,11 +98,13 @@ type Writer struct {
 	cfg    WriterConfig
 	logger *slog.Logger
 
-	mu      sync.Mutex
-	queue   []pending
-	firstAt time.Time // arrival of the oldest queued mutation
-	closed  bool
-	wake    chan struct{} // capacity 1: a free committer has something to look at
+	mu       sync.Mutex
+	queue    []pending
+	firstAt  time.Time // arrival of the oldest queued mutation
+	inflight int       // commits running
+	lastOut  time.Time // start of the newest of them
+	closed   bool
+	wake     chan struct{} // capacity 1: a free committer has something to look at
 
 	touchMu sync.Mutex
 	touches map[string]time.Time
@@ -123,6 +133,9 @@ func NewWriter(db *DB, cfg WriterConfig, logger *slog.Logger) (*Writer, error) {
 	}
 	if cfg.Committers <= 0 {
 		cfg.Committers = DefaultCommitters
+	}
+	if cfg.OverlapAfter <= 0 {
+		cfg.OverlapAfter = DefaultOverlapAfter
 	}
 	if cfg.CommitTimeout <= 0 {
 		cfg.CommitTimeout = DefaultCommitTimeout
@@ -209,9 +222,12 @@ func (w *Writer) signal() {
 // nextBatch waits for mutations and takes the next batch: at most BatchMax of
 // them, once BatchWait has passed since the oldest arrived (at once when it is
 // zero). A committer calls it only when it is free, so a batch is cut when it can
-// be committed: under load, what arrived during the previous commits. Once the
-// writer is closed it takes what is queued without waiting, and reports false when
-// nothing is left.
+// be committed: under load, what arrived during the previous commit. While
+// another commit runs, a batch is cut only once that commit has run OverlapAfter
+// (or BatchMax mutations wait); otherwise the committer that ends it takes what
+// arrived meanwhile. Once the writer is closed it takes what is queued without
+// waiting, and reports false when nothing is left. The caller reports the
+// batch's end with doneBatch.
 func (w *Writer) nextBatch(timer *time.Timer) ([]pending, bool) {
 	for {
 		w.mu.Lock()
@@ -227,7 +243,12 @@ func (w *Writer) nextBatch(timer *time.Timer) ([]pending, bool) {
 			}
 			continue
 		}
-		if wait := w.cfg.BatchWait - time.Since(w.firstAt); n < w.cfg.BatchMax && !closed && wait > 0 {
+		wait := w.cfg.BatchWait - time.Since(w.firstAt)
+		overlap := w.inflight > 0
+		if overlap {
+			wait = max(wait, w.cfg.OverlapAfter-time.Since(w.lastOut))
+		}
+		if n < w.cfg.BatchMax && !closed && wait > 0 {
 			w.mu.Unlock()
 			timer.Reset(wait)
 			select {
@@ -239,6 +260,11 @@ func (w *Writer) nextBatch(timer *time.Timer) ([]pending, bool) {
 			}
 			continue
 		}
+		if overlap {
+			writeOverlaps.Inc()
+		}
+		w.inflight++
+		w.lastOut = time.Now()
 		take := min(n, w.cfg.BatchMax)
 		batch := make([]pending, take)
 		copy(batch, w.queue)
@@ -264,6 +290,19 @@ func (w *Writer) commitLoop() {
 			return
 		}
 		w.commitBatch(batch)
+		w.doneBatch()
+	}
+}
+
+// doneBatch records that a batch nextBatch gave out has been committed, and
+// wakes a committer that waits for it to end.
+func (w *Writer) doneBatch() {
+	w.mu.Lock()
+	w.inflight--
+	n := len(w.queue)
+	w.mu.Unlock()
+	if n > 0 {
+		w.signal()
 	}
 }
 

@@ -406,6 +406,87 @@ func TestWriterBatchesWhileCommittersAreBusy(t *testing.T) {
 	}
 }
 
+// A second committer starts beside a running commit only once that commit has run
+// OverlapAfter: before, what arrives waits to leave whole with the next free
+// committer; after, a stuck commit (here, waiting for a row lock) does not hold
+// up the others.
+func TestWriterOverlapsOnlyAStuckCommit(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	run := func(t *testing.T, overlapAfter time.Duration) (laterDone bool, elapsed time.Duration, overlaps uint64) {
+		t.Helper()
+		w := newWriter(t, db, postgres.WriterConfig{Committers: 2, OverlapAfter: overlapAfter})
+		blocked := registered(t, w, userservice.NewID()+"@example.com", "")
+		ctx := context.Background()
+		tx, holder := holdRow(t, db, blocked.User.ID)
+		first := make(chan error, 1)
+		w.Commit(apply(t, blocked, userservice.Enroll{CourseID: userservice.NewID()}, metaAt(1)).Mutation, func(err error) { first <- err })
+		waitFor(t, func() bool {
+			return count(t, db, `SELECT count(*) FROM pg_stat_activity WHERE $1::int = ANY(pg_blocking_pids(pid))`, holder) > 0
+		})
+		before := overlapCount(t)
+		later := make(chan error, 1)
+		start := time.Now()
+		w.Commit(apply(t, nil, newUser(userservice.NewID()+"@example.com", ""), metaAt(2)).Mutation, func(err error) { later <- err })
+		select {
+		case err := <-later:
+			laterDone, elapsed = true, time.Since(start)
+			if err != nil {
+				t.Fatalf("later mutation: %v", err)
+			}
+		case <-time.After(time.Second):
+		}
+		overlaps = overlapCount(t) - before
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-first; err != nil {
+			t.Fatalf("first mutation: %v", err)
+		}
+		if !laterDone {
+			if err := <-later; err != nil {
+				t.Fatalf("later mutation: %v", err)
+			}
+		}
+		return laterDone, elapsed, overlaps
+	}
+	t.Run("a commit running less than OverlapAfter is not overlapped", func(t *testing.T) {
+		// (The overlap count is the process's, which parallel tests also move.)
+		if done, d, _ := run(t, time.Hour); done {
+			t.Fatalf("the later mutation committed after %v beside a commit running for less than OverlapAfter", d)
+		}
+	})
+	t.Run("a commit running longer than OverlapAfter is", func(t *testing.T) {
+		done, d, n := run(t, 50*time.Millisecond)
+		if !done {
+			t.Fatal("the later mutation waited more than a second for a stuck commit, with OverlapAfter 50ms")
+		}
+		if d < 40*time.Millisecond {
+			t.Errorf("the later mutation committed after %v, before OverlapAfter", d)
+		}
+		if n < 1 {
+			t.Errorf("%d overlaps counted, want 1", n)
+		}
+	})
+}
+
+// overlapCount reads user_service_write_overlaps_total.
+func overlapCount(tb testing.TB) uint64 {
+	tb.Helper()
+	var buf bytes.Buffer
+	metrics.WritePrometheus(&buf, false)
+	for line := range strings.SplitSeq(buf.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, "user_service_write_overlaps_total "); ok {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return n
+		}
+	}
+	return 0
+}
+
 func TestWriterRejectsInconsistentMutations(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
