@@ -54,7 +54,7 @@ var help = map[string]string{
 	"user_service_write_commit_duration_seconds":      "Duration of one PostgreSQL write batch's commit, in seconds.",
 	"user_service_write_queue_length":                 "Commands waiting for the PostgreSQL writer.",
 	"user_service_write_fallbacks_total":              "Batches retried one command per transaction after the batch failed.",
-	"user_service_write_overlaps_total":               "Batches started while another was still committing, which it had been doing for longer than the overlap delay (10 ms): a sign of commits stuck on a lock or a slow disk.",
+	"user_service_write_overlaps_total":               "Batches started beside a large one (8 or more commands) that had been committing for longer than the overlap delay (10 ms): under load, a sign of commits stuck on a lock or a slow disk.",
 	"user_service_write_set_batches_total":            "Batches committed with set statements (the user updates of several commands in one statement, their upserts in one per table, their outbox rows in one).",
 	"user_service_write_set_retries_total":            "Batches whose set statement failed and that were committed again with one statement per row, to find the failing command.",
 	"user_service_write_errors_total":                 "Commands the PostgreSQL writer refused or failed, by kind (conflict, stale, unavailable).",

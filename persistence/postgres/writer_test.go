@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/lms-platform/userservice"
 	"github.com/lms-platform/userservice/persistence/postgres"
@@ -370,16 +371,8 @@ func TestWriterBatchesWhileCommittersAreBusy(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
 	w := newWriter(t, db, postgres.WriterConfig{Committers: 1})
-	blocked := registered(t, w, "blocked@example.com", "")
-
-	// Hold blocked's row, so that the committer's next transaction waits for it.
 	ctx := context.Background()
-	tx, holder := holdRow(t, db, blocked.User.ID)
-	first := make(chan error, 1)
-	w.Commit(apply(t, blocked, userservice.Enroll{CourseID: userservice.NewID()}, metaAt(1)).Mutation, func(err error) { first <- err })
-	waitFor(t, func() bool {
-		return count(t, db, `SELECT count(*) FROM pg_stat_activity WHERE $1::int = ANY(pg_blocking_pids(pid))`, holder) > 0
-	})
+	tx, first := stuckCommit(t, db, w, 0)
 
 	const n = 20
 	ms := make([]*userservice.Mutation, n)
@@ -406,24 +399,19 @@ func TestWriterBatchesWhileCommittersAreBusy(t *testing.T) {
 	}
 }
 
-// A second committer starts beside a running commit only once that commit has run
-// OverlapAfter: before, what arrives waits to leave whole with the next free
-// committer; after, a stuck commit (here, waiting for a row lock) does not hold
-// up the others.
+// Beside a large running commit a second committer starts only once that commit
+// has run OverlapAfter: before, what arrives waits to leave whole with the next
+// free committer; after, a stuck commit (here, waiting for a row lock) does not
+// hold up the others. Beside a small commit it starts at once.
 func TestWriterOverlapsOnlyAStuckCommit(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	run := func(t *testing.T, overlapAfter time.Duration) (laterDone bool, elapsed time.Duration, overlaps uint64) {
+	run := func(t *testing.T, company int, overlapAfter time.Duration) (laterDone bool, elapsed time.Duration, overlaps uint64) {
 		t.Helper()
-		w := newWriter(t, db, postgres.WriterConfig{Committers: 2, OverlapAfter: overlapAfter})
-		blocked := registered(t, w, userservice.NewID()+"@example.com", "")
+		// BatchWait gathers the stuck commit's company into its batch.
+		w := newWriter(t, db, postgres.WriterConfig{Committers: 2, OverlapAfter: overlapAfter, BatchWait: 100 * time.Millisecond})
 		ctx := context.Background()
-		tx, holder := holdRow(t, db, blocked.User.ID)
-		first := make(chan error, 1)
-		w.Commit(apply(t, blocked, userservice.Enroll{CourseID: userservice.NewID()}, metaAt(1)).Mutation, func(err error) { first <- err })
-		waitFor(t, func() bool {
-			return count(t, db, `SELECT count(*) FROM pg_stat_activity WHERE $1::int = ANY(pg_blocking_pids(pid))`, holder) > 0
-		})
+		tx, first := stuckCommit(t, db, w, company)
 		before := overlapCount(t)
 		later := make(chan error, 1)
 		start := time.Now()
@@ -434,14 +422,16 @@ func TestWriterOverlapsOnlyAStuckCommit(t *testing.T) {
 			if err != nil {
 				t.Fatalf("later mutation: %v", err)
 			}
-		case <-time.After(time.Second):
+		case <-time.After(2 * time.Second):
 		}
 		overlaps = overlapCount(t) - before
 		if err := tx.Rollback(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if err := <-first; err != nil {
-			t.Fatalf("first mutation: %v", err)
+		for err := range first {
+			if err != nil {
+				t.Fatalf("stuck batch: %v", err)
+			}
 		}
 		if !laterDone {
 			if err := <-later; err != nil {
@@ -450,24 +440,53 @@ func TestWriterOverlapsOnlyAStuckCommit(t *testing.T) {
 		}
 		return laterDone, elapsed, overlaps
 	}
-	t.Run("a commit running less than OverlapAfter is not overlapped", func(t *testing.T) {
+	t.Run("a large commit running less than OverlapAfter is not overlapped", func(t *testing.T) {
 		// (The overlap count is the process's, which parallel tests also move.)
-		if done, d, _ := run(t, time.Hour); done {
+		if done, d, _ := run(t, 9, time.Hour); done {
 			t.Fatalf("the later mutation committed after %v beside a commit running for less than OverlapAfter", d)
 		}
 	})
-	t.Run("a commit running longer than OverlapAfter is", func(t *testing.T) {
-		done, d, n := run(t, 50*time.Millisecond)
+	t.Run("a large commit running longer than OverlapAfter is", func(t *testing.T) {
+		done, d, n := run(t, 9, 300*time.Millisecond)
 		if !done {
-			t.Fatal("the later mutation waited more than a second for a stuck commit, with OverlapAfter 50ms")
+			t.Fatal("the later mutation waited more than 2 s for a stuck commit, with OverlapAfter 300ms")
 		}
-		if d < 40*time.Millisecond {
+		if d < 250*time.Millisecond {
 			t.Errorf("the later mutation committed after %v, before OverlapAfter", d)
 		}
 		if n < 1 {
 			t.Errorf("%d overlaps counted, want 1", n)
 		}
 	})
+	t.Run("a small commit is overlapped at once", func(t *testing.T) {
+		if done, d, _ := run(t, 0, time.Hour); !done || d > time.Second {
+			t.Fatalf("the later mutation waited for a small stuck commit (committed: %t, after %v)", done, d)
+		}
+	})
+}
+
+// stuckCommit registers a user, holds its row in a transaction of its own and
+// commits an enrollment of that user through w, with company new users queued
+// right after it (a BatchWait puts them in its batch), returning once that commit
+// waits for the row: the holding transaction (rolling it back lets the commit
+// through) and the outcomes of the batch's mutations, closed after the last.
+func stuckCommit(t *testing.T, db *postgres.DB, w *postgres.Writer, company int) (pgx.Tx, <-chan error) {
+	t.Helper()
+	blocked := registered(t, w, userservice.NewID()+"@example.com", "")
+	tx, holder := holdRow(t, db, blocked.User.ID)
+	outcomes := make(chan error, 1+company)
+	var wg sync.WaitGroup
+	wg.Add(1 + company)
+	done := func(err error) { outcomes <- err; wg.Done() }
+	w.Commit(apply(t, blocked, userservice.Enroll{CourseID: userservice.NewID()}, metaAt(1)).Mutation, done)
+	for range company {
+		w.Commit(apply(t, nil, newUser(userservice.NewID()+"@example.com", ""), metaAt(1)).Mutation, done)
+	}
+	go func() { wg.Wait(); close(outcomes) }()
+	waitFor(t, func() bool {
+		return count(t, db, `SELECT count(*) FROM pg_stat_activity WHERE $1::int = ANY(pg_blocking_pids(pid))`, holder) > 0
+	})
+	return tx, outcomes
 }
 
 // overlapCount reads user_service_write_overlaps_total.
