@@ -124,17 +124,8 @@ func scanObject(raw []byte, fn func(key, value []byte) bool) bool {
 		if fn(key, raw[start:s.i]) {
 			return true
 		}
-		s.ws()
-		if s.i >= len(s.b) {
-			return false
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-		case '}':
-			return true
-		default:
-			return false
+		if next, closed := s.separator('}'); !next {
+			return closed
 		}
 	}
 }
@@ -164,19 +155,28 @@ func scanArray(raw []byte, fn func(i int, item []byte) bool) bool {
 		if fn(n, raw[start:s.i]) {
 			return true
 		}
-		s.ws()
-		if s.i >= len(s.b) {
-			return false
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-		case ']':
-			return true
-		default:
-			return false
+		if next, closed := s.separator(']'); !next {
+			return closed
 		}
 	}
+}
+
+// separator moves past the comma after a member or an item and reports that
+// another follows (next); otherwise it reports whether the container ends there,
+// at close.
+func (s *textScanner) separator(close byte) (next, closed bool) {
+	s.ws()
+	if s.i >= len(s.b) {
+		return false, false
+	}
+	switch s.b[s.i] {
+	case ',':
+		s.i++
+		return true, false
+	case close:
+		return false, true
+	}
+	return false, false
 }
 
 // checkedType returns the struct, or slice of structs, type that t's JSON is
