@@ -231,10 +231,10 @@ func (w *Writer) signal() {
 // nextBatch waits for mutations and takes the next batch: at most BatchMax of
 // them, once BatchWait has passed since the oldest arrived (at once when it is
 // zero). A committer calls it only when it is free, so a batch is cut when it can
-// be committed: under load, what arrived during the previous commit. While
-// another commit runs, a batch is cut only once that commit has run OverlapAfter
-// (or BatchMax mutations wait); otherwise the committer that ends it takes what
-// arrived meanwhile. Once the writer is closed it takes what is queued without
+// be committed: under load, what arrived during the previous commit. While a
+// large commit runs (overlapMinBatch mutations or more), a batch is cut only once
+// that commit has run OverlapAfter (or BatchMax mutations wait); until then the
+// committer that ends it takes what arrived meanwhile. Once the writer is closed it takes what is queued without
 // waiting, and reports false when nothing is left. The caller reports the
 // batch's end with doneBatch.
 func (w *Writer) nextBatch(timer *time.Timer) ([]pending, bool) {
