@@ -270,8 +270,8 @@ func (r *Registry) deadline(ctx context.Context) time.Time {
 }
 
 // call sends msg to the user's owner, with the caller's channel for the answer
-// (request.reply), and waits for the reply or the deadline. A caller that stops waiting does not stop the
-// actor: a write already started still completes.
+// (request.reply), and waits for the reply or the deadline. A caller that stops
+// waiting does not stop the actor: a write already started still completes.
 func (r *Registry) call(ctx context.Context, userID string, msg requester, deadline time.Time) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, timeoutError(err)

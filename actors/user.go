@@ -78,7 +78,7 @@ func (u *userActor) Receive(ctx actor.Context) {
 		mailboxWait.Update(start.Sub(m.sent).Seconds())
 		u.lastActive = start
 		if u.phase == phaseReady {
-			u.get(m, m.reply, start)
+			u.get(m, start)
 		} else {
 			u.enqueue(ctx, m)
 		}
@@ -86,14 +86,14 @@ func (u *userActor) Receive(ctx actor.Context) {
 		mailboxWait.Update(start.Sub(m.sent).Seconds())
 		u.lastActive = start
 		if u.phase == phaseReady && u.inflight == nil && len(u.queue) == 0 {
-			u.execute(ctx, m, m.reply, start)
+			u.execute(ctx, m, start)
 		} else {
 			u.enqueue(ctx, m)
 		}
 	case *reload:
 		u.lastActive = start
 		if u.phase == phaseReady && u.inflight == nil && len(u.queue) == 0 {
-			u.reload(ctx, m.reply)
+			u.reload(ctx, m)
 		} else {
 			u.enqueue(ctx, m)
 		}
@@ -225,11 +225,11 @@ func (u *userActor) drain(ctx actor.Context) {
 		u.queue = u.queue[1:]
 		switch m := h.msg.(type) {
 		case *get:
-			u.get(m, m.reply, time.Now())
+			u.get(m, time.Now())
 		case *execute:
-			u.execute(ctx, m, m.reply, time.Now())
+			u.execute(ctx, m, time.Now())
 		case *reload:
-			u.reload(ctx, m.reply)
+			u.reload(ctx, m)
 		}
 	}
 	if len(u.queue) == 0 {
@@ -238,22 +238,22 @@ func (u *userActor) drain(ctx actor.Context) {
 }
 
 // reload acknowledges and starts a fresh load; what is queued after it waits.
-func (u *userActor) reload(ctx actor.Context, to chan<- any) {
+func (u *userActor) reload(ctx actor.Context, m *reload) {
 	u.published.Store(nil) // before the answer: nothing sent after it may read the old state
-	u.reply(to, &reloadDone{})
+	u.reply(m.reply, &reloadDone{})
 	u.load(ctx)
 }
 
 // get answers with the committed state, recording activity first when asked to
 // and the stored lastActiveAt is older than TouchInterval.
-func (u *userActor) get(m *get, to chan<- any, now time.Time) {
+func (u *userActor) get(m *get, now time.Time) {
 	if m.expired(now) {
 		u.reg.answered()
 		return
 	}
 	s := u.state
 	if s == nil {
-		u.reply(to, userservice.ErrUserNotFound)
+		u.reply(m.reply, userservice.ErrUserNotFound)
 		return
 	}
 	if u.reg.touchDue(s, m.touch) {
@@ -264,12 +264,12 @@ func (u *userActor) get(m *get, to chan<- any, now time.Time) {
 		u.published.Store(s)
 		u.reg.committer.TouchLastActive(u.userID, at)
 	}
-	u.reply(to, s)
+	u.reply(m.reply, s)
 }
 
 // execute applies a command and, when it changed something, commits it; the reply
 // waits for the commit.
-func (u *userActor) execute(ctx actor.Context, m *execute, to chan<- any, now time.Time) {
+func (u *userActor) execute(ctx actor.Context, m *execute, now time.Time) {
 	if m.expired(now) {
 		// Its caller was told "timeout" (outcome unknown); not running a command
 		// nobody waits for keeps an overloaded actor from falling further behind.
@@ -284,11 +284,11 @@ func (u *userActor) execute(ctx actor.Context, m *execute, to chan<- any, now ti
 		if userservice.ErrorCode(err) == userservice.ECodeInternal {
 			u.reg.log.Error("cannot apply command", slog.String("userId", u.userID), slog.Any("error", err))
 		}
-		u.reply(to, err)
+		u.reply(m.reply, err)
 	case out.Mutation == nil:
-		u.reply(to, out)
+		u.reply(m.reply, out)
 	default:
-		u.inflight = &inflight{outcome: out, to: to}
+		u.inflight = &inflight{outcome: out, to: m.reply}
 		self, root := ctx.Self(), u.reg.system.Root
 		u.reg.committer.Commit(out.Mutation, func(err error) { root.Send(self, &commitResult{err: err}) })
 	}

@@ -91,6 +91,12 @@ const maxExcludeRounds = 8
 // under the mix at 1,000 req/s, and writes to them waited).
 const touchChunk = 16
 
+// run is a batch being committed: when it started and its mutations (0: none).
+type run struct {
+	start time.Time
+	size  int
+}
+
 // pending is one queued mutation.
 type pending struct {
 	m    *userservice.Mutation
@@ -106,14 +112,12 @@ type Writer struct {
 	cfg    WriterConfig
 	logger *slog.Logger
 
-	mu       sync.Mutex
-	queue    []pending
-	firstAt  time.Time // arrival of the oldest queued mutation
-	inflight int       // commits running
-	lastOut  time.Time // start of the newest of them
-	lastSize int       // its mutations
-	closed   bool
-	wake     chan struct{} // capacity 1: a free committer has something to look at
+	mu      sync.Mutex
+	queue   []pending
+	firstAt time.Time // arrival of the oldest queued mutation
+	running []run     // per committer: the batch it commits, if any
+	closed  bool
+	wake    chan struct{} // capacity 1: a free committer has something to look at
 
 	touchMu sync.Mutex
 	touches map[string]time.Time
@@ -155,6 +159,7 @@ func NewWriter(db *DB, cfg WriterConfig, logger *slog.Logger) (*Writer, error) {
 	return &Writer{
 		db: db, cfg: cfg, logger: logger,
 		wake:    make(chan struct{}, 1),
+		running: make([]run, cfg.Committers),
 		touches: map[string]time.Time{},
 		stop:    make(chan struct{}),
 	}, nil
@@ -165,8 +170,8 @@ func NewWriter(db *DB, cfg WriterConfig, logger *slog.Logger) (*Writer, error) {
 func (w *Writer) Start() {
 	w.startOnce.Do(func() {
 		w.wg.Add(1 + w.cfg.Committers)
-		for range w.cfg.Committers {
-			go w.commitLoop()
+		for i := range w.cfg.Committers {
+			go w.commitLoop(i)
 		}
 		go w.touchLoop()
 	})
@@ -234,10 +239,11 @@ func (w *Writer) signal() {
 // be committed: under load, what arrived during the previous commit. While a
 // large commit runs (overlapMinBatch mutations or more), a batch is cut only once
 // that commit has run OverlapAfter (or BatchMax mutations wait); until then the
-// committer that ends it takes what arrived meanwhile. Once the writer is closed it takes what is queued without
-// waiting, and reports false when nothing is left. The caller reports the
-// batch's end with doneBatch.
-func (w *Writer) nextBatch(timer *time.Timer) ([]pending, bool) {
+// committer that ends it takes what arrived meanwhile. Once the writer is closed
+// it takes what is queued without waiting, and reports false when nothing is
+// left. committer is the caller's index; it reports the batch's end with
+// doneBatch.
+func (w *Writer) nextBatch(committer int, timer *time.Timer) ([]pending, bool) {
 	for {
 		w.mu.Lock()
 		n, closed := len(w.queue), w.closed
@@ -253,9 +259,12 @@ func (w *Writer) nextBatch(timer *time.Timer) ([]pending, bool) {
 			continue
 		}
 		wait := w.cfg.BatchWait - time.Since(w.firstAt)
-		overlap := w.inflight > 0 && w.lastSize >= overlapMinBatch
-		if overlap {
-			wait = max(wait, w.cfg.OverlapAfter-time.Since(w.lastOut))
+		overlap := false // beside a large running commit
+		for _, r := range w.running {
+			if r.size >= overlapMinBatch {
+				overlap = true
+				wait = max(wait, w.cfg.OverlapAfter-time.Since(r.start))
+			}
 		}
 		if n < w.cfg.BatchMax && !closed && wait > 0 {
 			w.mu.Unlock()
@@ -273,8 +282,7 @@ func (w *Writer) nextBatch(timer *time.Timer) ([]pending, bool) {
 			writeOverlaps.Inc()
 		}
 		take := min(n, w.cfg.BatchMax)
-		w.inflight++
-		w.lastOut, w.lastSize = time.Now(), take
+		w.running[committer] = run{start: time.Now(), size: take}
 		batch := make([]pending, take)
 		copy(batch, w.queue)
 		rest := copy(w.queue, w.queue[take:])
@@ -289,25 +297,25 @@ func (w *Writer) nextBatch(timer *time.Timer) ([]pending, bool) {
 	}
 }
 
-func (w *Writer) commitLoop() {
+func (w *Writer) commitLoop(committer int) {
 	defer w.wg.Done()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
-		batch, ok := w.nextBatch(timer)
+		batch, ok := w.nextBatch(committer, timer)
 		if !ok {
 			return
 		}
 		w.commitBatch(batch)
-		w.doneBatch()
+		w.doneBatch(committer)
 	}
 }
 
-// doneBatch records that a batch nextBatch gave out has been committed, and
-// wakes a committer that waits for it to end.
-func (w *Writer) doneBatch() {
+// doneBatch records that the committer's batch has been committed, and wakes a
+// committer that waits for it to end.
+func (w *Writer) doneBatch(committer int) {
 	w.mu.Lock()
-	w.inflight--
+	w.running[committer] = run{}
 	n := len(w.queue)
 	w.mu.Unlock()
 	if n > 0 {
