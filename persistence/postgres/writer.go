@@ -46,7 +46,8 @@ type WriterConfig struct {
 	// waits for company after its first mutation arrived (WRITE_BATCH_WAIT). Zero:
 	// it leaves at once; batches still form while every committer is busy.
 	BatchWait time.Duration
-	// Committers is the number of transactions in flight at once.
+	// Committers is the most transactions in flight at once; beside a large one
+	// another starts only as OverlapAfter says.
 	Committers int
 	// OverlapAfter is how long a large commit (overlapMinBatch mutations or more)
 	// runs alone before a free committer may start another beside it. A commit
