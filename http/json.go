@@ -39,6 +39,9 @@ func renderSuccess(data any, message string, page *userservice.Pagination) ([]by
 		if u := userOf(data); u != nil {
 			return appendUserEnvelope(make([]byte, 0, 1024), u, message, userservice.Now()), nil
 		}
+		if e := enrollmentOf(data); e != nil {
+			return appendEnrollmentEnvelope(make([]byte, 0, 512), e, message, userservice.Now()), nil
+		}
 		if prefs, ok := data.([]userservice.Preference); ok {
 			return appendPreferencesEnvelope(make([]byte, 0, 256+256*len(prefs)), prefs, message, userservice.Now()), nil
 		}
