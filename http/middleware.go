@@ -168,8 +168,7 @@ var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // limit, the handler, panic recovery, metrics and the log line.
 func (s *Server) run(ep *endpoint, h handlerFunc, fc *fasthttp.RequestCtx) {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(s.base, s.cfg.RequestTimeout)
-	defer cancel()
+	ctx := s.deadlines.context(start)
 	r := &request{
 		fc: fc, ctx: ctx, s: s,
 		requestID:     headerID(fc.Request.Header.Peek("X-Request-ID")),

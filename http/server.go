@@ -254,6 +254,7 @@ type Server struct {
 	// has let in-flight requests finish.
 	base       context.Context
 	cancelBase context.CancelFunc
+	deadlines  *requestDeadlines // the request contexts, children of base
 	// streams is cancelled when Shutdown starts: open event streams end then,
 	// rather than holding the shutdown until its deadline.
 	streams     context.Context
@@ -304,6 +305,7 @@ func NewServer(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		}
 	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
+	s.deadlines = newRequestDeadlines(s.base, c.RequestTimeout)
 	keys := jwtKeys{algorithms: c.JWTAlgorithms, secret: c.JWTSecret, publicKey: c.JWTPublicKey}
 	if c.JWKSURL != "" {
 		// The JWKS client's background refresh ends with the server (cancelBase).
