@@ -14,13 +14,7 @@ import (
 func appendEnrollmentEnvelope(b []byte, e *userservice.Enrollment, message string, now userservice.Time) []byte {
 	b = append(b, `{"success":true,"data":`...)
 	b = appendEnrollment(b, e)
-	if message != "" {
-		b = append(b, `,"message":`...)
-		b = appendJSONString(b, message)
-	}
-	b = append(b, `,"timestamp":"`...)
-	b = now.AppendWire(b)
-	return append(b, `"}`...)
+	return appendEnvelopeEnd(b, message, now)
 }
 
 func appendEnrollment(b []byte, e *userservice.Enrollment) []byte {

@@ -29,13 +29,7 @@ func appendPreferencesEnvelope(b []byte, prefs []userservice.Preference, message
 		}
 		b = append(b, ']')
 	}
-	if message != "" {
-		b = append(b, `,"message":`...)
-		b = appendJSONString(b, message)
-	}
-	b = append(b, `,"timestamp":"`...)
-	b = now.AppendWire(b)
-	return append(b, `"}`...)
+	return appendEnvelopeEnd(b, message, now)
 }
 
 func appendPreference(b []byte, p *userservice.Preference) []byte {

@@ -14,6 +14,12 @@ import (
 func appendUserEnvelope(b []byte, u *userservice.User, message string, now userservice.Time) []byte {
 	b = append(b, `{"success":true,"data":`...)
 	b = appendUser(b, u)
+	return appendEnvelopeEnd(b, message, now)
+}
+
+// appendEnvelopeEnd closes a success envelope whose data b ends with: the
+// message when there is one, and the timestamp, as successBody encodes them.
+func appendEnvelopeEnd(b []byte, message string, now userservice.Time) []byte {
 	if message != "" {
 		b = append(b, `,"message":`...)
 		b = appendJSONString(b, message)
