@@ -63,13 +63,7 @@ func appendUser(b []byte, u *userservice.User) []byte {
 	b = append(b, `,"profileCompleted":`...)
 	b = strconv.AppendBool(b, u.ProfileCompleted)
 	b = append(b, `,"lastActiveAt":`...)
-	if u.LastActiveAt == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '"')
-		b = u.LastActiveAt.AppendWire(b)
-		b = append(b, '"')
-	}
+	b = appendOptionalTime(b, u.LastActiveAt)
 	b = append(b, `,"createdAt":"`...)
 	b = u.CreatedAt.AppendWire(b)
 	b = append(b, `","updatedAt":"`...)
