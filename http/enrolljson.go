@@ -43,15 +43,6 @@ func appendEnrollment(b []byte, e *userservice.Enrollment) []byte {
 	return append(b, `"}`...)
 }
 
-func appendOptionalTime(b []byte, t *userservice.Time) []byte {
-	if t == nil {
-		return append(b, "null"...)
-	}
-	b = append(b, '"')
-	b = t.AppendWire(b)
-	return append(b, '"')
-}
-
 // appendFloat appends a finite float64 as encoding/json writes it: the shortest
 // decimal that reads back the same, in exponent form below 1e-6 and from 1e21
 // on, with a one-digit exponent where it fits (1e-07 becomes 1e-7). A progress
@@ -71,16 +62,4 @@ func appendFloat(b []byte, f float64) []byte {
 		}
 	}
 	return b
-}
-
-// enrollmentOf returns the enrollment data holds when it is one (the answers
-// the hand-written encoder covers), or nil.
-func enrollmentOf(data any) *userservice.Enrollment {
-	switch d := data.(type) {
-	case userservice.Enrollment:
-		return &d
-	case *userservice.Enrollment:
-		return d
-	}
-	return nil
 }

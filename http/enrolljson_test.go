@@ -53,8 +53,8 @@ func TestRenderSuccessUsesTheEnrollmentEncoder(t *testing.T) {
 	at := userservice.Now()
 	e := userservice.Enrollment{ID: userservice.NewID(), UserID: userservice.NewID(), CourseID: userservice.NewID(),
 		EnrollmentStatus: "active", Progress: 12.25, EnrolledAt: at, LastAccessedAt: &at, CreatedAt: at, UpdatedAt: at}
-	if enrollmentOf(e) == nil || enrollmentOf(&e) == nil || enrollmentOf([]userservice.Enrollment{e}) != nil {
-		t.Fatal("enrollmentOf does not tell an enrollment from other data")
+	if dataOf[userservice.Enrollment](e) == nil || dataOf[userservice.Enrollment](&e) == nil || dataOf[userservice.Enrollment]([]userservice.Enrollment{e}) != nil {
+		t.Fatal("dataOf does not tell an enrollment from other data")
 	}
 	got, err := renderSuccess(e, "Progress updated", nil)
 	if err != nil {

@@ -36,10 +36,10 @@ type errorBody struct {
 // renderSuccess encodes the success envelope around data.
 func renderSuccess(data any, message string, page *userservice.Pagination) ([]byte, error) {
 	if page == nil {
-		if u := userOf(data); u != nil {
+		if u := dataOf[userservice.User](data); u != nil {
 			return appendUserEnvelope(make([]byte, 0, 1024), u, message, userservice.Now()), nil
 		}
-		if e := enrollmentOf(data); e != nil {
+		if e := dataOf[userservice.Enrollment](data); e != nil {
 			return appendEnrollmentEnvelope(make([]byte, 0, 512), e, message, userservice.Now()), nil
 		}
 		if prefs, ok := data.([]userservice.Preference); ok {

@@ -73,6 +73,15 @@ func appendUser(b []byte, u *userservice.User) []byte {
 	return append(b, '}')
 }
 
+func appendOptionalTime(b []byte, t *userservice.Time) []byte {
+	if t == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '"')
+	b = t.AppendWire(b)
+	return append(b, '"')
+}
+
 func appendOptionalString(b []byte, s *string) []byte {
 	if s == nil {
 		return append(b, "null"...)
@@ -80,13 +89,13 @@ func appendOptionalString(b []byte, s *string) []byte {
 	return appendJSONString(b, *s)
 }
 
-// userOf returns the profile data holds when it is one (the answers the
-// hand-written encoder covers), or nil.
-func userOf(data any) *userservice.User {
+// dataOf returns the T that data holds, as a value or a pointer, or nil: the
+// answers a hand-written encoder covers (a user, an enrollment).
+func dataOf[T any](data any) *T {
 	switch d := data.(type) {
-	case userservice.User:
+	case T:
 		return &d
-	case *userservice.User:
+	case *T:
 		return d
 	}
 	return nil

@@ -74,7 +74,7 @@ const (
 
 // overlapMinBatch is the smallest running commit that a free committer does not
 // start beside at once (see WriterConfig.OverlapAfter). The batches of a loaded
-// service are larger (13-14 mutations in the closed-loop write benchmarks); at
+// service are larger (22-23 mutations in the closed-loop write benchmarks); at
 // 1,000 requests a second of the mix they hold 2 on average, and a write that
 // waited for the running commit to end added a third to the mix's p95.
 const overlapMinBatch = 8
